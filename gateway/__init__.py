@@ -1,0 +1,1 @@
+"""Switchboard's I/O shell: HTTP, storage, the bus, delivery, notifications and the CLI."""
