@@ -1,0 +1,377 @@
+"""The acceptance pipeline: PROTOCOL section 3's rules, in order, then one durable commit.
+
+Every envelope enters here, whether POSTed to `/v1/messages` or returned by an endpoint as a
+synchronous reply. The decisions are the pure cores' (`identity` verifies, `routing` routes,
+authorises and moves the task); this module fetches what they need, asks them in the
+protocol's order, and writes the result in one transaction. A refused envelope raises before
+anything is written, so it leaves no trace but the log line the HTTP layer writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from gateway.bus import Bus
+from gateway.clock import Clock
+from gateway.errors import ReplayConflict, UnknownSender
+from gateway.keyring import KeyCache
+from gateway.metrics import Metrics
+from gateway.policies import PolicyCache
+from gateway.store.conversations import (
+    Batch,
+    Conversations,
+    EnvelopeWrite,
+    ReplayCollision,
+    TaskChanged,
+    TaskWrite,
+)
+from gateway.store.directory import Directory
+from gateway.store.records import AgentRecord, StoredEnvelope, TaskRecord
+from identity.address import Address
+from identity.envelope import Envelope, check_size, parse, parse_json, verify
+from routing.errors import RateLimited, TaskNotFound, UnknownRecipient
+from routing.language import Candidate, Language
+from routing.policy import Party, check_contact
+from routing.ratelimit import Bucket, take
+from routing.router import Route, choose_recipient
+from routing.tasks import Control, Side, State, TERMINAL, transition
+
+log = structlog.get_logger(__name__)
+
+_COMMIT_ATTEMPTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The answer to an accepted envelope (`duplicate` when it repeats an earlier one)."""
+
+    answer: dict[str, Any]
+    duplicate: bool
+    envelope: Envelope | None = None
+    task: TaskRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What accepting one envelope will do, decided before anything is written."""
+
+    task: TaskRecord
+    expected_version: int | None
+    recipient: AgentRecord
+    events: tuple[tuple[str, dict[str, Any]], ...]
+    effect: str | None
+
+
+class Acceptance:
+    """Accepts envelopes. One instance per gateway process; safe for concurrent use."""
+
+    def __init__(
+        self,
+        *,
+        directory: Directory,
+        conversations: Conversations,
+        language: Language,
+        policies: PolicyCache,
+        keys: KeyCache,
+        bus: Bus,
+        clock: Clock,
+        metrics: Metrics,
+        new_id: Callable[[str], str],
+        rate_per_minute: int,
+        personal_to_personal: bool,
+        after_commit: Callable[[Accepted, _Plan | None], Any] | None = None,
+    ) -> None:
+        self._directory = directory
+        self._conversations = conversations
+        self._language = language
+        self._policies = policies
+        self._keys = keys
+        self._bus = bus
+        self._clock = clock
+        self._metrics = metrics
+        self._new_id = new_id
+        self._rate_per_minute = rate_per_minute
+        self._personal_to_personal = personal_to_personal
+        self._buckets: dict[tuple[str, str], Bucket] = {}
+        self._after_commit = after_commit
+
+    async def accept_bytes(self, body: bytes) -> Accepted:
+        """Rules 1-2 on the raw request body, then the rest."""
+        check_size(body)
+        return await self.accept_object(parse_json(body))
+
+    async def accept_object(self, obj: object) -> Accepted:
+        """Rules 2-7 on a parsed JSON value, then the commit."""
+        envelope = parse(obj)
+        structlog.contextvars.bind_contextvars(envelope_id=envelope.id, task_id=envelope.task)
+        now = self._clock.now()
+
+        sender = await self._directory.agent(str(envelope.sender))
+        if sender is None or sender.status != "active":
+            raise UnknownSender(
+                f"{envelope.sender} is not a registered agent: register it with POST /v1/agents"
+                " before sending",
+                address=str(envelope.sender),
+            )
+        verify(envelope, self._keys.states(sender), now)
+
+        prior = await self._conversations.by_replay_key(str(envelope.sender), envelope.id)
+        if prior is not None:
+            return self._repeat(prior, envelope)
+
+        for _ in range(_COMMIT_ATTEMPTS):
+            plan = await self._plan(envelope, sender, now)
+            try:
+                accepted = await self._commit(envelope, plan, now)
+            except TaskChanged:
+                await asyncio.sleep(0)
+                continue
+            except ReplayCollision:
+                prior = await self._conversations.by_replay_key(str(envelope.sender), envelope.id)
+                assert prior is not None
+                return self._repeat(prior, envelope)
+            if self._after_commit is not None:
+                await self._after_commit(accepted, plan)
+            return accepted
+        raise TaskChanged()
+
+    # Rule 5 ---------------------------------------------------------------------------------
+
+    def _repeat(self, prior: StoredEnvelope, envelope: Envelope) -> Accepted:
+        if prior.digest != envelope.digest or prior.answer is None:
+            raise ReplayConflict(
+                f"the envelope id {envelope.id} from {envelope.sender} was accepted before with"
+                " other content; give every new envelope a new id",
+                id=envelope.id,
+            )
+        return Accepted(answer={**prior.answer, "duplicate": True}, duplicate=True)
+
+    # Rules 6-7 ------------------------------------------------------------------------------
+
+    async def _plan(self, envelope: Envelope, sender: AgentRecord, now: datetime) -> _Plan:
+        task_and_version = (
+            await self._conversations.task_version(envelope.task) if envelope.task else None
+        )
+        if task_and_version is not None and sender.address not in (
+            task_and_version[0].initiator,
+            task_and_version[0].responder,
+        ):
+            task_and_version = None  # not a party: as if the task did not exist
+        if envelope.task is None:
+            recipient, route = await self._route_new(envelope)
+        else:
+            recipient = await self._resolve_in_task(envelope, task_and_version)
+            route = None
+
+        task_initiator = task_and_version[0].initiator if task_and_version else None
+        policy = await self._policies.for_brand(recipient.brand) if recipient.brand else None
+        check_contact(
+            _party(sender),
+            _party(recipient),
+            policy,
+            task_initiator,
+            personal_to_personal=self._personal_to_personal,
+        )
+        rate = policy.contact.rate_per_minute if policy else self._rate_per_minute
+        self._take_token(str(envelope.sender), recipient.brand or "*", rate, now)
+
+        if envelope.task is None:
+            assert route is not None
+            step = transition(None, Control.AGENT, envelope.act, Side.INITIATOR, now=now)
+            task = TaskRecord(
+                id=self._new_id("tsk"),
+                initiator=sender.address,
+                responder=recipient.address,
+                brand=recipient.brand,
+                state=str(step.state),
+                control=str(step.control),
+                created_at=now,
+                updated_at=now,
+                completed_at=None,
+                escalated=False,
+                confirmed=False,
+                resolved_by=None,
+                turns_without_progress=1,
+                route_why=route.why,
+            )
+            events = (
+                ("opened", {"by": sender.address, "responder": recipient.address, "why": route.why}),
+            )
+            return _Plan(task, None, recipient, events, step.effect)
+
+        if task_and_version is None:
+            raise TaskNotFound(
+                f"no task {envelope.task} that {envelope.sender} is a party of; start a new task"
+                " with task null",
+                task=envelope.task,
+            )
+        task, version = task_and_version
+        side = Side.INITIATOR if sender.address == task.initiator else Side.RESPONDER
+        step = transition(
+            State(task.state),
+            Control(task.control),
+            envelope.act,
+            side,
+            completed_at=task.completed_at,
+            now=now,
+        )
+        return self._planned_update(task, version, recipient, step, side, envelope, now)
+
+    def _planned_update(
+        self,
+        task: TaskRecord,
+        version: int,
+        recipient: AgentRecord,
+        step: Any,
+        side: Side,
+        envelope: Envelope,
+        now: datetime,
+    ) -> _Plan:
+        state, control = str(step.state), str(step.control)
+        events: list[tuple[str, dict[str, Any]]] = []
+        if state != task.state:
+            events.append(
+                ("state", {"from": task.state, "to": state, "act": envelope.act, "by": side.value})
+            )
+        if control != task.control:
+            events.append(("control", {"from": task.control, "to": control, "by": side.value}))
+        if step.effect:
+            events.append((str(step.effect), {"by": side.value, "envelope": envelope.id}))
+        completed_now = state == State.COMPLETED and task.state != State.COMPLETED
+        reopened = step.effect == "reopened"
+        updated = replace(
+            task,
+            state=state,
+            control=control,
+            updated_at=now,
+            completed_at=now if completed_now else (None if reopened else task.completed_at),
+            confirmed=task.confirmed or step.effect == "confirmed",
+            resolved_by=(
+                ("agent" if side == Side.RESPONDER else task.resolved_by)
+                if completed_now
+                else (None if reopened else task.resolved_by)
+            ),
+            turns_without_progress=(
+                0 if State(state) in TERMINAL else task.turns_without_progress + 1
+            ),
+        )
+        return _Plan(updated, version, recipient, tuple(events), step.effect)
+
+    async def _route_new(self, envelope: Envelope) -> tuple[AgentRecord, Route]:
+        if isinstance(envelope.to, Address):
+            recipient = await self._agent_or_404(str(envelope.to))
+            route = choose_recipient(str(envelope.to), envelope.text, (), None)
+            return recipient, route
+        agents = await self._directory.brand_agents(envelope.to)
+        if not agents:
+            raise UnknownRecipient(
+                f"no brand agent is registered under {envelope.to}; check the domain, or write"
+                " to an agent's full address",
+                to=envelope.to,
+            )
+        candidates = [
+            Candidate(a.address, a.description, a.skills, a.display_name) for a in agents
+        ]
+        choice = await self._language.route(envelope.text, candidates)
+        route = choose_recipient(envelope.to, envelope.text, candidates, choice)
+        chosen = next(a for a in agents if a.address == route.address)
+        return chosen, route
+
+    async def _resolve_in_task(
+        self, envelope: Envelope, found: tuple[TaskRecord, int] | None
+    ) -> AgentRecord:
+        to = str(envelope.to)
+        if found is None:
+            # Rule 6 still comes first: the recipient must at least exist.
+            if isinstance(envelope.to, Address):
+                return await self._agent_or_404(to)
+            agents = await self._directory.brand_agents(to)
+            if not agents:
+                raise UnknownRecipient(f"no brand agent is registered under {to}", to=to)
+            return agents[0]
+        task = found[0]
+        other = task.responder if str(envelope.sender) == task.initiator else task.initiator
+        other_domain = other.split("@", 1)[1]
+        if to != other and not (to == other_domain and str(envelope.sender) == task.initiator):
+            raise UnknownRecipient(
+                f"in task {task.id} your counterpart is {other}: address the envelope to it",
+                to=to,
+                expected=other,
+            )
+        return await self._agent_or_404(other)
+
+    async def _agent_or_404(self, address: str) -> AgentRecord:
+        agent = await self._directory.agent(address)
+        if agent is None or agent.status != "active":
+            raise UnknownRecipient(
+                f"{address} is not a registered agent; look it up with GET /v1/directory",
+                to=address,
+            )
+        return agent
+
+    def _take_token(self, sender: str, scope: str, rate: int, now: datetime) -> None:
+        key = (sender, scope)
+        bucket, retry_after = take(self._buckets.get(key), now.timestamp(), rate)
+        self._buckets[key] = bucket
+        if retry_after > 0:
+            raise RateLimited(
+                f"{sender} may send {rate} envelopes a minute here; retry after"
+                f" {retry_after:.1f} s",
+                retry_after=retry_after,
+            )
+
+    # The commit -----------------------------------------------------------------------------
+
+    async def _commit(self, envelope: Envelope, plan: _Plan, now: datetime) -> Accepted:
+        task = plan.task
+        answer = {
+            "id": envelope.id,
+            "task": task.id,
+            "task_state": task.state,
+            "control": task.control,
+            "duplicate": False,
+        }
+        recipient = plan.recipient
+        deliver = (recipient.address,) if recipient.endpoint_status == "active" else ()
+        batch = Batch(
+            now=now,
+            task=TaskWrite(task, plan.expected_version, plan.events),
+            envelopes=[
+                EnvelopeWrite(
+                    sender=str(envelope.sender),
+                    envelope_id=envelope.id,
+                    recipient=recipient.address,
+                    task_id=task.id,
+                    act=envelope.act,
+                    digest=envelope.digest,
+                    body=dict(envelope.raw),
+                    answer=answer,
+                    inbox_for=(recipient.address,),
+                    deliver_to=deliver,
+                )
+            ],
+        )
+        committed = await self._conversations.commit(batch)
+        self._metrics.accepted(envelope.act)
+        for agent, seq in committed.inbox:
+            await self._bus.publish(f"inbox.{agent}", str(seq).encode())
+        for pk, kind, _partition in committed.outbox:
+            await self._bus.publish(f"work.{kind}", str(pk).encode())
+        log.info(
+            "envelope.accepted",
+            act=envelope.act,
+            sender=str(envelope.sender),
+            recipient=recipient.address,
+            task_state=task.state,
+        )
+        return Accepted(answer=answer, duplicate=False, envelope=envelope, task=task)
+
+
+def _party(agent: AgentRecord) -> Party:
+    return Party(address=agent.address, kind=agent.kind, brand=agent.brand)  # type: ignore[arg-type]

@@ -1,0 +1,72 @@
+"""`switchboard serve` and `switchboard db upgrade`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from gateway.cli.output import CliError
+
+
+def register(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host", help="address to listen on (default SWITCHBOARD_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default SWITCHBOARD_PORT or 8420)")
+    serve.set_defaults(run=_serve)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    upgrade = db_commands.add_parser("upgrade", help="apply the schema migrations")
+    upgrade.set_defaults(run=_upgrade)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from gateway.config import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise CliError(str(exc)) from exc
+    changes = {}
+    if getattr(args, "host", None):
+        changes["host"] = args.host
+    if getattr(args, "port", None):
+        changes["port"] = args.port
+    return settings.with_overrides(**changes) if changes else settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from gateway.app import build_app
+    from gateway.logs import configure
+
+    settings = _settings(args)
+    configure(settings.log_format, settings.log_level)
+    print(f"switchboard: serving {settings.domain} on http://{settings.host}:{settings.port}",
+          flush=True)
+    try:
+        web.run_app(build_app(settings), host=settings.host, port=settings.port, print=None,
+                    access_log=None)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from exc
+    return 0
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from gateway.store.database import create_engine, migrate
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> None:
+        engine = create_engine(settings.sqlalchemy_url)
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    print("switchboard: the schema is up to date")
+    return 0

@@ -1,0 +1,92 @@
+"""What every handler shares: the services (by `web.AppKey`), body parsing into the edge
+models, the principal, and JSON responses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from gateway.acceptance import Acceptance
+from gateway.bus import Bus
+from gateway.clock import Clock
+from gateway.config import Settings
+from gateway.errors import RequestInvalid
+from gateway.http.auth import Authenticator
+from gateway.inbox import InboxHub
+from gateway.keyring import KeyCache
+from gateway.metrics import Metrics
+from gateway.policies import PolicyCache
+from gateway.registry import Registry
+from gateway.store.conversations import Conversations
+from gateway.store.directory import Directory
+from identity.keys import PrivateKey
+from routing.language import Language
+from routing.policy import Principal
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything handlers use, built once by `gateway.app.build_app`."""
+
+    settings: Settings
+    clock: Clock
+    directory: Directory
+    conversations: Conversations
+    acceptance: Acceptance
+    auth: Authenticator
+    keys: KeyCache
+    policies: PolicyCache
+    registry: Registry
+    language: Language
+    bus: Bus
+    inbox: InboxHub
+    metrics: Metrics
+    gateway_key: PrivateKey
+    ready: Any  # async () -> dict[str, bool]
+
+
+SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+async def principal(request: web.Request) -> Principal:
+    return await services(request).auth.principal(request)
+
+
+async def read_json(request: web.Request) -> Any:
+    """The JSON body, or a `schema_invalid` problem saying why it is not JSON."""
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestInvalid(f"the body is not JSON: {exc}") from exc
+
+
+async def read_model(request: web.Request, model: type[M]) -> M:
+    """Parse the JSON body into `model`, turning every failure into a `schema_invalid` problem
+    that names the member and what is wrong with it."""
+    data = await read_json(request)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise RequestInvalid(f"{where}: {first['msg']}", member=where) from exc
+
+
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(value, ensure_ascii=False, separators=(",", ":")),
+        content_type="application/json",
+        headers=headers,
+    )

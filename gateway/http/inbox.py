@@ -1,0 +1,86 @@
+"""The inbox: poll, long-poll (`wait` up to 30 s) and a resumable Server-Sent Events stream."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from gateway.errors import RequestInvalid
+from gateway.http.context import json_response, principal, services
+from gateway.http.routes import Route
+from routing.errors import Unauthorized
+from routing.policy import Action, Principal, Target, authorize
+
+_MAX_WAIT_S = 30.0
+_MAX_LIMIT = 500
+HEARTBEAT_S = 15.0
+
+
+def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise RequestInvalid(f"{name} must be a number, got {raw!r}", member=name) from exc
+    if not low <= value <= high:
+        raise RequestInvalid(f"{name} must be from {low:g} to {high:g}, got {raw}", member=name)
+    return value
+
+
+async def _reader(request: web.Request) -> Principal:
+    who = await principal(request)
+    if not who.address:
+        raise Unauthorized("the inbox is read by an agent: send its JWT as the bearer token")
+    authorize(who, Action.READ_INBOX, Target(agent=who.address, agent_brand=who.brand))
+    return who
+
+
+async def read_inbox(request: web.Request) -> web.Response:
+    who = await _reader(request)
+    after = int(_number(request, "after", 0, 0, 2**62))
+    limit = int(_number(request, "limit", 100, 1, _MAX_LIMIT))
+    wait = _number(request, "wait", 0, 0, _MAX_WAIT_S)
+    assert who.address is not None
+    items = await services(request).inbox.read(who.address, after, limit, wait)
+    return json_response(
+        {"items": [item.view() for item in items], "next": items[-1].seq if items else after}
+    )
+
+
+async def stream_inbox(request: web.Request) -> web.StreamResponse:
+    who = await _reader(request)
+    assert who.address is not None
+    resume = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
+    try:
+        after = int(resume)
+    except ValueError as exc:
+        raise RequestInvalid(f"Last-Event-ID must be a seq number, got {resume!r}") from exc
+    heartbeat = _number(request, "heartbeat", HEARTBEAT_S, 0.05, 60)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    await response.write(b"retry: 1000\n\n")
+    async for item in services(request).inbox.follow(who.address, after, heartbeat):
+        if item is None:
+            await response.write(b": heartbeat\n\n")
+            continue
+        data = json.dumps(item.view(), ensure_ascii=False, separators=(",", ":"))
+        await response.write(f"id: {item.seq}\nevent: envelope\ndata: {data}\n\n".encode())
+    return response
+
+
+ROUTES = (
+    Route("GET", "/v1/inbox", read_inbox, "Envelopes for the calling agent, in seq order", "agent",
+          tag="inbox", query=("after", "limit", "wait")),
+    Route("GET", "/v1/inbox/stream", stream_inbox,
+          "The inbox as Server-Sent Events; Last-Event-ID resumes", "agent", tag="inbox",
+          stream=True, query=("after", "heartbeat")),
+)

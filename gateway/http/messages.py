@@ -1,0 +1,37 @@
+"""`POST /v1/messages`: an envelope in, 202 with the task's state out (200 for a repeat)."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from aiohttp import web
+
+from gateway.http.context import json_response, services
+from gateway.http.routes import Route
+
+log = structlog.get_logger(__name__)
+
+
+async def post_message(request: web.Request) -> web.Response:
+    svc = services(request)
+    started = time.perf_counter()
+    try:
+        body = await request.read()
+        accepted = await svc.acceptance.accept_bytes(body)
+    except Exception as exc:
+        code = getattr(exc, "code", None)
+        if isinstance(code, str):
+            svc.metrics.refused(code)
+            # The audit line: the only trace a refused envelope leaves.
+            log.info("envelope.refused", code=code, detail=getattr(exc, "detail", ""))
+        raise
+    finally:
+        svc.metrics.observe_latency(time.perf_counter() - started)
+    return json_response(accepted.answer, status=200 if accepted.duplicate else 202)
+
+
+ROUTES = (
+    Route("POST", "/v1/messages", post_message, "Submit a signed envelope", "envelope", ok=202,
+          tag="messages"),
+)

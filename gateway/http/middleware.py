@@ -1,0 +1,45 @@
+"""Request middleware: a request id on every log line and response, and errors as problems."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import structlog
+from aiohttp import web
+
+from gateway.errors import GatewayError
+from gateway.http.problems import from_error, from_http_exception, problem_response
+from identity.errors import IdentityError
+from routing.errors import RoutingError
+
+log = structlog.get_logger(__name__)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    incoming = request.headers.get("X-Request-Id", "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        response = await handler(request)
+    except (IdentityError, RoutingError, GatewayError) as exc:
+        response = from_error(exc)
+        if response.status >= 500:
+            log.warning("request.unavailable", code=exc.code, detail=exc.detail)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = from_http_exception(exc)
+    except Exception:
+        log.exception("request.failed", method=request.method, path=request.path)
+        response = problem_response(
+            "internal",
+            f"the gateway failed on this request; quote request id {request_id} to its operator",
+        )
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request_id
+    return response

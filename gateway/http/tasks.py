@@ -1,0 +1,91 @@
+"""Tasks: one task with its history, and lists for parties and brand staff."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.clock import iso
+from gateway.errors import RequestInvalid
+from gateway.http.context import json_response, principal, services
+from gateway.http.routes import Route
+from gateway.store.records import TaskRecord
+from routing.errors import Forbidden, TaskNotFound
+from routing.policy import Action, Principal, Role, Target, authorize
+from routing.tasks import Control, State
+
+
+def task_view(task: TaskRecord) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "state": task.state,
+        "control": task.control,
+        "initiator": task.initiator,
+        "responder": task.responder,
+        "brand": task.brand,
+        "created_at": iso(task.created_at),
+        "updated_at": iso(task.updated_at),
+        "completed_at": iso(task.completed_at) if task.completed_at else None,
+        "escalated": task.escalated,
+        "confirmed": task.confirmed,
+        "resolved_by": task.resolved_by,
+        "route_why": task.route_why,
+    }
+
+
+def _target(task: TaskRecord) -> Target:
+    return Target(brand=task.brand, task_parties=frozenset({task.initiator, task.responder}))
+
+
+async def get_task(request: web.Request) -> web.Response:
+    svc = services(request)
+    task = await svc.conversations.task(request.match_info["id"])
+    who = await principal(request)
+    if task is None:
+        raise TaskNotFound(f"no task {request.match_info['id']}")
+    try:
+        authorize(who, Action.READ_TASK, _target(task))
+    except Forbidden as exc:
+        # Tasks you may not see are reported as missing: their ids are not to be probed.
+        raise TaskNotFound(f"no task {task.id} that you may read") from exc
+    view = task_view(task)
+    view["history"] = await svc.conversations.history(task.id)
+    view["events"] = await svc.conversations.events(task.id)
+    view["escalations"] = []
+    view["outcome"] = None
+    return json_response(view)
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    svc = services(request)
+    who = await principal(request)
+    state = request.query.get("state") or None
+    control = request.query.get("control") or None
+    if state is not None and state not in {s.value for s in State}:
+        raise RequestInvalid(f"state must be one of {', '.join(s.value for s in State)}")
+    if control is not None and control not in {c.value for c in Control}:
+        raise RequestInvalid("control must be agent or human")
+    authorize(who, Action.LIST_TASKS, Target(agent=who.address, brand=who.brand,
+                                              agent_brand=who.brand))
+    tasks = await svc.conversations.list_tasks(
+        **_scope(who), state=state, control=control, limit=200
+    )
+    return json_response({"items": [task_view(task) for task in tasks]})
+
+
+def _scope(who: Principal) -> dict[str, str | None]:
+    if who.role == Role.ADMIN:
+        return {}
+    if who.role in (Role.BRAND_ADMIN, Role.OPERATOR):
+        return {"brand": who.brand}
+    return {"party": who.address}
+
+
+ROUTES = (
+    Route("GET", "/v1/tasks/{id}", get_task,
+          "A task: state, control, parties, history, escalations, outcome", "agent-or-token",
+          tag="tasks"),
+    Route("GET", "/v1/tasks", list_tasks, "Tasks you are a party of, or your brand's",
+          "agent-or-token", tag="tasks", query=("state", "control")),
+)

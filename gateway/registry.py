@@ -1,0 +1,146 @@
+"""Registration: brands, agents and their keys, with the checks the protocol asks for.
+
+Handlers authenticate and parse; this module decides what a registration means (which domain
+an address may live under, how a personal agent proves it holds its key) and writes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.clock import Clock
+from gateway.endpoints import EndpointGuard
+from gateway.errors import NotFound, RequestInvalid
+from gateway.store.directory import Directory
+from gateway.store.records import AgentRecord, BrandRecord
+from identity.address import parse_address, parse_domain
+from identity.envelope import KeyState
+from identity.errors import TokenInvalid
+from identity.keys import PublicKey
+from identity.tokens import hash_token, new_opaque_token, verify_agent_token
+from routing.errors import Forbidden, Unauthorized
+from routing.policy import DEFAULT_POLICY, Principal, Role, policy_to_json
+
+
+@dataclass(frozen=True, slots=True)
+class NewAgent:
+    address: str
+    kind: str
+    display_name: str
+    description: str
+    skills: tuple[str, ...]
+    keys: tuple[Mapping[str, Any], ...]
+    endpoint_url: str | None
+
+
+class Registry:
+    def __init__(
+        self,
+        *,
+        directory: Directory,
+        clock: Clock,
+        endpoints: EndpointGuard,
+        gateway_domain: str,
+        personal_domain: str,
+    ) -> None:
+        self._directory = directory
+        self._clock = clock
+        self._endpoints = endpoints
+        self._gateway_domain = gateway_domain
+        self._personal_domain = personal_domain
+
+    async def create_brand(self, domain: str, display_name: str) -> tuple[BrandRecord, str]:
+        """Create a brand and its first brand-admin token (returned once, stored hashed)."""
+        domain = parse_domain(domain)
+        if domain in (self._gateway_domain, self._personal_domain):
+            raise Forbidden(f"{domain} is the gateway's own domain and cannot be a brand")
+        token = new_opaque_token()
+        brand = await self._directory.create_brand(
+            domain, display_name.strip(), policy_to_json(DEFAULT_POLICY), hash_token(token),
+            self._clock.now(),
+        )
+        return brand, token
+
+    async def register_agent(
+        self, principal: Principal, agent: NewAgent, proof: str | None
+    ) -> AgentRecord:
+        address = parse_address(agent.address)
+        keys = [(PublicKey.from_jwk(jwk)) for jwk in agent.keys]
+        if len({key.kid for key in keys}) != len(keys):
+            raise RequestInvalid("keys: the same key is listed twice", member="keys")
+        if agent.kind == "brand":
+            brand = await self._directory.brand(address.domain)
+            if brand is None:
+                raise NotFound(
+                    f"no brand {address.domain}: an admin creates it with POST /v1/brands first",
+                    domain=address.domain,
+                )
+            if principal.role not in (Role.ADMIN, Role.BRAND_ADMIN) or (
+                principal.role == Role.BRAND_ADMIN and principal.brand != address.domain
+            ):
+                if principal.role == Role.ANONYMOUS:
+                    raise Unauthorized("registering a brand agent takes its brand admin's token")
+                raise Forbidden(f"only {address.domain}'s brand admin registers its agents")
+            brand_domain: str | None = address.domain
+        else:
+            if address.domain != self._personal_domain:
+                raise Forbidden(
+                    f"personal agents live under {self._personal_domain}, not {address.domain}"
+                )
+            self._check_possession(str(address), keys, proof)
+            brand_domain = None
+        if agent.endpoint_url is not None:
+            await self._endpoints.check_registration(agent.endpoint_url)
+        return await self._directory.register_agent(
+            address=str(address),
+            kind=agent.kind,
+            brand=brand_domain,
+            display_name=agent.display_name,
+            description=agent.description,
+            skills=agent.skills,
+            endpoint_url=agent.endpoint_url,
+            keys=[(key.kid, key.jwk) for key in keys],
+            now=self._clock.now(),
+        )
+
+    def _check_possession(self, address: str, keys: Sequence[PublicKey], proof: str | None) -> None:
+        if proof is None:
+            raise Unauthorized(
+                "a personal agent proves it holds its key: send 'Authorization: Bearer <JWT>'"
+                " signed by one of the keys you register (iss = sub = your address)"
+            )
+        states = {key.kid: KeyState(key) for key in keys}
+        try:
+            claims = verify_agent_token(proof, states, self._gateway_domain, self._clock.now())
+        except TokenInvalid as exc:
+            raise Unauthorized(f"the proof of possession failed: {exc.detail}") from exc
+        if claims.address != address:
+            raise Unauthorized(f"the proof is for {claims.address}, not {address}")
+
+    async def update_agent(self, address: str, changes: dict[str, Any]) -> AgentRecord:
+        if changes.get("endpoint_url"):
+            await self._endpoints.check_registration(changes["endpoint_url"])
+        return await self._directory.update_agent(address, changes, self._clock.now())
+
+    async def add_key(self, address: str, jwk: Mapping[str, Any]) -> tuple[AgentRecord, bool]:
+        key = PublicKey.from_jwk(jwk)
+        added = await self._directory.add_key(address, key.kid, key.jwk, self._clock.now())
+        agent = await self._directory.agent(address)
+        assert agent is not None
+        return agent, added
+
+    async def revoke_key(self, address: str, kid: str) -> AgentRecord:
+        agent = await self._directory.agent(address)
+        if agent is None:
+            raise NotFound(f"no agent {address}")
+        active = [key for key in agent.keys if key.status == "active"]
+        if len(active) == 1 and active[0].kid == kid:
+            raise Forbidden(
+                "this is the agent's last active key: add the new key first, then revoke this one"
+            )
+        await self._directory.revoke_key(address, kid, self._clock.now())
+        found = await self._directory.agent(address)
+        assert found is not None
+        return found

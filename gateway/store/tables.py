@@ -1,0 +1,204 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations create exactly this.
+
+The database is the source of truth. Ordering guarantees are constraints, not hope:
+- an envelope is unique per (sender, envelope id): that pair is the replay memory;
+- an inbox item is unique per (agent, seq), and `seq` comes from the agent's row in
+  `inbox_heads`, updated in the same transaction, so concurrent writers serialise per agent and
+  readers never see a gap fill in later;
+- outbox rows are ordered by their integer id within a partition (one endpoint).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC, whatever the backend keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored: pass an aware UTC datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for ids that grow.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+brands = Table(
+    "brands",
+    metadata,
+    Column("domain", String(253), primary_key=True),
+    Column("display_name", String(200), nullable=False),
+    Column("policy", Text, nullable=False),
+    Column("policy_version", Integer, nullable=False, default=1),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("role", String(20), nullable=False),
+    Column("brand", String(253), ForeignKey("brands.domain"), nullable=True),
+    Column("subject", String(320), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("address", String(320), nullable=False, unique=True),
+    Column("kind", String(10), nullable=False),
+    Column("brand", String(253), ForeignKey("brands.domain"), nullable=True),
+    Column("display_name", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("skills", Text, nullable=False),
+    Column("endpoint_url", Text, nullable=True),
+    Column("endpoint_status", String(20), nullable=True),
+    Column("endpoint_note", Text, nullable=True),
+    Column("status", String(20), nullable=False, default="active"),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+Index("ix_agents_brand", agents.c.brand, agents.c.id)
+
+agent_keys = Table(
+    "agent_keys",
+    metadata,
+    Column("agent", String(320), ForeignKey("agents.address"), primary_key=True),
+    Column("kid", String(64), primary_key=True),
+    Column("jwk", Text, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("initiator", String(320), nullable=False),
+    Column("responder", String(320), nullable=False),
+    Column("brand", String(253), nullable=True),
+    Column("state", String(20), nullable=False),
+    Column("control", String(10), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("completed_at", UtcDateTime(), nullable=True),
+    Column("escalated", Boolean, nullable=False, default=False),
+    Column("confirmed", Boolean, nullable=False, default=False),
+    Column("resolved_by", String(10), nullable=True),
+    Column("turns_without_progress", Integer, nullable=False, default=0),
+    Column("route_why", Text, nullable=True),
+    Column("version", Integer, nullable=False, default=1),
+)
+Index("ix_tasks_initiator", tasks.c.initiator, tasks.c.updated_at)
+Index("ix_tasks_responder", tasks.c.responder, tasks.c.updated_at)
+Index("ix_tasks_brand", tasks.c.brand, tasks.c.state)
+
+envelopes = Table(
+    "envelopes",
+    metadata,
+    Column("pk", Id, primary_key=True, autoincrement=True),
+    Column("sender", String(320), nullable=False),
+    Column("envelope_id", String(64), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("task_id", String(40), nullable=True),
+    Column("act", String(10), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("answer", Text, nullable=True),
+    Column("accepted_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("sender", "envelope_id", name="uq_envelopes_replay"),
+)
+Index("ix_envelopes_task", envelopes.c.task_id, envelopes.c.pk)
+
+task_events = Table(
+    "task_events",
+    metadata,
+    Column("pk", Id, primary_key=True, autoincrement=True),
+    Column("task_id", String(40), ForeignKey("tasks.id"), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("data", Text, nullable=False),
+)
+Index("ix_task_events_task", task_events.c.task_id, task_events.c.pk)
+
+inbox_heads = Table(
+    "inbox_heads",
+    metadata,
+    Column("agent", String(320), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("agent", String(320), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("envelope_pk", Id, ForeignKey("envelopes.pk"), nullable=False),
+    Column("task_id", String(40), nullable=True),
+    Column("task_state", String(20), nullable=True),
+    Column("task_control", String(10), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("pk", Id, primary_key=True, autoincrement=True),
+    Column("public_id", String(40), nullable=False, unique=True),
+    Column("kind", String(20), nullable=False),
+    Column("partition", String(400), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("last_error", Text, nullable=True),
+)
+Index("ix_outbox_pending", outbox.c.status, outbox.c.partition, outbox.c.pk)
