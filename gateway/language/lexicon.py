@@ -1,0 +1,257 @@
+"""A concept lexicon for customer-service English: many ways of saying one thing.
+
+An agent card says "shipping and delivery"; a customer says "where's my parcel". Both sides
+are mapped onto the same concepts, so the ranking compares meanings rather than spellings.
+Entries are written as people type them and stemmed when the lexicon is compiled; a phrase of
+several words is matched before its parts, and its words are then consumed. Each entry has a
+weight: specific words (`parcel`) count fully, vague ones (`reset`, `fail`) less, and a few
+phrases map to no concept at all to stop a misleading part matching (`on hold` is not luggage).
+
+The concepts cover the domains a brand's support usually splits into (orders, delivery,
+billing, refunds, returns, warranty, accounts, sign-in, subscriptions, privacy, marketing
+e-mail, technical troubleshooting, set-up, connectivity, status lights, firmware, sound) and,
+so the lexicon is not tuned to one brand, travel (bookings, changes, seats, check-in, luggage,
+loyalty, special assistance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.language.text import Token, stem, words
+
+_STRONG, _MID, _WEAK = 1.0, 0.7, 0.4
+
+CONCEPTS: dict[str, dict[float, str]] = {
+    "order": {
+        _STRONG: "order|orders|ordered|purchase|purchased|bought",
+        _WEAK: "buy|item|product",
+    },
+    "delivery": {
+        _STRONG: "delivery|deliver|delivered|shipping|ship|shipped|shipment|parcel|package|"
+        "courier|tracking|track|tracking number|dispatch|dispatched|postage|in transit|"
+        "postman|arrive|arrived|arrival|not arrived|hasn't arrived|didn't arrive|"
+        "never arrived|never came|never turned up|send it|sent it",
+        _MID: "late|delay|delayed|received|receive|neighbour|doorstep|post|missing|"
+        "lost|box|where is my|where's my|wheres my",
+    },
+    "returns": {
+        _STRONG: "return|returns|returned|returning|send back|send it back|sending back|"
+        "sent back|return label|didnt come with|didn't come with|came without|missing from the box|"
+        "not included|exchange|swap|wrong colour|wrong color|wrong size|"
+        "wrong item|wrong model|wrong product|don't fit|doesn't fit|dont fit|doesnt fit|"
+        "return policy",
+        _MID: "scratched|dented|crushed|damaged|faulty|come with|comes with|came with",
+    },
+    "refund": {
+        _STRONG: "refund|refunds|refunded|money back|reimburse|reimbursement|repay|"
+        "compensation|credit back|paid back|get my money",
+        _MID: "money",
+    },
+    "billing": {
+        _STRONG: "invoice|invoices|bill|billing|billed|receipt|payment|payments|pay|paid|"
+        "statement|vat|overcharged|fare|fares|double charged|charged twice|credit card|"
+        "debit card",
+        _MID: "charge|charged|charges|charging|card|price|cost|costs|fee|fees|expensive|expenses|transaction",
+    },
+    "warranty": {
+        _STRONG: "warranty|guarantee|guaranteed|replacement|replace|defective|covered",
+        _MID: "faulty|broke|broken",
+    },
+    "account": {
+        _STRONG: "account|accounts|profile|username|user name|my details|account details|"
+        "account settings|phone number|email address|e-mail address|personal details",
+        _MID: "settings|setting|address|name",
+    },
+    "signin": {
+        _STRONG: "sign in|signin|sign-in|log in|login|logon|log on|logging in|signing in|"
+        "password|passwords|passcode|credentials|locked out|two factor|two-factor|2fa|"
+        "verification code|authentication|reset link|reset email|forgot my password",
+        _MID: "sign into|log into|disabled",
+    },
+    "subscription": {
+        _STRONG: "subscription|subscriptions|subscribe|subscribed|premium|membership|"
+        "renew|renewal|renewed|downgrade|trial|plan|monthly plan|plus plan",
+        _MID: "pause",
+    },
+    "privacy": {
+        _STRONG: "privacy|private|personal data|my data|data|gdpr|delete|deletion|erase|"
+        "advertisers|advertising|share my|shared|third parties|information you hold|"
+        "data you hold|listening history|close my account|delete my account",
+        _MID: "history|information|cookies",
+    },
+    "marketing": {
+        _STRONG: "newsletter|newsletters|marketing|promotion|promotions|promotional|promo|"
+        "unsubscribe|spam|mailing list|email preferences|emails|e-mails|emailing|"
+        "stop emailing|stop sending",
+        _MID: "email|e-mail|preferences|offers",
+    },
+    "troubleshooting": {
+        _STRONG: "troubleshooting|troubleshoot|not working|doesn't work|doesnt work|"
+        "won't work|wont work|stopped working|won't play|wont play|won't turn on|"
+        "wont turn on|doesn't turn on|doesnt turn on|not turn on|no power|reboot|"
+        "reboots|restart|restarts|keeps restarting|crash|crashes|freeze|freezes|frozen|"
+        "bricked|dead|factory reset|malfunction|glitch",
+        _MID: "stuck|error|fault|fails|failing|failed|fail|turn on|turns off",
+        _WEAK: "reset|problem|issue|broken|broke",
+    },
+    "setup": {
+        _STRONG: "setup|set up|setting up|install|installation|configure|configuration|"
+        "hdmi|optical|cable|stereo pair|surround|wall mount|mount|group speakers|"
+        "device setup",
+        _MID: "app|second speaker|tv|television|connect to my tv",
+    },
+    "connectivity": {
+        _STRONG: "wifi|wi-fi|wireless|network|router|bluetooth|pair|pairing|paired|"
+        "connectivity|connection|disconnect|disconnects|disconnecting|disconnected|"
+        "internet|offline|signal|airplay|chromecast|conect|connect|connecting",
+        _MID: "drops|dropping|dropped|drop|stream|streaming|spotify|find my speaker",
+    },
+    "lights": {
+        _STRONG: "light|lights|led|status light|status lights|blinking|blink|blinks|"
+        "flashing|flash|flashes|glowing|pulsing",
+        _MID: "orange|amber|red|green|white|blue|solid",
+    },
+    "firmware": {
+        _STRONG: "firmware|firmware update|software update|software version|update|"
+        "updates|updated|updating|upgrade firmware|latest version|newer version",
+        _MID: "software|version",
+    },
+    "sound": {
+        _STRONG: "sound|sounds|audio|bass|treble|volume|distorted|distortion|crackling|"
+        "crackle|buzzing|buzz|hum|humming|muffled|noise|noisy|static|echo|out of sync|"
+        "lip sync|no sound|sound quality|hear|quiet|loud|tinny",
+        _MID: "music|play|playing|voice|dialogue",
+    },
+    "device": {
+        _WEAK: "speaker|speakers|soundbar|soundbars|subwoofer|sub woofer|headphones|remote|"
+        "device|devices",
+    },
+    "booking": {
+        _STRONG: "booking|bookings|book|booked|reservation|reserve|reserved|ticket|tickets|"
+        "itinerary|new booking|return flight|my trip|trip|flight booking",
+        _MID: "flight|flights|fly|flying|travel date",
+    },
+    "change": {
+        _STRONG: "change my flight|changing flights|rebook|rebooked|reschedule|move my flight|"
+        "change the date|change my booking|different flight|earlier flight|later flight|"
+        "next flight|change the name|name change",
+        _MID: "change|changes|changing|move|date",
+    },
+    "cancellation": {
+        _STRONG: "cancel|cancellation|cancellations|cancelled|canceled|cancelling|canceling",
+    },
+    "seat": {
+        _STRONG: "seat|seats|seat selection|window seat|aisle|legroom|upgrade|business class|"
+        "first class|economy|sit together|seats together",
+    },
+    "checkin": {
+        _STRONG: "check in|check-in|checkin|checking in|online check in|boarding pass|"
+        "boarding passes|boarding|gate",
+    },
+    "baggage": {
+        _STRONG: "baggage|luggage|suitcase|suitcases|bag|bags|checked bag|cabin bag|"
+        "hand luggage|carry on|carry-on|hold luggage|backpack|holdall|kilos|kg|"
+        "weight limit|allowance|allowed on board|excess baggage|baggage claim|lost bag|"
+        "luggage claim",
+        _MID: "allowed|size|dimensions|heavy|overweight|collected|carousel",
+    },
+    "damage": {
+        _STRONG: "damaged|damage|ripped|torn|smashed|wheel off|broken handle|cracked|dented",
+        _MID: "broke|broken|scratched",
+    },
+    "sports_equipment": {
+        _STRONG: "golf|golf clubs|ski|skis|snowboard|bike|bicycle|surfboard|sports equipment|"
+        "equipment|clubs",
+    },
+    "miles": {
+        _STRONG: "miles|mile|points|frequent flyer|frequent flier|skymiles|loyalty|rewards|"
+        "reward|redeem|award|miles balance|credited|earn",
+        _MID: "balance|partner|partners|member",
+    },
+    "tier": {
+        _STRONG: "tier|tiers|gold|silver|platinum|elite|status level|gold status",
+    },
+    "assistance": {
+        _STRONG: "wheelchair|mobility|disability|disabled|special assistance|reduced mobility|"
+        "blind|deaf|walking frame|crutches|help getting to the gate",
+        _MID: "assistance|assist",
+    },
+    "pets": {
+        _STRONG: "pet|pets|dog|dogs|cat|cats|puppy|kitten|animal|animals|service animal",
+    },
+    "medical": {
+        _STRONG: "medical|medication|medicine|insulin|diabetic|diabetes|pregnant|pregnancy|"
+        "oxygen|doctor|allergy|allergic|condition|conditions|epilepsy|surgery",
+    },
+    "minors": {
+        _STRONG: "unaccompanied|minor|minors|child travelling alone|flying alone|"
+        "travelling alone|traveling alone|year old|child|children|kid|kids",
+        _MID: "alone|son|daughter|teenager",
+    },
+    "meals": {
+        _STRONG: "meal|meals|food|vegan|vegetarian|gluten|gluten-free|halal|kosher|dietary|"
+        "diet|nut allergy|special meal",
+    },
+    "": {
+        _STRONG: "on hold|hold music|in person|connect me|connect us|put me through|real person|customer service|member of staff|"
+        "set up by|thank you|that fixed it|fixed it|it worked|that worked",
+    },
+}
+"""concept -> {weight: "phrase|phrase|…"}; the empty concept blocks misleading matches."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One concept found in a text: which words said it and how strongly."""
+
+    concept: str
+    surface: str
+    weight: float
+
+
+def _stems(phrase: str) -> tuple[str, ...]:
+    return tuple(stem(w) for w in words(phrase))
+
+
+class Lexicon:
+    """The compiled lexicon: stemmed phrases, longest first, mapped to concepts."""
+
+    def __init__(self, concepts: dict[str, dict[float, str]] | None = None) -> None:
+        table: dict[tuple[str, ...], tuple[str, float]] = {}
+        for concept, by_weight in (concepts or CONCEPTS).items():
+            for weight, alternatives in by_weight.items():
+                for phrase in alternatives.split("|"):
+                    key = _stems(phrase)
+                    if key and (key not in table or table[key][1] < weight):
+                        table[key] = (concept, weight)
+        self._table = table
+        self._longest = max(len(k) for k in table)
+        self.vocabulary = frozenset(s for key in table for s in key if len(s) >= 4)
+
+    def hits(self, tokens: Sequence[Token]) -> tuple[list[Hit], list[bool]]:
+        """Concept hits in `tokens`, and which tokens a phrase consumed."""
+        stems = [t.stem for t in tokens]
+        used = [False] * len(tokens)
+        found: list[Hit] = []
+        i = 0
+        while i < len(stems):
+            for size in range(min(self._longest, len(stems) - i), 0, -1):
+                entry = self._table.get(tuple(stems[i : i + size]))
+                if entry is None:
+                    continue
+                concept, weight = entry
+                if concept:
+                    surface = " ".join(t.surface for t in tokens[i : i + size])
+                    found.append(Hit(concept, surface, weight))
+                for j in range(i, i + size):
+                    used[j] = True
+                i += size
+                break
+            else:
+                i += 1
+        return found, used
+
+
+DEFAULT_LEXICON = Lexicon()

@@ -1,0 +1,163 @@
+"""Ranking brand agents against a message: concepts and words, weighted like TF-IDF.
+
+Each agent is profiled once from its card: the concepts and word stems of each skill phrase
+and of its description (and its address's local part, which brands name for the topic:
+`orders@`). A message is scored against every profile: a concept or word counts by how
+strongly the message says it, by how rare it is among the agents (the BM25 inverse document
+frequency, normalised so a concept only one agent has counts 1), and by where the agent says
+it: a skill counts twice a description. Concepts outweigh bare words, because the lexicon
+already knows the many ways a customer says them. The brand's own name says nothing about
+which of its agents fits, so it is ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.language.lexicon import DEFAULT_LEXICON, Lexicon
+from gateway.language.text import Token, correct, is_content, stem, tokens
+from routing.language import Candidate, RouteChoice
+
+SKILL_WEIGHT = 2.0
+DESCRIPTION_WEIGHT = 1.0
+WORD_FACTOR = 0.5
+MAX_QUERY_WEIGHT = 1.5
+ROUTE_THRESHOLD = 0.75
+"""The least score that routes: one concept said plainly in one agent's skills scores 2, a
+vague word in a description 0.2-0.5, in a skill 0.8; below this the message says nothing about a topic."""
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What a text says: concept -> (weight, words that said it), and content word stems."""
+
+    concepts: dict[str, tuple[float, tuple[str, ...]]]
+    stems: dict[str, str]  # stem -> a surface form, for explanations
+
+
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    candidate: Candidate
+    concepts: dict[str, tuple[float, str]]  # concept -> (field weight, the field's text)
+    stems: dict[str, tuple[float, str]]
+
+
+def features(
+    text: str, lexicon: Lexicon = DEFAULT_LEXICON, vocabulary: frozenset[str] = frozenset()
+) -> Features:
+    """Concepts and content words of `text`, with typos corrected against `vocabulary`."""
+    toks = [_corrected(t, vocabulary) for t in tokens(text)]
+    hits, used = lexicon.hits(toks)
+    concepts: dict[str, tuple[float, tuple[str, ...]]] = {}
+    for hit in hits:
+        weight, surfaces = concepts.get(hit.concept, (0.0, ()))
+        if hit.surface not in surfaces:
+            surfaces = (*surfaces, hit.surface)
+        concepts[hit.concept] = (min(weight + hit.weight, MAX_QUERY_WEIGHT), surfaces)
+    stems = {t.stem: t.surface for t, u in zip(toks, used, strict=True) if not u and is_content(t)}
+    return Features(concepts, stems)
+
+
+def _corrected(token: Token, vocabulary: frozenset[str]) -> Token:
+    if not vocabulary or not is_content(token):
+        return token
+    fixed = correct(token.stem, vocabulary)
+    return Token(token.surface, fixed) if fixed else token
+
+
+def _brand_words(address: str) -> set[str]:
+    domain = address.rpartition("@")[2]
+    labels = domain.split(".")[:-1] if "." in domain else [domain]
+    return {stem(part) for label in labels for part in label.split("-") if part}
+
+
+class Ranker:
+    """Scores messages against a set of candidates; build one per candidate set."""
+
+    def __init__(self, candidates: Sequence[Candidate], lexicon: Lexicon = DEFAULT_LEXICON) -> None:
+        self._lexicon = lexicon
+        self._profiles = [self._profile(c) for c in candidates]
+        vocab = set(lexicon.vocabulary)
+        for p in self._profiles:
+            vocab.update(s for s in p.stems if len(s) >= 4)
+        self._vocabulary = frozenset(vocab)
+        n = len(self._profiles)
+        df: dict[str, int] = defaultdict(int)
+        for p in self._profiles:
+            for key in {*(f"c:{c}" for c in p.concepts), *(f"w:{s}" for s in p.stems)}:
+                df[key] += 1
+        top = _bm25_idf(n, 1)
+        self._idf = {key: _bm25_idf(n, d) / top for key, d in df.items()}
+
+    def _profile(self, candidate: Candidate) -> _Profile:
+        fields = [(skill, SKILL_WEIGHT) for skill in candidate.skills]
+        fields += [(candidate.description, DESCRIPTION_WEIGHT)]
+        fields += [(candidate.display_name, DESCRIPTION_WEIGHT)]
+        fields += [(candidate.address.partition("@")[0], DESCRIPTION_WEIGHT)]
+        brand = _brand_words(candidate.address)
+        concepts: dict[str, tuple[float, str]] = {}
+        stems: dict[str, tuple[float, str]] = {}
+        for text, weight in fields:
+            if not text:
+                continue
+            f = features(text, self._lexicon)
+            for concept in f.concepts:
+                if concepts.get(concept, (0.0, ""))[0] < weight:
+                    concepts[concept] = (weight, text)
+            for s in f.stems:
+                if s not in brand and stems.get(s, (0.0, ""))[0] < weight:
+                    stems[s] = (weight, text)
+        return _Profile(candidate, concepts, stems)
+
+    def rank(self, text: str) -> list[RouteChoice]:
+        """Every candidate with its score and the reasons, best first (stable on ties)."""
+        query = features(text, self._lexicon, self._vocabulary)
+        scored = [(self._score(p, query), i, p) for i, p in enumerate(self._profiles)]
+        scored.sort(key=lambda item: (-item[0][0], item[1]))
+        return [
+            RouteChoice(p.candidate.address, round(score, 4), why) for (score, why), _, p in scored
+        ]
+
+    def route(self, text: str) -> RouteChoice:
+        """The best candidate, or `address=None` when no candidate reaches the threshold."""
+        ranked = self.rank(text)
+        if not ranked:
+            return RouteChoice(None, 0.0, "no candidates to choose from")
+        best = ranked[0]
+        if best.score < ROUTE_THRESHOLD:
+            said = "no topic words" if best.score == 0 else f"too little ({best.why})"
+            return RouteChoice(None, best.score, f"nothing fits: {said}")
+        if len(ranked) > 1 and ranked[1].score == best.score:
+            return RouteChoice(
+                best.address, best.score, f"{best.why} (tied with {ranked[1].address})"
+            )
+        return best
+
+    def _score(self, profile: _Profile, query: Features) -> tuple[float, str]:
+        score = 0.0
+        reasons: list[tuple[float, str]] = []
+        for concept, (weight, surfaces) in query.concepts.items():
+            if concept not in profile.concepts:
+                continue
+            field_weight, field = profile.concepts[concept]
+            part = weight * field_weight * self._idf[f"c:{concept}"]
+            score += part
+            said = ", ".join(f"'{s}'" for s in surfaces)
+            reasons.append((part, f"{concept} ({said}) ~ '{field}'"))
+        for s, surface in query.stems.items():
+            if s not in profile.stems:
+                continue
+            field_weight, field = profile.stems[s]
+            part = WORD_FACTOR * field_weight * self._idf[f"w:{s}"]
+            score += part
+            reasons.append((part, f"word '{surface}' ~ '{field}'"))
+        reasons.sort(key=lambda r: -r[0])
+        why = "; ".join(r for _, r in reasons) if reasons else "no matching terms"
+        return score, why
+
+
+def _bm25_idf(n: int, df: int) -> float:
+    return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
