@@ -160,7 +160,7 @@ def parse_examples(lines: Iterable[str], source: str = "<input>") -> list[Exampl
             continue
         try:
             item = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise DatasetError(f"{source}:{number}: not valid JSON ({exc.msg})") from exc
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             raise DatasetError(f'{source}:{number}: expected an object with a "text" string')

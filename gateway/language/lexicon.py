@@ -53,7 +53,8 @@ CONCEPTS: dict[str, dict[float, str]] = {
         _STRONG: "invoice|invoices|bill|billing|billed|receipt|payment|payments|pay|paid|"
         "statement|vat|overcharged|fare|fares|double charged|charged twice|credit card|"
         "debit card",
-        _MID: "charge|charged|charges|charging|card|price|cost|costs|fee|fees|expensive|expenses|transaction",
+        _MID: "charge|charged|charges|charging|card|price|cost|costs|fee|fees|expensive|"
+        "expenses|transaction",
     },
     "warranty": {
         _STRONG: "warranty|guarantee|guaranteed|replacement|replace|defective|covered",
@@ -195,7 +196,8 @@ CONCEPTS: dict[str, dict[float, str]] = {
         "diet|nut allergy|special meal",
     },
     "": {
-        _STRONG: "on hold|hold music|in person|connect me|connect us|put me through|real person|customer service|member of staff|"
+        _STRONG: "on hold|hold music|in person|connect me|connect us|put me through|"
+        "real person|customer service|member of staff|"
         "set up by|thank you|that fixed it|fixed it|it worked|that worked",
     },
 }

@@ -27,7 +27,7 @@ WORD_FACTOR = 0.5
 MAX_QUERY_WEIGHT = 1.5
 ROUTE_THRESHOLD = 0.75
 """The least score that routes: one concept said plainly in one agent's skills scores 2, a
-vague word in a description 0.2-0.5, in a skill 0.8; below this the message says nothing about a topic."""
+vague word 0.2-0.5 in a description and 0.8 in a skill; below this the message names no topic."""
 
 
 @dataclass(frozen=True, slots=True)

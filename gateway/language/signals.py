@@ -23,7 +23,7 @@ from routing.language import Turn
 
 _DET = r"(?:(?:a|an|the|some|one of your|your|a real|an actual|a live) )?"
 _STRONG = (
-    r"(?:(?:real|actual|live|proper|human) )?"
+    r"(?:(?:real|actual|live|proper|human) )?(?:(?:customer )?(?:service|support|care) )?"
     r"(?:human beings?|humans?|persons?|real people|representatives?|reps?|operators?|"
     r"supervisors?|managers?|staff members?|members? of (?:staff|your team|the team)|"
     r"employees?|advis[eo]rs?|human agents?|live agents?|real agents?)"
