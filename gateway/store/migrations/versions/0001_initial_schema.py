@@ -2,7 +2,6 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 06:19:47.935708
 """
 
 from __future__ import annotations
@@ -82,6 +81,7 @@ def upgrade() -> None:
     sa.Column('resolved_by', sa.String(length=10), nullable=True),
     sa.Column('turns_without_progress', sa.Integer(), nullable=False),
     sa.Column('route_why', sa.Text(), nullable=True),
+    sa.Column('version', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tasks'))
     )
     with op.batch_alter_table('tasks', schema=None) as batch_op:
@@ -115,6 +115,8 @@ def upgrade() -> None:
     sa.Column('seq', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('envelope_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('task_id', sa.String(length=40), nullable=True),
+    sa.Column('task_state', sa.String(length=20), nullable=True),
+    sa.Column('task_control', sa.String(length=10), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['envelope_pk'], ['envelopes.pk'], name=op.f('fk_inbox_envelope_pk')),
     sa.PrimaryKeyConstraint('agent', 'seq', name=op.f('pk_inbox'))
