@@ -15,6 +15,7 @@ from gateway.cli.output import CliError
 
 _COMMAND_MODULES = (
     "gateway.cli.identity",
+    "gateway.cli.language",
 )
 
 
