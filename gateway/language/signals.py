@@ -199,7 +199,7 @@ def _content(text: str) -> set[str]:
 def _repeated_question(text: str, history: Sequence[Turn]) -> str | None:
     """The earlier turn (by the same side) that `text` repeats, if any."""
     mine = _content(text)
-    if len(mine) < 3:
+    if len(mine) < 2:
         return None
     for turn in history:
         if turn.side not in ("initiator", ""):
