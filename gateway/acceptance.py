@@ -40,7 +40,7 @@ from routing.language import Candidate, Language
 from routing.policy import Party, check_contact
 from routing.ratelimit import Bucket, take
 from routing.router import Route, choose_recipient
-from routing.tasks import Control, Side, State, TERMINAL, transition
+from routing.tasks import TERMINAL, Control, Side, State, transition
 
 log = structlog.get_logger(__name__)
 
@@ -201,7 +201,10 @@ class Acceptance:
                 route_why=route.why,
             )
             events = (
-                ("opened", {"by": sender.address, "responder": recipient.address, "why": route.why}),
+                (
+                    "opened",
+                    {"by": sender.address, "responder": recipient.address, "why": route.why},
+                ),
             )
             return _Plan(task, None, recipient, events, step.effect)
 
@@ -275,9 +278,7 @@ class Acceptance:
                 " to an agent's full address",
                 to=envelope.to,
             )
-        candidates = [
-            Candidate(a.address, a.description, a.skills, a.display_name) for a in agents
-        ]
+        candidates = [Candidate(a.address, a.description, a.skills, a.display_name) for a in agents]
         choice = await self._language.route(envelope.text, candidates)
         route = choose_recipient(envelope.to, envelope.text, candidates, choice)
         chosen = next(a for a in agents if a.address == route.address)

@@ -202,9 +202,7 @@ def _admin_token_hash(settings: Settings, announce: Callable[[str], None]) -> st
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(token + "\n")
-    announce(
-        f"switchboard: admin token (shown once; also kept in {path}):\n{token}"
-    )
+    announce(f"switchboard: admin token (shown once; also kept in {path}):\n{token}")
     return hash_token(token)
 
 

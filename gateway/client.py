@@ -92,7 +92,9 @@ class StaffClient(_Http):
 
     async def create_brand(self, domain: str, display_name: str) -> dict[str, Any]:
         return await self.call(  # type: ignore[no-any-return]
-            "POST", "/v1/brands", token=self.token,
+            "POST",
+            "/v1/brands",
+            token=self.token,
             body={"domain": domain, "display_name": display_name},
         )
 
@@ -127,7 +129,9 @@ class StaffClient(_Http):
         return await self.call("GET", path, token=self.token, params=params or None)
 
     async def post(self, path: str, body: Any = None) -> Any:
-        return await self.call("POST", path, token=self.token, body=body if body is not None else {})
+        return await self.call(
+            "POST", path, token=self.token, body=body if body is not None else {}
+        )
 
 
 class AgentClient(_Http):
@@ -210,14 +214,19 @@ class AgentClient(_Http):
 
     async def inbox(self, after: int = 0, limit: int = 100, wait: float = 0) -> dict[str, Any]:
         return await self.call(  # type: ignore[no-any-return]
-            "GET", "/v1/inbox", token=self.token(),
-            params={"after": after, "limit": limit, "wait": wait}, timeout=wait + 30,
+            "GET",
+            "/v1/inbox",
+            token=self.token(),
+            params={"after": after, "limit": limit, "wait": wait},
+            timeout=wait + 30,
         )
 
     async def task(self, task_id: str) -> dict[str, Any]:
         return await self.call("GET", f"/v1/tasks/{task_id}", token=self.token())  # type: ignore[no-any-return]
 
-    async def stream(self, after: int = 0, heartbeat: float = 15.0) -> AsyncIterator[dict[str, Any]]:
+    async def stream(
+        self, after: int = 0, heartbeat: float = 15.0
+    ) -> AsyncIterator[dict[str, Any]]:
         """Follow the inbox as Server-Sent Events, from `after` (Last-Event-ID), forever."""
         headers = {"Authorization": f"Bearer {self.token()}", "Last-Event-ID": str(after)}
         async with self.session.get(

@@ -121,9 +121,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             retry_budget_s=_float(
                 "DELIVERY_RETRY_BUDGET", get("DELIVERY_RETRY_BUDGET"), 86400.0, 1.0, 30 * 86400.0
             ),
-            allow_private=_networks(
-                "ALLOW_PRIVATE_ENDPOINTS", get("ALLOW_PRIVATE_ENDPOINTS")
-            ),
+            allow_private=_networks("ALLOW_PRIVATE_ENDPOINTS", get("ALLOW_PRIVATE_ENDPOINTS")),
         ),
         language=LanguageSettings(
             kind=_choice("LANGUAGE", get("LANGUAGE"), ("rules", "openai"), "rules"),  # type: ignore[arg-type]

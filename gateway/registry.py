@@ -58,7 +58,10 @@ class Registry:
             raise Forbidden(f"{domain} is the gateway's own domain and cannot be a brand")
         token = new_opaque_token()
         brand = await self._directory.create_brand(
-            domain, display_name.strip(), policy_to_json(DEFAULT_POLICY), hash_token(token),
+            domain,
+            display_name.strip(),
+            policy_to_json(DEFAULT_POLICY),
+            hash_token(token),
             self._clock.now(),
         )
         return brand, token

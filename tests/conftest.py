@@ -98,7 +98,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Harness]:
         yield harness
 
 
-class start_gateway:  # noqa: N801 - used as `async with start_gateway(...)`
+class start_gateway:
     """Start a gateway for the length of an `async with` block."""
 
     def __init__(self, settings: Settings, overrides: Overrides | None = None) -> None:
@@ -123,5 +123,3 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: the shared folder lies beside the repository in CI")
     return path
-
-

@@ -16,6 +16,7 @@ from gateway.cli.output import CliError
 _COMMAND_MODULES = (
     "gateway.cli.identity",
     "gateway.cli.serve",
+    "gateway.cli.language",
 )
 
 

@@ -11,7 +11,9 @@ from gateway.cli.output import CliError
 
 def register(commands: Any) -> None:
     serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("--host", help="address to listen on (default SWITCHBOARD_HOST or 127.0.0.1)")
+    serve.add_argument(
+        "--host", help="address to listen on (default SWITCHBOARD_HOST or 127.0.0.1)"
+    )
     serve.add_argument("--port", type=int, help="port (default SWITCHBOARD_PORT or 8420)")
     serve.set_defaults(run=_serve)
 
@@ -44,11 +46,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     configure(settings.log_format, settings.log_level)
-    print(f"switchboard: serving {settings.domain} on http://{settings.host}:{settings.port}",
-          flush=True)
+    print(
+        f"switchboard: serving {settings.domain} on http://{settings.host}:{settings.port}",
+        flush=True,
+    )
     try:
-        web.run_app(build_app(settings), host=settings.host, port=settings.port, print=None,
-                    access_log=None)
+        web.run_app(
+            build_app(settings), host=settings.host, port=settings.port, print=None, access_log=None
+        )
     except OSError as exc:
         raise CliError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from exc
     return 0

@@ -46,7 +46,9 @@ class Authenticator:
         scheme, _, credential = header.partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
-            raise Unauthorized("send 'Authorization: Bearer <token>' (an sbt_ token or an agent JWT)")
+            raise Unauthorized(
+                "send 'Authorization: Bearer <token>' (an sbt_ token or an agent JWT)"
+            )
         if credential.startswith("sbt_"):
             return await self._opaque(credential)
         return await self._agent(credential)

@@ -44,10 +44,30 @@ async def get_policy(request: web.Request) -> web.Response:
 
 
 ROUTES = (
-    Route("POST", "/v1/brands", create_brand, "Create a brand and its brand-admin token",
-          "token", body=BrandCreate, ok=201, tag="brands"),
-    Route("PUT", "/v1/brands/{domain}/policy", put_policy,
-          "Set the brand's contact policy, rate limit and escalation rules", "token", tag="brands"),
-    Route("GET", "/v1/brands/{domain}/policy", get_policy, "Read the brand's policy", "token",
-          tag="brands"),
+    Route(
+        "POST",
+        "/v1/brands",
+        create_brand,
+        "Create a brand and its brand-admin token",
+        "token",
+        body=BrandCreate,
+        ok=201,
+        tag="brands",
+    ),
+    Route(
+        "PUT",
+        "/v1/brands/{domain}/policy",
+        put_policy,
+        "Set the brand's contact policy, rate limit and escalation rules",
+        "token",
+        tag="brands",
+    ),
+    Route(
+        "GET",
+        "/v1/brands/{domain}/policy",
+        get_policy,
+        "Read the brand's policy",
+        "token",
+        tag="brands",
+    ),
 )

@@ -83,7 +83,9 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         raise RequestInvalid(f"{where}: {first['msg']}", member=where) from exc
 
 
-def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    value: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
         status=status,
         text=json.dumps(value, ensure_ascii=False, separators=(",", ":")),

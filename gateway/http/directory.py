@@ -36,6 +36,13 @@ async def search(request: web.Request) -> web.Response:
 
 
 ROUTES = (
-    Route("GET", "/v1/directory", search, "Brand agents ranked for a plain-English query",
-          "none", tag="directory", query=("q", "domain")),
+    Route(
+        "GET",
+        "/v1/directory",
+        search,
+        "Brand agents ranked for a plain-English query",
+        "none",
+        tag="directory",
+        query=("q", "domain"),
+    ),
 )

@@ -78,9 +78,23 @@ async def stream_inbox(request: web.Request) -> web.StreamResponse:
 
 
 ROUTES = (
-    Route("GET", "/v1/inbox", read_inbox, "Envelopes for the calling agent, in seq order", "agent",
-          tag="inbox", query=("after", "limit", "wait")),
-    Route("GET", "/v1/inbox/stream", stream_inbox,
-          "The inbox as Server-Sent Events; Last-Event-ID resumes", "agent", tag="inbox",
-          stream=True, query=("after", "heartbeat")),
+    Route(
+        "GET",
+        "/v1/inbox",
+        read_inbox,
+        "Envelopes for the calling agent, in seq order",
+        "agent",
+        tag="inbox",
+        query=("after", "limit", "wait"),
+    ),
+    Route(
+        "GET",
+        "/v1/inbox/stream",
+        stream_inbox,
+        "The inbox as Server-Sent Events; Last-Event-ID resumes",
+        "agent",
+        tag="inbox",
+        stream=True,
+        query=("after", "heartbeat"),
+    ),
 )

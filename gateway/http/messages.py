@@ -32,6 +32,13 @@ async def post_message(request: web.Request) -> web.Response:
 
 
 ROUTES = (
-    Route("POST", "/v1/messages", post_message, "Submit a signed envelope", "envelope", ok=202,
-          tag="messages"),
+    Route(
+        "POST",
+        "/v1/messages",
+        post_message,
+        "Submit a signed envelope",
+        "envelope",
+        ok=202,
+        tag="messages",
+    ),
 )

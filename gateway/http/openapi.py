@@ -31,9 +31,7 @@ def document(routes: Iterable[Route], version: str) -> dict[str, Any]:
             "responses": {
                 str(route.ok): {
                     "description": "OK",
-                    "content": {
-                        "text/event-stream" if route.stream else "application/json": {}
-                    },
+                    "content": {"text/event-stream" if route.stream else "application/json": {}},
                 },
                 "default": {
                     "description": "An RFC 9457 problem",
@@ -56,24 +54,33 @@ def document(routes: Iterable[Route], version: str) -> dict[str, Any]:
             operation["parameters"] = parameters
         if route.body is not None:
             name = route.body.__name__
-            schemas[name] = route.body.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas[name] = route.body.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
             for sub_name, sub in schemas[name].pop("$defs", {}).items():
                 schemas[sub_name] = sub
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+                "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}
+                },
             }
         elif route.auth == "envelope":
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}},
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}
+                },
             }
             schemas["Envelope"] = _ENVELOPE
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Switchboard gateway", "version": version,
-                 "description": "Protocol switchboard/1: see PROTOCOL.md."},
+        "info": {
+            "title": "Switchboard gateway",
+            "version": version,
+            "description": "Protocol switchboard/1: see PROTOCOL.md.",
+        },
         "paths": paths,
         "components": {
             "schemas": schemas,
@@ -108,8 +115,19 @@ _ENVELOPE = {
         "to": {"type": "string"},
         "task": {"type": ["string", "null"]},
         "reply_to": {"type": ["string", "null"]},
-        "act": {"enum": ["say", "ask", "resolve", "escalate", "reject", "fail", "cancel",
-                         "confirm", "status"]},
+        "act": {
+            "enum": [
+                "say",
+                "ask",
+                "resolve",
+                "escalate",
+                "reject",
+                "fail",
+                "cancel",
+                "confirm",
+                "status",
+            ]
+        },
         "created_at": {"type": "string", "format": "date-time"},
         "expires_at": {"type": ["string", "null"], "format": "date-time"},
         "body": {"type": "object"},

@@ -26,14 +26,19 @@ async def healthz(_request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     checks = await services(request).ready()
     ok = all(checks.values())
-    return json_response({"status": "ready" if ok else "unavailable", "checks": checks},
-                         status=200 if ok else 503)
+    return json_response(
+        {"status": "ready" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
     text = await services(request).metrics.render()
-    return web.Response(text=text, content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+    return web.Response(
+        text=text,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -44,8 +49,9 @@ async def openapi(request: web.Request) -> web.Response:
 
 ROUTES = (
     Route("GET", "/healthz", healthz, "Liveness", "none", tag="operations"),
-    Route("GET", "/readyz", readyz, "Readiness: database and bus reachable", "none",
-          tag="operations"),
+    Route(
+        "GET", "/readyz", readyz, "Readiness: database and bus reachable", "none", tag="operations"
+    ),
     Route("GET", "/metrics", metrics, "Prometheus metrics", "none", tag="operations"),
     Route("GET", "/openapi.json", openapi, "This document", "none", tag="operations"),
 )

@@ -66,8 +66,9 @@ async def list_tasks(request: web.Request) -> web.Response:
         raise RequestInvalid(f"state must be one of {', '.join(s.value for s in State)}")
     if control is not None and control not in {c.value for c in Control}:
         raise RequestInvalid("control must be agent or human")
-    authorize(who, Action.LIST_TASKS, Target(agent=who.address, brand=who.brand,
-                                              agent_brand=who.brand))
+    authorize(
+        who, Action.LIST_TASKS, Target(agent=who.address, brand=who.brand, agent_brand=who.brand)
+    )
     tasks = await svc.conversations.list_tasks(
         **_scope(who), state=state, control=control, limit=200
     )
@@ -83,9 +84,21 @@ def _scope(who: Principal) -> dict[str, str | None]:
 
 
 ROUTES = (
-    Route("GET", "/v1/tasks/{id}", get_task,
-          "A task: state, control, parties, history, escalations, outcome", "agent-or-token",
-          tag="tasks"),
-    Route("GET", "/v1/tasks", list_tasks, "Tasks you are a party of, or your brand's",
-          "agent-or-token", tag="tasks", query=("state", "control")),
+    Route(
+        "GET",
+        "/v1/tasks/{id}",
+        get_task,
+        "A task: state, control, parties, history, escalations, outcome",
+        "agent-or-token",
+        tag="tasks",
+    ),
+    Route(
+        "GET",
+        "/v1/tasks",
+        list_tasks,
+        "Tasks you are a party of, or your brand's",
+        "agent-or-token",
+        tag="tasks",
+        query=("state", "control"),
+    ),
 )

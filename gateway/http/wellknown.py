@@ -18,8 +18,16 @@ async def well_known(request: web.Request) -> web.Response:
             "domain": settings.domain,
             "personal_domain": settings.personal_domain,
             "gateway": settings.gateway_address,
-            "jwks": {"keys": [{**svc.gateway_key.public.jwk, "kid": svc.gateway_key.kid,
-                               "alg": "EdDSA", "use": "sig"}]},
+            "jwks": {
+                "keys": [
+                    {
+                        **svc.gateway_key.public.jwk,
+                        "kid": svc.gateway_key.kid,
+                        "alg": "EdDSA",
+                        "use": "sig",
+                    }
+                ]
+            },
             "limits": {
                 "max_request_bytes": MAX_REQUEST_BYTES,
                 "max_text_bytes": MAX_TEXT_BYTES,
@@ -34,6 +42,12 @@ async def well_known(request: web.Request) -> web.Response:
 
 
 ROUTES = (
-    Route("GET", "/.well-known/switchboard", well_known,
-          "Protocol, domains, the gateway's JWKS and limits", "none", tag="discovery"),
+    Route(
+        "GET",
+        "/.well-known/switchboard",
+        well_known,
+        "Protocol, domains, the gateway's JWKS and limits",
+        "none",
+        tag="discovery",
+    ),
 )

@@ -39,8 +39,8 @@ _REQUESTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     for name, pattern in (
         (
             "talk",
-            rf"\b(?:talk|speak|chat|discuss|explain|deal|handle|sort)\w*(?: \w+){{0,4}}? "
-            rf"(?:to|with|by) {_DET}{_ANY}\b",
+            r"\b(?:talk|speak|chat|discuss|explain|deal|handle|sort|have a word)\w*"
+            rf"(?: \w+){{0,4}}? (?:to|with|by) {_DET}{_ANY}\b",
         ),
         (
             "transfer",
@@ -126,7 +126,7 @@ _ANGER = re.compile(
     r"hopeless|nightmare|scam|shambles|absurd|unbelievable|fed up|sick of|sick and tired|"
     r"tired of|had enough|enough is enough|enough with|enough of|wtf|for gods sake|"
     r"waste of (?:my )?(?:time|money)|not good enough|(?:is a|what a|beyond a|a total) joke|"
-    r"joke of a|fuming|disgusted|pissed|damn|bloody|sort it out|get your act together)\b"
+    r"joke of a|not happy|unhappy|disgusted|pissed|damn|bloody|sort it out|get your act together)\b"
 )
 _CALM = re.compile(r"\b(?:not|no|never|isnt|wasnt|arent|im not|not at all|not too)\W+(?:\w+\W+)?$")
 _FRUSTRATION_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
@@ -199,7 +199,7 @@ def _content(text: str) -> set[str]:
 def _repeated_question(text: str, history: Sequence[Turn]) -> str | None:
     """The earlier turn (by the same side) that `text` repeats, if any."""
     mine = _content(text)
-    if len(mine) < 3:
+    if len(mine) < 2:
         return None
     for turn in history:
         if turn.side not in ("initiator", ""):

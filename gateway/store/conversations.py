@@ -176,9 +176,7 @@ class Conversations:
                     .order_by(task_events.c.pk)
                 )
             ).all()
-        return [
-            {"at": iso(row.at), "kind": row.kind, **json.loads(row.data)} for row in rows
-        ]
+        return [{"at": iso(row.at), "kind": row.kind, **json.loads(row.data)} for row in rows]
 
     async def list_tasks(
         self,
@@ -236,9 +234,7 @@ class Conversations:
 
     async def inbox_depth(self) -> int:
         async with self._engine.connect() as conn:
-            return int(
-                (await conn.execute(select(func.count()).select_from(inbox))).scalar_one()
-            )
+            return int((await conn.execute(select(func.count()).select_from(inbox))).scalar_one())
 
     async def envelope(self, pk: int) -> StoredEnvelope | None:
         async with self._engine.connect() as conn:

@@ -163,7 +163,9 @@ class Directory:
             ).all()
         return [_agent(row, ()) for row in rows]
 
-    async def all_brand_agents(self, domain: str | None = None, limit: int = 500) -> list[AgentRecord]:
+    async def all_brand_agents(
+        self, domain: str | None = None, limit: int = 500
+    ) -> list[AgentRecord]:
         async with self._engine.connect() as conn:
             query = select(agents).where(
                 and_(agents.c.kind == "brand", agents.c.status == "active")
@@ -173,7 +175,9 @@ class Directory:
             rows = (await conn.execute(query.order_by(agents.c.id).limit(limit))).all()
         return [_agent(row, ()) for row in rows]
 
-    async def update_agent(self, address: str, changes: dict[str, Any], now: datetime) -> AgentRecord:
+    async def update_agent(
+        self, address: str, changes: dict[str, Any], now: datetime
+    ) -> AgentRecord:
         values: dict[str, Any] = {"updated_at": now}
         for name in ("display_name", "description"):
             if name in changes:

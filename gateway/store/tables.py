@@ -40,7 +40,6 @@ metadata = MetaData(
 )
 
 
-
 class UtcDateTime(TypeDecorator[datetime]):
     """A timestamp that is always timezone-aware UTC, whatever the backend keeps."""
 

@@ -25,8 +25,9 @@ async def test_personal_agent_opens_task_by_domain_and_brand_answers(gateway):
     asked = await support.send(alice.address, "Slow or fast blinking?", act="ask", task=task)
     assert asked["task_state"] == "input-required"
     await alice.send("acme.example", "Fast.", task=task)
-    done = await support.send(alice.address, "Hold the button 10 s to reset.", act="resolve",
-                              task=task)
+    done = await support.send(
+        alice.address, "Hold the button 10 s to reset.", act="resolve", task=task
+    )
     assert done["task_state"] == "completed"
     items = (await alice.inbox())["items"]
     assert [item["envelope"]["act"] for item in items] == ["ask", "resolve"]

@@ -1,0 +1,79 @@
+"""Quality floors of the rule-based adapter on labelled sets it was not tuned on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.language.catalog import load_catalog
+from gateway.language.evaluation import Report, evaluate, load_examples
+from gateway.language.rules import RulesLanguage
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path(__file__).parents[3] / "shared" / "language"
+ACME = DATA / "acme_catalog.json"
+AIRLINE = DATA / "airline_catalog.json"
+
+SETS = {
+    "acme_holdout": (DATA / "acme_holdout.jsonl", ACME),
+    "airline_holdout": (DATA / "airline_holdout.jsonl", AIRLINE),
+    "acme_tuning": (DATA / "acme_tuning.jsonl", ACME),
+    "airline_tuning": (DATA / "airline_tuning.jsonl", AIRLINE),
+}
+
+
+async def _report(name: str) -> Report:
+    examples, catalog = SETS[name]
+    return await evaluate(RulesLanguage(), load_examples(examples), load_catalog(catalog))
+
+
+def _assert_floors(report: Report) -> None:
+    detail = "\n".join(report.misses)
+    assert report.route_accuracy >= 0.85, detail
+    assert report.wants_human.f1 >= 0.9, detail
+    assert report.wants_human.precision >= 0.95, detail
+    assert report.frustrated.f1 >= 0.75, detail
+
+
+@pytest.mark.parametrize("name", sorted(SETS))
+async def test_rules_meet_quality_floors(name: str) -> None:
+    """On each labelled set (two brands, holdout and tuning) the rules meet every target."""
+    _assert_floors(await _report(name))
+
+
+async def test_rules_meet_floors_on_all_sets_pooled() -> None:
+    """Pooled over both brands' holdout sets, the floors hold with room to spare on routing."""
+    language = RulesLanguage()
+    correct = routed = 0
+    for name in ("acme_holdout", "airline_holdout"):
+        examples, catalog = SETS[name]
+        report = await evaluate(language, load_examples(examples), load_catalog(catalog))
+        correct += report.route_correct
+        routed += report.routed_items
+    assert routed >= 80
+    assert correct / routed >= 0.9
+
+
+@pytest.mark.skipif(not (SHARED / "dev.jsonl").exists(), reason="shared sample not present")
+async def test_rules_meet_floors_on_shared_sample() -> None:
+    """The shared sample (dev.jsonl with its catalog) also meets the floors."""
+    report = await evaluate(
+        RulesLanguage(),
+        load_examples(SHARED / "dev.jsonl"),
+        load_catalog(SHARED / "catalog.json"),
+    )
+    _assert_floors(report)
+
+
+def test_sets_are_wide_enough() -> None:
+    """The labelled sets hold at least 180 lines, every label kind, and both brands."""
+    examples = [e for path, _ in SETS.values() for e in load_examples(path)]
+    assert len(examples) >= 180
+    assert sum(e.wants_human for e in examples) >= 20
+    assert sum(e.frustrated for e in examples) >= 20
+    assert sum(e.route is None for e in examples) >= 30
+    assert {e.route.split("@")[1] for e in examples if e.route} == {
+        "acme-audio.example",
+        "skyway.example",
+    }

@@ -1,0 +1,186 @@
+"""Behaviour of the rule-based adapter: negations, explanations, history, summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.language.catalog import load_catalog
+from gateway.language.rules import RulesLanguage
+from gateway.language.summary import MAX_CHARS
+from gateway.language.text import edit_distance_at_most_one, stem, words
+from routing.language import TaskView, Turn
+
+ACME = load_catalog(Path(__file__).parent / "data" / "acme_catalog.json")
+SUPPORT, ORDERS, ACCOUNTS = (c.address for c in ACME)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "No need for a person, just tell me where my parcel is.",
+        "I don't want to talk to a human, send me the reset link.",
+        "The person at the store said this was covered.",
+        "My son is a real person and he set the speaker up.",
+        "Is it a real person answering these messages?",
+        "Without talking to a human, can I cancel my plan online?",
+        "I'd rather not speak to anyone, email is fine.",
+        "A human at your call centre told me to write here.",
+        "Never mind the human, the reset link worked.",
+    ],
+)
+async def test_mentions_and_negations_are_not_requests(text: str) -> None:
+    """Declined, reported or descriptive mentions of a person do not ask for one."""
+    signals = await RulesLanguage().signals(text, ())
+    assert signals.wants_human is False, signals.why
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Can I speak to a real person please?",
+        "Put me through to a supervisor.",
+        "I want a human.",
+        "Is a representative available?",
+        "Can someone from your team call me back?",
+        "I'd rather sort this out with a person, not a bot.",
+    ],
+)
+async def test_requests_for_a_person_are_detected(text: str) -> None:
+    """Request frames around a word for a person are requests, and say which words fired."""
+    signals = await RulesLanguage().signals(text, ())
+    assert signals.wants_human is True
+    assert "asks for a person" in signals.why
+
+
+async def test_declined_person_is_explained() -> None:
+    """A negated request says in `why` that it was declined, not silently ignored."""
+    signals = await RulesLanguage().signals("No need to talk to a person, thanks.", ())
+    assert signals.wants_human is False
+    assert "declines" in signals.why
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "This is RIDICULOUS",
+        "Third time I'm writing about this.",
+        "You charged me twice!!",
+        "I'm fed up with this.",
+        "Still waiting for my refund.",
+    ],
+)
+async def test_frustration_cues(text: str) -> None:
+    """Anger words, repetition, double charges, shouting and !! each count as frustration."""
+    assert (await RulesLanguage().signals(text, ())).frustrated is True
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["I'm not annoyed, just curious: do you ship to Ireland?", "Thanks, that fixed it!"],
+)
+async def test_calm_messages_are_not_frustrated(text: str) -> None:
+    """A negated anger word or a thank-you is not frustration."""
+    assert (await RulesLanguage().signals(text, ())).frustrated is False
+
+
+async def test_repeated_question_in_history_is_frustration() -> None:
+    """Asking the same question again (seen in the task history) counts as frustration."""
+    history = (Turn("a@people.example", "initiator", "say", "Where is my order A-1009 please"),)
+    text = "Where is my order A-1009?"
+    language = RulesLanguage()
+    assert (await language.signals(text, ())).frustrated is False
+    signals = await language.signals(text, history)
+    assert signals.frustrated is True
+    assert "asked before" in signals.why
+
+
+async def test_route_names_matched_terms() -> None:
+    """The routing explanation names the customer's words and the agent's skill they met."""
+    choice = await RulesLanguage().route("Where is my parcel? It never arrived.", ACME)
+    assert choice.address == ORDERS
+    assert "parcel" in choice.why and "shipping and delivery" in choice.why
+
+
+@pytest.mark.parametrize("text", ["Thanks, that fixed it!", "Hello!", "ok", ""])
+async def test_nothing_fits_gives_no_address(text: str) -> None:
+    """A message with no topic routes nowhere, and says so."""
+    choice = await RulesLanguage().route(text, ACME)
+    assert choice.address is None
+    assert "nothing fits" in choice.why
+
+
+async def test_typos_are_corrected() -> None:
+    """One-letter typos in topic words still route (`conect`, `acount`, `pasword`)."""
+    language = RulesLanguage()
+    assert (await language.route("speaker wont conect", ACME)).address == SUPPORT
+    assert (await language.route("cant open my acount, pasword wrong", ACME)).address == ACCOUNTS
+
+
+async def test_rank_orders_every_candidate() -> None:
+    """Directory search returns every candidate, best first, with scores descending."""
+    ranked = await RulesLanguage().rank("firmware update for my soundbar", ACME)
+    assert ranked[0].address == SUPPORT
+    assert sorted(r.address for r in ranked) == sorted(c.address for c in ACME)
+    assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
+
+
+async def test_summary_has_reason_opening_data_and_latest_within_bound() -> None:
+    """The summary keeps the reason, the opening request, data facts and the last turn."""
+    turns = [Turn("alice@people.example", "initiator", "say", "My order A-1009 never came.")]
+    turns += [
+        Turn("orders@acme-audio.example", "responder", "say", f"Checking step {i} " * 20)
+        for i in range(30)
+    ]
+    turns.append(
+        Turn("alice@people.example", "initiator", "say", "Get me a person.", ({"order": "A-1009"},))
+    )
+    task = TaskView(
+        "t1",
+        "alice@people.example",
+        ORDERS,
+        "escalated",
+        tuple(turns),
+        reason="human_requested",
+        reason_text="asked for a person",
+    )
+    summary = await RulesLanguage().summarise(task)
+    assert len(summary) <= MAX_CHARS
+    assert "human_requested" in summary
+    assert "never came" in summary
+    assert "order: A-1009" in summary
+    assert "Get me a person." in summary
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+async def test_any_text_is_handled(text: str) -> None:
+    """Arbitrary text never raises, and a route is always a candidate or None."""
+    language = RulesLanguage()
+    choice = await language.route(text, ACME)
+    assert choice.address in {None, SUPPORT, ORDERS, ACCOUNTS}
+    signals = await language.signals(text, ())
+    assert 0.0 <= signals.confidence <= 1.0
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz'", max_size=30))
+def test_words_are_lowercase_without_apostrophes(text: str) -> None:
+    """Tokens are lowercase ASCII words with contractions joined."""
+    for w in words(text.upper()):
+        assert w == w.lower() and "'" not in w and w
+
+
+@given(st.text(alphabet="abcdef", max_size=8), st.text(alphabet="abcdef", max_size=8))
+def test_edit_distance_is_symmetric(a: str, b: str) -> None:
+    """The one-edit test gives the same answer both ways round."""
+    assert edit_distance_at_most_one(a, b) == edit_distance_at_most_one(b, a)
+
+
+def test_stem_folds_inflections() -> None:
+    """Inflected forms meet at one stem (shipped/shipping/ships; refunds/refund)."""
+    assert stem("shipped") == stem("shipping") == stem("ships") == "ship"
+    assert stem("refunds") == stem("refund")
+    assert stem("passwords") == stem("password")
