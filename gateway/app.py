@@ -210,7 +210,8 @@ async def _bus(settings: Settings) -> Bus:
     if settings.nats_url:
         from gateway.bus.nats import NatsBus
 
-        return await NatsBus.connect(settings.nats_url)
+        bus: Bus = await NatsBus.connect(settings.nats_url)
+        return bus
     return MemoryBus()
 
 

@@ -59,7 +59,7 @@ class _Http:
         body: Any = None,
         data: bytes | None = None,
         params: dict[str, Any] | None = None,
-        timeout: float = 60.0,
+        time_limit: float = 60.0,
     ) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if body is not None:
@@ -72,7 +72,7 @@ class _Http:
             data=data,
             headers=headers,
             params=params,
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            timeout=aiohttp.ClientTimeout(total=time_limit),
         ) as response:
             payload = await response.read()
             parsed = json.loads(payload) if payload else None
@@ -218,7 +218,7 @@ class AgentClient(_Http):
             "/v1/inbox",
             token=self.token(),
             params={"after": after, "limit": limit, "wait": wait},
-            timeout=wait + 30,
+            time_limit=wait + 30,
         )
 
     async def task(self, task_id: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from gateway.http.routes import Route
 
 _PARAM = re.compile(r"{([^}]+)}")
 
-_AUTH = {
+_AUTH: dict[str, list[dict[str, list[str]]]] = {
     "none": [],
     "envelope": [],
     "agent": [{"agentJwt": []}],

@@ -9,7 +9,7 @@ from aiohttp import web
 from gateway.http.context import json_response, services
 from gateway.http.routes import Route
 
-ALL_ROUTES: web.AppKey[tuple[Route, ...]] = web.AppKey("routes", tuple)
+ALL_ROUTES: web.AppKey[tuple[Route, ...]] = web.AppKey("routes")
 
 
 def _version() -> str:
@@ -44,7 +44,8 @@ async def metrics(request: web.Request) -> web.Response:
 async def openapi(request: web.Request) -> web.Response:
     from gateway.http.openapi import document
 
-    return json_response(document(request.app[ALL_ROUTES], _version()))
+    routes: tuple[Route, ...] = request.app[ALL_ROUTES]
+    return json_response(document(routes, _version()))
 
 
 ROUTES = (
