@@ -359,6 +359,7 @@ class Acceptance:
             ],
         )
         committed = await self._conversations.commit(batch)
+        structlog.contextvars.bind_contextvars(task_id=task.id)
         self._metrics.accepted(envelope.act)
         for agent, seq in committed.inbox:
             await self._bus.publish(f"inbox.{agent}", str(seq).encode())
