@@ -25,13 +25,27 @@ from identity.tokens import new_opaque_token
 
 BRAND = "acme-audio.example"
 AGENTS = (
-    ("support", "Technical support for Acme speakers and soundbars.",
-     ("troubleshooting", "device setup", "wifi and bluetooth connectivity", "status lights",
-      "firmware updates")),
-    ("orders", "Orders, delivery, returns and refunds.",
-     ("order status", "shipping and delivery", "returns", "refunds", "invoices and billing")),
-    ("accounts", "Customer accounts, sign-in, subscriptions and privacy.",
-     ("sign-in and passwords", "account settings", "subscriptions", "privacy and data deletion")),
+    (
+        "support",
+        "Technical support for Acme speakers and soundbars.",
+        (
+            "troubleshooting",
+            "device setup",
+            "wifi and bluetooth connectivity",
+            "status lights",
+            "firmware updates",
+        ),
+    ),
+    (
+        "orders",
+        "Orders, delivery, returns and refunds.",
+        ("order status", "shipping and delivery", "returns", "refunds", "invoices and billing"),
+    ),
+    (
+        "accounts",
+        "Customer accounts, sign-in, subscriptions and privacy.",
+        ("sign-in and passwords", "account settings", "subscriptions", "privacy and data deletion"),
+    ),
 )
 
 
@@ -104,7 +118,9 @@ async def run_demo(say: Callable[[str], None] = print, data_dir: Path | None = N
                 clients.append(agent)
             story.line(f"Brand {BRAND} registered its agents: {', '.join(agents)}.")
             alice = AgentClient(
-                base, f"alice@{settings.personal_domain}", PrivateKey.generate(),
+                base,
+                f"alice@{settings.personal_domain}",
+                PrivateKey.generate(),
                 audience=settings.domain,
             )
             clients.append(alice)
@@ -154,8 +170,10 @@ async def run_demo(say: Callable[[str], None] = print, data_dir: Path | None = N
             story.line(f"Task {task_id}: {confirmed['task_state']}, confirmed.")
 
             view = await alice.task(task_id)
-            story.step(f"The task's history, as the gateway keeps it ({len(view['history'])}"
-                       " signed envelopes):")
+            story.step(
+                f"The task's history, as the gateway keeps it ({len(view['history'])}"
+                " signed envelopes):"
+            )
             for envelope in view["history"]:
                 story.line(f"{envelope['act']:>8}  {envelope['from']}")
             if view["state"] != "completed":
