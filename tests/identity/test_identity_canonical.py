@@ -60,8 +60,17 @@ def test_numbers_round_trip_and_match_reference(number: float) -> None:
 
 @pytest.mark.parametrize(
     ("number", "text"),
-    [(1e21, "1e+21"), (1e20, "100000000000000000000"), (1e-7, "1e-7"), (1e-6, "0.000001"),
-     (-0.0, "0"), (2.0, "2"), (129.5, "129.5"), (-1.5e-9, "-1.5e-9"), (5e-324, "5e-324")],
+    [
+        (1e21, "1e+21"),
+        (1e20, "100000000000000000000"),
+        (1e-7, "1e-7"),
+        (1e-6, "0.000001"),
+        (-0.0, "0"),
+        (2.0, "2"),
+        (129.5, "129.5"),
+        (-1.5e-9, "-1.5e-9"),
+        (5e-324, "5e-324"),
+    ],
 )
 def test_number_forms(number: float, text: str) -> None:
     """The JCS number forms of RFC 8785 appendix B."""

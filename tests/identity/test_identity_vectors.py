@@ -88,7 +88,9 @@ def test_must_accept_text_cases(
         assert case["expect"] == "valid"
 
 
-def test_webhook_signature_vector(vectors: dict[str, Any], vector_keys: dict[str, PrivateKey]) -> None:
+def test_webhook_signature_vector(
+    vectors: dict[str, Any], vector_keys: dict[str, PrivateKey]
+) -> None:
     """The v1a webhook signature is reproduced and verifies."""
     hook = vectors["webhook"]
     key = vector_keys[hook["signer"]]
