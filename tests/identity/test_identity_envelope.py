@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from datetime import datetime, timedelta
@@ -323,7 +324,7 @@ def test_verify_details_name_the_problem(
 ) -> None:
     """Each verify refusal's detail says what is wrong."""
     signed = _signed(unsigned, alice)
-    with pytest.raises(IdentityError, match="is not a key of alice@people.example"):
+    with pytest.raises(IdentityError, match=r"is not a key of alice@people\.example"):
         verify(parse(signed), {}, now)
     with pytest.raises(IdentityError, match="is revoked"):
         verify(parse(signed), {alice.kid: KeyState(alice.public, True)}, now)
@@ -458,10 +459,8 @@ def test_any_change_to_a_signed_member_fails(data: st.DataObject) -> None:
 )
 def test_parse_raises_only_identity_errors(value: Any) -> None:
     """parse never fails with anything but an IdentityError, whatever JSON it is given."""
-    try:
+    with contextlib.suppress(IdentityError):
         parse(value)
-    except IdentityError:
-        pass
 
 
 @settings(max_examples=150, deadline=None)
@@ -475,7 +474,5 @@ def test_parse_of_near_valid_envelopes_raises_only_identity_errors(data: st.Data
     for step in path[:-1]:
         target = target[step]
     target[path[-1]] = data.draw(_json)
-    try:
+    with contextlib.suppress(IdentityError):
         parse(signed)
-    except IdentityError:
-        pass

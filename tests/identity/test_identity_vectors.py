@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
-
 from datetime import datetime
+from typing import Any
 
 from identity.b64 import b64url_encode
 from identity.canonical import canonicalize
