@@ -120,7 +120,11 @@ class Registry:
         except TokenInvalid as exc:
             raise Unauthorized(f"the proof of possession failed: {exc.detail}") from exc
         if claims.address != address:
-            raise Unauthorized(f"the proof is for {claims.address}, not {address}")
+            # The key is proven; what it asks for is not its own: forbidden, not unauthorized.
+            raise Forbidden(
+                f"the proof is for {claims.address}, not {address}: sign the JWT with"
+                " iss = sub = the address you register"
+            )
 
     async def update_agent(self, address: str, changes: dict[str, Any]) -> AgentRecord:
         if changes.get("endpoint_url"):
