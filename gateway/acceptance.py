@@ -127,6 +127,8 @@ class Acceptance:
 
         for _ in range(_COMMIT_ATTEMPTS):
             plan = await self._plan(envelope, sender, now)
+            # A new task's id exists only from the plan on: bind it for the lines that follow.
+            structlog.contextvars.bind_contextvars(task_id=plan.task.id)
             try:
                 accepted = await self._commit(envelope, plan, now)
             except TaskChanged:
