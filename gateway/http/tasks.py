@@ -63,15 +63,15 @@ async def get_task(request: web.Request) -> web.Response:
 async def list_tasks(request: web.Request) -> web.Response:
     svc = services(request)
     who = await principal(request)
+    authorize(
+        who, Action.LIST_TASKS, Target(agent=who.address, brand=who.brand, agent_brand=who.brand)
+    )
     state = request.query.get("state") or None
     control = request.query.get("control") or None
     if state is not None and state not in {s.value for s in State}:
         raise RequestInvalid(f"state must be one of {', '.join(s.value for s in State)}")
     if control is not None and control not in {c.value for c in Control}:
         raise RequestInvalid("control must be agent or human")
-    authorize(
-        who, Action.LIST_TASKS, Target(agent=who.address, brand=who.brand, agent_brand=who.brand)
-    )
     tasks = await svc.conversations.list_tasks(
         **_scope(who), state=state, control=control, limit=200
     )
