@@ -125,8 +125,10 @@ class Acceptance:
         if prior is not None:
             return self._repeat(prior, envelope)
 
-        for _ in range(_COMMIT_ATTEMPTS):
-            plan = await self._plan(envelope, sender, now)
+        for attempt in range(_COMMIT_ATTEMPTS):
+            # Only the first attempt takes a rate token: a retry after losing a race on the
+            # task is the same envelope, not another one.
+            plan = await self._plan(envelope, sender, now, charge=attempt == 0)
             # A new task's id exists only from the plan on: bind it for the lines that follow.
             structlog.contextvars.bind_contextvars(task_id=plan.task.id)
             try:
@@ -156,7 +158,9 @@ class Acceptance:
 
     # Rules 6-7 ------------------------------------------------------------------------------
 
-    async def _plan(self, envelope: Envelope, sender: AgentRecord, now: datetime) -> _Plan:
+    async def _plan(
+        self, envelope: Envelope, sender: AgentRecord, now: datetime, *, charge: bool = True
+    ) -> _Plan:
         task_and_version = (
             await self._conversations.task_version(envelope.task) if envelope.task else None
         )
@@ -181,7 +185,8 @@ class Acceptance:
             personal_to_personal=self._personal_to_personal,
         )
         rate = policy.contact.rate_per_minute if policy else self._rate_per_minute
-        self._take_token(str(envelope.sender), recipient.brand or "*", rate, now)
+        if charge:
+            self._take_token(str(envelope.sender), recipient.brand or "*", rate, now)
 
         if envelope.task is None:
             assert route is not None
