@@ -7,6 +7,7 @@ rules are broken at once, the earlier rule's code wins.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -497,3 +498,24 @@ async def test_refusals_are_answered_for_any_sender_state(gateway):
     )
     assert_problem(answer, 404, "unknown_recipient")
     assert answer.headers["X-Request-Id"] == "req-abc-123"
+
+
+async def test_concurrent_envelopes_on_one_task_are_each_charged_once(gateway):
+    """Ten envelopes racing on one task are all accepted within a rate of ten a minute: a
+    commit retried after losing the race does not take a second token, and the history holds
+    each envelope once."""
+    staff, support, alice = await _world(gateway)
+    await staff.set_policy("acme.example", {"contact": {"rate_per_minute": 10}})
+    task = (await alice.send("acme.example", "first"))["task"]
+    envelopes = [alice.envelope(support.address, f"racing {i}", task=task) for i in range(9)]
+    answers = await asyncio.gather(
+        *(
+            request(gateway.session, "POST", gateway.url + "/v1/messages", body=envelope)
+            for envelope in envelopes
+        )
+    )
+    assert [answer.status for answer in answers] == [202] * 9, [a.body for a in answers]
+    history = (await alice.task(task))["history"]
+    assert sorted(e["id"] for e in history[1:]) == sorted(e["id"] for e in envelopes)
+    seqs = [item["seq"] for item in (await support.inbox())["items"]]
+    assert seqs == list(range(1, 11))
