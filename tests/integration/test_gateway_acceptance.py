@@ -519,3 +519,28 @@ async def test_concurrent_envelopes_on_one_task_are_each_charged_once(gateway):
     assert sorted(e["id"] for e in history[1:]) == sorted(e["id"] for e in envelopes)
     seqs = [item["seq"] for item in (await support.inbox())["items"]]
     assert seqs == list(range(1, 11))
+
+
+async def test_many_envelopes_racing_on_one_task_are_all_accepted(gateway):
+    """Fifty envelopes from both parties at once on one task are all accepted (no 500 from
+    lost races), each stored once, and each inbox's seqs are gapless."""
+    _, support, alice = await _world(gateway)
+    task = (await alice.send("acme.example", "first"))["task"]
+    envelopes = [
+        alice.envelope(support.address, f"alice {i}", task=task)
+        if i % 2
+        else support.envelope(alice.address, f"support {i}", task=task)
+        for i in range(50)
+    ]
+    answers = await asyncio.gather(
+        *(
+            request(gateway.session, "POST", gateway.url + "/v1/messages", body=envelope)
+            for envelope in envelopes
+        )
+    )
+    assert {answer.status for answer in answers} == {202}
+    history = (await alice.task(task))["history"]
+    assert len(history) == 51 and len({e["id"] for e in history}) == 51
+    for agent, count in ((support, 26), (alice, 25)):
+        seqs = [item["seq"] for item in (await agent.inbox(limit=500))["items"]]
+        assert seqs == list(range(1, count + 1))
