@@ -10,7 +10,8 @@ anything is written, so it leaves no trace but the log line the HTTP layer write
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -19,7 +20,7 @@ import structlog
 
 from gateway.bus import Bus
 from gateway.clock import Clock
-from gateway.errors import ReplayConflict, UnknownSender
+from gateway.errors import ReplayConflict, Unavailable, UnknownSender
 from gateway.keyring import KeyCache
 from gateway.metrics import Metrics
 from gateway.policies import PolicyCache
@@ -100,6 +101,7 @@ class Acceptance:
         self._personal_to_personal = personal_to_personal
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self._after_commit = after_commit
+        self._task_locks: dict[str, list[Any]] = {}  # task id -> [lock, holders]
 
     async def accept_bytes(self, body: bytes) -> Accepted:
         """Rules 1-2 on the raw request body, then the rest."""
@@ -125,21 +127,51 @@ class Acceptance:
         if prior is not None:
             return self._repeat(prior, envelope)
 
-        for _ in range(_COMMIT_ATTEMPTS):
-            plan = await self._plan(envelope, sender, now)
-            try:
-                accepted = await self._commit(envelope, plan, now)
-            except TaskChanged:
-                await asyncio.sleep(0)
-                continue
-            except ReplayCollision:
-                prior = await self._conversations.by_replay_key(str(envelope.sender), envelope.id)
-                assert prior is not None
-                return self._repeat(prior, envelope)
-            if self._after_commit is not None:
-                await self._after_commit(accepted, plan)
-            return accepted
-        raise TaskChanged()
+        # Envelopes on one task are planned and committed one at a time in this process, so
+        # they do not race each other into the version guard; the guard and the retries
+        # below remain for races between replicas.
+        async with self._task_turn(envelope.task):
+            for attempt in range(_COMMIT_ATTEMPTS):
+                # Only the first attempt takes a rate token: a retry after losing a race on
+                # the task is the same envelope, not another one.
+                plan = await self._plan(envelope, sender, now, charge=attempt == 0)
+                # A new task's id exists only from the plan on: bind it for the lines after.
+                structlog.contextvars.bind_contextvars(task_id=plan.task.id)
+                try:
+                    accepted = await self._commit(envelope, plan, now)
+                except TaskChanged:
+                    await asyncio.sleep(0.001 * (attempt + 1))
+                    continue
+                except ReplayCollision:
+                    prior = await self._conversations.by_replay_key(
+                        str(envelope.sender), envelope.id
+                    )
+                    assert prior is not None
+                    return self._repeat(prior, envelope)
+                if self._after_commit is not None:
+                    await self._after_commit(accepted, plan)
+                return accepted
+        raise Unavailable(
+            f"task {envelope.task} is changing too fast to accept this envelope now; send the"
+            " same envelope again in a moment (the retry is idempotent)",
+            task=envelope.task,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _task_turn(self, task_id: str | None) -> AsyncIterator[None]:
+        """Hold the task's turn (nothing to hold for a new task)."""
+        if task_id is None:
+            yield
+            return
+        entry = self._task_locks.setdefault(task_id, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._task_locks[task_id]
 
     # Rule 5 ---------------------------------------------------------------------------------
 
@@ -154,7 +186,9 @@ class Acceptance:
 
     # Rules 6-7 ------------------------------------------------------------------------------
 
-    async def _plan(self, envelope: Envelope, sender: AgentRecord, now: datetime) -> _Plan:
+    async def _plan(
+        self, envelope: Envelope, sender: AgentRecord, now: datetime, *, charge: bool = True
+    ) -> _Plan:
         task_and_version = (
             await self._conversations.task_version(envelope.task) if envelope.task else None
         )
@@ -179,7 +213,8 @@ class Acceptance:
             personal_to_personal=self._personal_to_personal,
         )
         rate = policy.contact.rate_per_minute if policy else self._rate_per_minute
-        self._take_token(str(envelope.sender), recipient.brand or "*", rate, now)
+        if charge:
+            self._take_token(str(envelope.sender), recipient.brand or "*", rate, now)
 
         if envelope.task is None:
             assert route is not None

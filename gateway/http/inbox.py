@@ -9,8 +9,8 @@ from aiohttp import web
 from gateway.errors import RequestInvalid
 from gateway.http.context import json_response, principal, services
 from gateway.http.routes import Route
-from routing.errors import Unauthorized
-from routing.policy import Action, Principal, Target, authorize
+from routing.errors import Forbidden, Unauthorized
+from routing.policy import Action, Principal, Role, Target, authorize
 
 _MAX_WAIT_S = 30.0
 _MAX_LIMIT = 500
@@ -32,8 +32,15 @@ def _number(request: web.Request, name: str, default: float, low: float, high: f
 
 async def _reader(request: web.Request) -> Principal:
     who = await principal(request)
-    if not who.address:
+    if who.role == Role.ANONYMOUS:
         raise Unauthorized("the inbox is read by an agent: send its JWT as the bearer token")
+    if who.role not in (Role.PERSONAL_AGENT, Role.BRAND_AGENT):
+        # Authenticated, but not an agent: there is no inbox to read (403, not 401, since
+        # another credential of the same person would not help).
+        raise Forbidden(
+            f"a {who.role} has no inbox; inboxes belong to agents, which read them with their"
+            " own JWT"
+        )
     authorize(who, Action.READ_INBOX, Target(agent=who.address, agent_brand=who.brand))
     return who
 

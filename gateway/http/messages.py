@@ -9,6 +9,8 @@ from aiohttp import web
 
 from gateway.http.context import json_response, services
 from gateway.http.routes import Route
+from identity.envelope import MAX_REQUEST_BYTES
+from identity.errors import PayloadTooLarge
 
 log = structlog.get_logger(__name__)
 
@@ -17,7 +19,16 @@ async def post_message(request: web.Request) -> web.Response:
     svc = services(request)
     started = time.perf_counter()
     try:
-        body = await request.read()
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            # aiohttp stops reading past client_max_size; refuse it as rule 1 does, so the
+            # refusal is counted and logged like every other.
+            raise PayloadTooLarge(
+                f"the request body is over {MAX_REQUEST_BYTES} bytes; at most"
+                f" {MAX_REQUEST_BYTES} are allowed",
+                limit=MAX_REQUEST_BYTES,
+            ) from exc
         accepted = await svc.acceptance.accept_bytes(body)
     except Exception as exc:
         code = getattr(exc, "code", None)

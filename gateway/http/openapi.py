@@ -73,6 +73,13 @@ def document(routes: Iterable[Route], version: str) -> dict[str, Any]:
                 },
             }
             schemas["Envelope"] = _ENVELOPE
+        elif route.method in ("POST", "PUT", "PATCH"):
+            # Bodies validated outside pydantic (the brand policy document): still a JSON
+            # object, and the document must say that a body is expected.
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",

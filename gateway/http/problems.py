@@ -93,8 +93,13 @@ def from_http_exception(exc: web.HTTPException) -> web.Response:
     """aiohttp's own refusals (no such route, wrong method, body too large) as problems."""
     if exc.status == 404:
         return problem_response("not_found", "there is no such resource; see /openapi.json")
-    if exc.status == 405:
-        return problem_response("method_not_allowed", f"this resource does not take {exc.reason}")
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return problem_response(
+            "method_not_allowed",
+            f"this resource does not take {exc.method}; use {allowed}",
+            headers={"Allow": allowed},
+        )
     if exc.status == 413:
         return problem_response("payload_too_large", "the request body is larger than 256 KiB")
     return problem_response("internal", exc.reason or "request failed")

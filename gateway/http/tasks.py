@@ -11,7 +11,7 @@ from gateway.errors import RequestInvalid
 from gateway.http.context import json_response, principal, services
 from gateway.http.routes import Route
 from gateway.store.records import TaskRecord
-from routing.errors import Forbidden, TaskNotFound
+from routing.errors import Forbidden, TaskNotFound, Unauthorized
 from routing.policy import Action, Principal, Role, Target, authorize
 from routing.tasks import Control, State
 
@@ -40,8 +40,11 @@ def _target(task: TaskRecord) -> Target:
 
 async def get_task(request: web.Request) -> web.Response:
     svc = services(request)
-    task = await svc.conversations.task(request.match_info["id"])
     who = await principal(request)
+    if who.role == Role.ANONYMOUS:
+        # Before the lookup: a stranger learns nothing about which task ids exist.
+        raise Unauthorized("tasks are read by their parties and brand staff: authenticate")
+    task = await svc.conversations.task(request.match_info["id"])
     if task is None:
         raise TaskNotFound(f"no task {request.match_info['id']}")
     try:
@@ -60,15 +63,15 @@ async def get_task(request: web.Request) -> web.Response:
 async def list_tasks(request: web.Request) -> web.Response:
     svc = services(request)
     who = await principal(request)
+    authorize(
+        who, Action.LIST_TASKS, Target(agent=who.address, brand=who.brand, agent_brand=who.brand)
+    )
     state = request.query.get("state") or None
     control = request.query.get("control") or None
     if state is not None and state not in {s.value for s in State}:
         raise RequestInvalid(f"state must be one of {', '.join(s.value for s in State)}")
     if control is not None and control not in {c.value for c in Control}:
         raise RequestInvalid("control must be agent or human")
-    authorize(
-        who, Action.LIST_TASKS, Target(agent=who.address, brand=who.brand, agent_brand=who.brand)
-    )
     tasks = await svc.conversations.list_tasks(
         **_scope(who), state=state, control=control, limit=200
     )

@@ -7,6 +7,7 @@ rules are broken at once, the earlier rule's code wins.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -497,3 +498,49 @@ async def test_refusals_are_answered_for_any_sender_state(gateway):
     )
     assert_problem(answer, 404, "unknown_recipient")
     assert answer.headers["X-Request-Id"] == "req-abc-123"
+
+
+async def test_concurrent_envelopes_on_one_task_are_each_charged_once(gateway):
+    """Ten envelopes racing on one task are all accepted within a rate of ten a minute: a
+    commit retried after losing the race does not take a second token, and the history holds
+    each envelope once."""
+    staff, support, alice = await _world(gateway)
+    await staff.set_policy("acme.example", {"contact": {"rate_per_minute": 10}})
+    task = (await alice.send("acme.example", "first"))["task"]
+    envelopes = [alice.envelope(support.address, f"racing {i}", task=task) for i in range(9)]
+    answers = await asyncio.gather(
+        *(
+            request(gateway.session, "POST", gateway.url + "/v1/messages", body=envelope)
+            for envelope in envelopes
+        )
+    )
+    assert [answer.status for answer in answers] == [202] * 9, [a.body for a in answers]
+    history = (await alice.task(task))["history"]
+    assert sorted(e["id"] for e in history[1:]) == sorted(e["id"] for e in envelopes)
+    seqs = [item["seq"] for item in (await support.inbox())["items"]]
+    assert seqs == list(range(1, 11))
+
+
+async def test_many_envelopes_racing_on_one_task_are_all_accepted(gateway):
+    """Fifty envelopes from both parties at once on one task are all accepted (no 500 from
+    lost races), each stored once, and each inbox's seqs are gapless."""
+    _, support, alice = await _world(gateway)
+    task = (await alice.send("acme.example", "first"))["task"]
+    envelopes = [
+        alice.envelope(support.address, f"alice {i}", task=task)
+        if i % 2
+        else support.envelope(alice.address, f"support {i}", task=task)
+        for i in range(50)
+    ]
+    answers = await asyncio.gather(
+        *(
+            request(gateway.session, "POST", gateway.url + "/v1/messages", body=envelope)
+            for envelope in envelopes
+        )
+    )
+    assert {answer.status for answer in answers} == {202}
+    history = (await alice.task(task))["history"]
+    assert len(history) == 51 and len({e["id"] for e in history}) == 51
+    for agent, count in ((support, 26), (alice, 25)):
+        seqs = [item["seq"] for item in (await agent.inbox(limit=500))["items"]]
+        assert seqs == list(range(1, count + 1))

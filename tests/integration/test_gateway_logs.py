@@ -1,0 +1,63 @@
+"""Logs of a request: the request id, envelope id and task id are on its lines, and message
+bodies never appear at info (captured with structlog's own testing facility)."""
+
+from __future__ import annotations
+
+import json
+
+import structlog
+from structlog.testing import capture_logs
+
+from tests.integration.wire import request
+
+SECRET_TEXT = "my card number is 4111 1111 1111 1111"
+
+
+async def test_accepted_envelope_lines_carry_ids_and_no_body(gateway):
+    """Opening a task logs `envelope.accepted` with the request id, the envelope id and the
+    new task's id; the message text is on no line at info or above."""
+    await gateway.brand("acme.example", [("support", "Speakers", ["lights"])])
+    alice = await gateway.person("alice")
+    envelope = alice.envelope("acme.example", SECRET_TEXT)
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        answer = await request(
+            gateway.session,
+            "POST",
+            gateway.url + "/v1/messages",
+            body=envelope,
+            headers={"X-Request-Id": "req-logs-1"},
+        )
+    assert answer.status == 202
+    accepted = [entry for entry in logs if entry["event"] == "envelope.accepted"]
+    assert len(accepted) == 1
+    line = accepted[0]
+    assert line["request_id"] == "req-logs-1"
+    assert line["envelope_id"] == envelope["id"]
+    assert line["task_id"] == answer.body["task"]
+    for entry in logs:
+        assert SECRET_TEXT not in json.dumps(entry, default=str)
+
+
+async def test_refused_envelope_line_carries_ids_and_no_body(gateway):
+    """A refusal inside a task logs `envelope.refused` with its code, the request, envelope
+    and task ids, and not the text."""
+    _, agents = await gateway.brand("acme.example", [("support", "Speakers", ["lights"])])
+    alice = await gateway.person("alice")
+    task = (await alice.send("acme.example", "hello"))["task"]
+    envelope = alice.envelope(agents["support"].address, SECRET_TEXT, act="resolve", task=task)
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        answer = await request(
+            gateway.session,
+            "POST",
+            gateway.url + "/v1/messages",
+            body=envelope,
+            headers={"X-Request-Id": "req-logs-2"},
+        )
+    assert answer.status == 409
+    (line,) = [entry for entry in logs if entry["event"] == "envelope.refused"]
+    assert line["code"] == "invalid_transition"
+    assert line["request_id"] == "req-logs-2"
+    assert line["envelope_id"] == envelope["id"]
+    assert line["task_id"] == task
+    for entry in logs:
+        assert SECRET_TEXT not in json.dumps(entry, default=str)
