@@ -20,6 +20,7 @@ import structlog
 from gateway.bus import Bus
 from gateway.clock import Clock
 from gateway.errors import ReplayConflict, UnknownSender
+from gateway.escalations import Effects, Escalator
 from gateway.keyring import KeyCache
 from gateway.metrics import Metrics
 from gateway.policies import PolicyCache
@@ -36,6 +37,7 @@ from gateway.store.records import AgentRecord, StoredEnvelope, TaskRecord
 from identity.address import Address
 from identity.envelope import Envelope, check_size, parse, parse_json, verify
 from routing.errors import RateLimited, TaskNotFound, UnknownRecipient
+from routing.escalation import count_turn
 from routing.language import Candidate, Language
 from routing.policy import Party, check_contact
 from routing.ratelimit import Bucket, take
@@ -66,6 +68,9 @@ class _Plan:
     recipient: AgentRecord
     events: tuple[tuple[str, dict[str, Any]], ...]
     effect: str | None
+    before: TaskRecord | None = None
+    side: Side = Side.INITIATOR
+    effects: Effects | None = None
 
 
 class Acceptance:
@@ -86,6 +91,7 @@ class Acceptance:
         rate_per_minute: int,
         personal_to_personal: bool,
         after_commit: Callable[[Accepted, _Plan | None], Any] | None = None,
+        escalator: Escalator | None = None,
     ) -> None:
         self._directory = directory
         self._conversations = conversations
@@ -100,6 +106,7 @@ class Acceptance:
         self._personal_to_personal = personal_to_personal
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self._after_commit = after_commit
+        self._escalator = escalator
 
     async def accept_bytes(self, body: bytes) -> Accepted:
         """Rules 1-2 on the raw request body, then the rest."""
@@ -126,7 +133,9 @@ class Acceptance:
             return self._repeat(prior, envelope)
 
         for _ in range(_COMMIT_ATTEMPTS):
-            plan = await self._plan(envelope, sender, now)
+            plan = await self._with_effects(
+                await self._plan(envelope, sender, now), envelope, sender, now
+            )
             try:
                 accepted = await self._commit(envelope, plan, now)
             except TaskChanged:
@@ -261,10 +270,33 @@ class Acceptance:
                 else (None if reopened else task.resolved_by)
             ),
             turns_without_progress=(
-                0 if State(state) in TERMINAL else task.turns_without_progress + 1
+                0
+                if State(state) in TERMINAL
+                else count_turn(
+                    task.turns_without_progress, side=side, act=envelope.act, effect=step.effect
+                )
             ),
         )
-        return _Plan(updated, version, recipient, tuple(events), step.effect)
+        return _Plan(updated, version, recipient, tuple(events), step.effect, task, side)
+
+    async def _with_effects(
+        self, plan: _Plan, envelope: Envelope, sender: AgentRecord, now: datetime
+    ) -> _Plan:
+        """Add what the act causes beyond its envelope (escalation, status, timers, ledger)."""
+        if self._escalator is None:
+            return plan
+        effects = await self._escalator.after_envelope(
+            before=plan.before,
+            after=plan.task,
+            envelope=envelope,
+            side=plan.side,
+            effect=plan.effect,
+            parties={sender.address: sender, plan.recipient.address: plan.recipient},
+            now=now,
+        )
+        return replace(
+            plan, task=effects.task, events=plan.events + tuple(effects.events), effects=effects
+        )
 
     async def _route_new(self, envelope: Envelope) -> tuple[AgentRecord, Route]:
         if isinstance(envelope.to, Address):
@@ -358,12 +390,17 @@ class Acceptance:
                 )
             ],
         )
+        if plan.effects is not None:
+            batch.envelopes.extend(plan.effects.envelopes)
+            batch.extra.extend(plan.effects.writes)
         committed = await self._conversations.commit(batch)
         self._metrics.accepted(envelope.act)
         for agent, seq in committed.inbox:
             await self._bus.publish(f"inbox.{agent}", str(seq).encode())
         for pk, kind, _partition in committed.outbox:
             await self._bus.publish(f"work.{kind}", str(pk).encode())
+        for subject in plan.effects.wake if plan.effects else ():
+            await self._bus.publish(subject, b"")
         log.info(
             "envelope.accepted",
             act=envelope.act,
