@@ -177,7 +177,10 @@ async def test_escalation_of_another_brand_is_not_found(scene: Scene):
     made = await other_admin.post("/v1/brands/other.example/operators", {"handle": "eve"})
     eve = scene.gw.staff(made["token"])
     assert (await eve.get("/v1/escalations"))["items"] == []
-    for call in (eve.get(f"/v1/escalations/{escalation}"), eve.post(f"/v1/escalations/{escalation}/claim")):
+    for call in (
+        eve.get(f"/v1/escalations/{escalation}"),
+        eve.post(f"/v1/escalations/{escalation}/claim"),
+    ):
         with pytest.raises(GatewayProblem) as refused:
             await call
         assert refused.value.status == 404

@@ -27,7 +27,9 @@ async def test_agent_escalate_hands_the_task_to_humans_and_tells_both_parties(sc
     answer = await scene.agent_act(task, "escalate", "The customer wants a refund over my limit.")
     assert answer["control"] == "human"
     found = await scene.escalations()
-    assert [(e["task"], e["reason"], e["state"]) for e in found] == [(task, "agent_request", "open")]
+    assert [(e["task"], e["reason"], e["state"]) for e in found] == [
+        (task, "agent_request", "open")
+    ]
     escalation = found[0]
     assert "refund over my limit" in escalation["reason_text"]
     assert escalation["priority"] == "normal" and escalation["claimed_by"] is None
