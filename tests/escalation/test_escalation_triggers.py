@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.client import GatewayProblem
-from identity.envelope import parse, verify
-from identity.envelope import KeyState
+from identity.envelope import KeyState, parse, verify
 from identity.keys import PublicKey
 from tests.escalation.conftest import BRAND, Scene
 
