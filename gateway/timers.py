@@ -48,7 +48,7 @@ class TimerRunner:
         clock: Clock,
         lease_s: float = 60.0,
     ) -> None:
-        self._timers = timers
+        self.timers = timers
         self._escalator = escalator
         self._conversations = escalator.conversations
         self._directory = directory
@@ -60,8 +60,8 @@ class TimerRunner:
         """Fire every timer due by `now`; returns `kind:key` of those that had an effect."""
         now = now or self._clock.now()
         acted: list[str] = []
-        for timer in await self._timers.due(now):
-            lease = await self._timers.lease(timer, now, self._lease_s)
+        for timer in await self.timers.due(now):
+            lease = await self.timers.lease(timer, now, self._lease_s)
             if lease is None:
                 continue
             try:
