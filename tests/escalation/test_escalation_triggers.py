@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.client import GatewayProblem
+from gateway.unreachable import escalate_unreachable
 from identity.envelope import KeyState, parse, verify
 from identity.keys import PublicKey
 from tests.escalation.conftest import BRAND, Scene
@@ -142,3 +143,24 @@ async def test_agent_reply_in_time_disarms_the_reply_timer(scene: Scene):
     scene.clock.advance(3600)
     assert await scene.gw.services.timers.run_due() == []
     assert await scene.escalations() == []
+
+
+async def test_delivery_give_up_opens_agent_unreachable_once(scene: Scene):
+    """When delivery gives up on the brand agent, an urgent agent_unreachable escalation opens;
+    a second give-up on the same task opens nothing more."""
+    task = await scene.open_task()
+    svc = scene.gw.services
+    args = {
+        "task_id": task,
+        "agent": scene.agent.address,
+        "attempts": 12,
+        "last_error": "HTTP 503",
+        "now": scene.clock.now(),
+    }
+    first = await escalate_unreachable(svc.desk.escalator, svc.bus, **args)
+    again = await escalate_unreachable(svc.desk.escalator, svc.bus, **args)
+    assert first is not None and again is None
+    (escalation,) = await scene.escalations()
+    assert escalation["reason"] == "agent_unreachable" and escalation["priority"] == "urgent"
+    assert "failed 12 times" in escalation["reason_text"]
+    assert (await scene.alice.task(task))["control"] == "human"
