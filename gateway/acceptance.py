@@ -21,6 +21,7 @@ import structlog
 from gateway.bus import Bus
 from gateway.clock import Clock
 from gateway.errors import ReplayConflict, Unavailable, UnknownSender
+from gateway.escalations import Effects, Escalator
 from gateway.keyring import KeyCache
 from gateway.metrics import Metrics
 from gateway.policies import PolicyCache
@@ -37,6 +38,7 @@ from gateway.store.records import AgentRecord, StoredEnvelope, TaskRecord
 from identity.address import Address
 from identity.envelope import Envelope, check_size, parse, parse_json, verify
 from routing.errors import RateLimited, TaskNotFound, UnknownRecipient
+from routing.escalation import count_turn
 from routing.language import Candidate, Language
 from routing.policy import Party, check_contact
 from routing.ratelimit import Bucket, take
@@ -67,6 +69,9 @@ class _Plan:
     recipient: AgentRecord
     events: tuple[tuple[str, dict[str, Any]], ...]
     effect: str | None
+    before: TaskRecord | None = None
+    side: Side = Side.INITIATOR
+    effects: Effects | None = None
 
 
 class Acceptance:
@@ -87,6 +92,7 @@ class Acceptance:
         rate_per_minute: int,
         personal_to_personal: bool,
         after_commit: Callable[[Accepted, _Plan | None], Any] | None = None,
+        escalator: Escalator | None = None,
     ) -> None:
         self._directory = directory
         self._conversations = conversations
@@ -102,6 +108,7 @@ class Acceptance:
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self._after_commit = after_commit
         self._task_locks: dict[str, list[Any]] = {}  # task id -> [lock, holders]
+        self._escalator = escalator
 
     async def accept_bytes(self, body: bytes) -> Accepted:
         """Rules 1-2 on the raw request body, then the rest."""
@@ -134,7 +141,12 @@ class Acceptance:
             for attempt in range(_COMMIT_ATTEMPTS):
                 # Only the first attempt takes a rate token: a retry after losing a race on
                 # the task is the same envelope, not another one.
-                plan = await self._plan(envelope, sender, now, charge=attempt == 0)
+                plan = await self._with_effects(
+                    await self._plan(envelope, sender, now, charge=attempt == 0),
+                    envelope,
+                    sender,
+                    now,
+                )
                 # A new task's id exists only from the plan on: bind it for the lines after.
                 structlog.contextvars.bind_contextvars(task_id=plan.task.id)
                 try:
@@ -296,10 +308,33 @@ class Acceptance:
                 else (None if reopened else task.resolved_by)
             ),
             turns_without_progress=(
-                0 if State(state) in TERMINAL else task.turns_without_progress + 1
+                0
+                if State(state) in TERMINAL
+                else count_turn(
+                    task.turns_without_progress, side=side, act=envelope.act, effect=step.effect
+                )
             ),
         )
-        return _Plan(updated, version, recipient, tuple(events), step.effect)
+        return _Plan(updated, version, recipient, tuple(events), step.effect, task, side)
+
+    async def _with_effects(
+        self, plan: _Plan, envelope: Envelope, sender: AgentRecord, now: datetime
+    ) -> _Plan:
+        """Add what the act causes beyond its envelope (escalation, status, timers, ledger)."""
+        if self._escalator is None:
+            return plan
+        effects = await self._escalator.after_envelope(
+            before=plan.before,
+            after=plan.task,
+            envelope=envelope,
+            side=plan.side,
+            effect=plan.effect,
+            parties={sender.address: sender, plan.recipient.address: plan.recipient},
+            now=now,
+        )
+        return replace(
+            plan, task=effects.task, events=plan.events + tuple(effects.events), effects=effects
+        )
 
     async def _route_new(self, envelope: Envelope) -> tuple[AgentRecord, Route]:
         if isinstance(envelope.to, Address):
@@ -393,6 +428,9 @@ class Acceptance:
                 )
             ],
         )
+        if plan.effects is not None:
+            batch.envelopes.extend(plan.effects.envelopes)
+            batch.extra.extend(plan.effects.writes)
         committed = await self._conversations.commit(batch)
         structlog.contextvars.bind_contextvars(task_id=task.id)
         self._metrics.accepted(envelope.act)
@@ -400,6 +438,8 @@ class Acceptance:
             await self._bus.publish(f"inbox.{agent}", str(seq).encode())
         for pk, kind, _partition in committed.outbox:
             await self._bus.publish(f"work.{kind}", str(pk).encode())
+        for subject in plan.effects.wake if plan.effects else ():
+            await self._bus.publish(subject, b"")
         log.info(
             "envelope.accepted",
             act=envelope.act,

@@ -8,6 +8,7 @@ same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -23,7 +24,12 @@ from gateway.bus.memory import MemoryBus
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
 from gateway.endpoints import EndpointGuard
+from gateway.escalations import Escalator
 from gateway.http import agents, brands, directory, inbox, messages, ops, tasks, wellknown
+from gateway.http import channels as channel_routes
+from gateway.http import escalations as escalation_routes
+from gateway.http import operators as operator_routes
+from gateway.http import outcomes as outcome_routes
 from gateway.http.auth import Authenticator
 from gateway.http.context import SERVICES, Services
 from gateway.http.middleware import request_context
@@ -32,11 +38,19 @@ from gateway.http.routes import Route
 from gateway.inbox import InboxHub
 from gateway.keyring import KeyCache
 from gateway.metrics import Metrics
+from gateway.notify.console import ConsoleStream
+from gateway.operators import Desk
 from gateway.policies import PolicyCache
 from gateway.registry import Registry
+from gateway.store.channels import Channels
 from gateway.store.conversations import Conversations
 from gateway.store.database import create_engine, migrate, sqlite_begin_immediate
 from gateway.store.directory import Directory
+from gateway.store.escalations import Escalations
+from gateway.store.operators import Operators
+from gateway.store.outcomes import Outcomes
+from gateway.store.timers import Timers
+from gateway.timers import TimerRunner
 from identity.envelope import MAX_REQUEST_BYTES
 from identity.errors import KeyInvalid
 from identity.ids import new_id
@@ -54,6 +68,10 @@ ROUTES: tuple[Route, ...] = (
     *messages.ROUTES,
     *inbox.ROUTES,
     *tasks.ROUTES,
+    *operator_routes.ROUTES,
+    *escalation_routes.ROUTES,
+    *channel_routes.ROUTES,
+    *outcome_routes.ROUTES,
     *ops.ROUTES,
 )
 
@@ -110,6 +128,37 @@ def _lifecycle(
         metrics.gauge(
             "switchboard_inbox_items", "Inbox items held for agents.", conversations.inbox_depth
         )
+        escalations = Escalations(engine)
+        escalator = Escalator(
+            settings=settings,
+            conversations=conversations,
+            escalations=escalations,
+            policies=policies,
+            language=language,
+            gateway_key=gateway_key,
+            directory=directory_store,
+            new_id=new_id,
+        )
+        console = ConsoleStream(bus, escalations)
+        await console.start()
+        desk = Desk(
+            escalator=escalator,
+            escalations=escalations,
+            operators=Operators(engine),
+            channels=Channels(engine),
+            outcomes=Outcomes(engine),
+            directory=directory_store,
+            console=console,
+            bus=bus,
+            clock=clock,
+        )
+        timer_runner = TimerRunner(
+            timers=Timers(engine),
+            escalator=escalator,
+            directory=directory_store,
+            bus=bus,
+            clock=clock,
+        )
         acceptance = Acceptance(
             directory=directory_store,
             conversations=conversations,
@@ -122,6 +171,7 @@ def _lifecycle(
             new_id=new_id,
             rate_per_minute=settings.rate_per_minute,
             personal_to_personal=settings.personal_to_personal,
+            escalator=escalator,
         )
 
         async def ready() -> dict[str, bool]:
@@ -166,11 +216,23 @@ def _lifecycle(
             metrics=metrics,
             gateway_key=gateway_key,
             ready=ready,
+            desk=desk,
+            timers=timer_runner,
+        )
+        timer_loop = (
+            asyncio.create_task(timer_runner.run_forever(settings.timer_interval_s))
+            if settings.timer_interval_s > 0
+            else None
         )
         log.info("gateway.started", domain=settings.domain, database=engine.dialect.name)
         try:
             yield
         finally:
+            if timer_loop is not None:
+                timer_loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await timer_loop
+            await console.stop()
             await inbox_hub.stop()
             await bus.close()
             await engine.dispose()

@@ -63,6 +63,7 @@ class Settings:
     personal_to_personal: bool = False
     smtp_url: str | None = None
     public_url: str | None = None
+    timer_interval_s: float = 1.0
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     language: LanguageSettings = field(default_factory=LanguageSettings)
 
@@ -116,6 +117,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         personal_to_personal=_bool("PERSONAL_TO_PERSONAL", get("PERSONAL_TO_PERSONAL")),
         smtp_url=get("SMTP_URL"),
         public_url=get("PUBLIC_URL"),
+        timer_interval_s=_float("TIMER_INTERVAL", get("TIMER_INTERVAL"), 1.0, 0.0, 3600.0),
         delivery=DeliverySettings(
             timeout_s=_float("DELIVERY_TIMEOUT", get("DELIVERY_TIMEOUT"), 15.0, 0.1, 300.0),
             retry_budget_s=_float(

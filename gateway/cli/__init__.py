@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "gateway.cli.serve",
     "gateway.cli.language",
     "gateway.cli.demo",
+    "gateway.cli.outcomes",
 )
 
 

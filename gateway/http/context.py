@@ -19,10 +19,12 @@ from gateway.http.auth import Authenticator
 from gateway.inbox import InboxHub
 from gateway.keyring import KeyCache
 from gateway.metrics import Metrics
+from gateway.operators import Desk
 from gateway.policies import PolicyCache
 from gateway.registry import Registry
 from gateway.store.conversations import Conversations
 from gateway.store.directory import Directory
+from gateway.timers import TimerRunner
 from identity.errors import InvalidJson
 from identity.keys import PrivateKey
 from routing.language import Language
@@ -50,6 +52,8 @@ class Services:
     metrics: Metrics
     gateway_key: PrivateKey
     ready: Any  # async () -> dict[str, bool]
+    desk: Desk
+    timers: TimerRunner
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -55,8 +55,9 @@ async def get_task(request: web.Request) -> web.Response:
     view = task_view(task)
     view["history"] = await svc.conversations.history(task.id)
     view["events"] = await svc.conversations.events(task.id)
-    view["escalations"] = []
-    view["outcome"] = None
+    view["escalations"] = [e.view() for e in await svc.desk.escalations.for_task(task.id)]
+    ledger = await svc.desk.outcomes.for_task(task.id)
+    view["outcome"] = ledger[-1] if ledger else None
     return json_response(view)
 
 

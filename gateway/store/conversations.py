@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Row, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -65,6 +65,16 @@ class OutboxWrite:
     payload: dict[str, Any]
 
 
+class Write(Protocol):
+    """More rows for the same transaction (escalations, timers, ledger entries...).
+
+    `apply` runs after the task and the envelopes are written; it returns the outbox rows its
+    writes cause, and raises to roll the whole batch back (a lost guard, for example).
+    """
+
+    async def apply(self, conn: AsyncConnection, now: datetime) -> list[OutboxWrite]: ...
+
+
 @dataclass(slots=True)
 class Batch:
     """Everything one acceptance writes."""
@@ -73,6 +83,7 @@ class Batch:
     task: TaskWrite | None = None
     envelopes: list[EnvelopeWrite] = field(default_factory=list)
     outbox: list[OutboxWrite] = field(default_factory=list)
+    extra: list[Write] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +136,10 @@ class Conversations:
                                 batch.now,
                             )
                         )
-                for item in batch.outbox:
+                caused = list(batch.outbox)
+                for extra in batch.extra:
+                    caused.extend(await extra.apply(conn, batch.now))
+                for item in caused:
                     rows.append(await _insert_outbox(conn, item, batch.now))
         except IntegrityError as exc:
             if "replay" in str(exc.orig).lower() or "envelopes.sender" in str(exc.orig):

@@ -202,3 +202,113 @@ outbox = Table(
     Column("last_error", Text, nullable=True),
 )
 Index("ix_outbox_pending", outbox.c.status, outbox.c.partition, outbox.c.pk)
+
+# --- escalation, operators, notifications, timers, outcome ledger (migration 0003) ---------
+
+operators = Table(
+    "operators",
+    metadata,
+    Column("address", String(320), primary_key=True),
+    Column("brand", String(253), ForeignKey("brands.domain"), nullable=False),
+    Column("handle", String(64), nullable=False),
+    Column("display_name", String(200), nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("skills", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+Index("ix_operators_brand", operators.c.brand, operators.c.address)
+
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("task_id", String(40), ForeignKey("tasks.id"), nullable=False),
+    Column("brand", String(253), nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("reason", String(20), nullable=False),
+    Column("reason_text", Text, nullable=False),
+    Column("rule", String(300), nullable=False),
+    Column("priority", String(10), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("claimed_by", String(320), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("closed_at", UtcDateTime(), nullable=True),
+)
+Index("ix_escalations_brand", escalations.c.brand, escalations.c.state, escalations.c.created_at)
+Index("ix_escalations_task", escalations.c.task_id, escalations.c.created_at)
+
+escalation_heads = Table(
+    "escalation_heads",
+    metadata,
+    Column("brand", String(253), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+)
+
+escalation_events = Table(
+    "escalation_events",
+    metadata,
+    Column("brand", String(253), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("kind", String(40), nullable=False),
+    Column("escalation_id", String(40), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+)
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("brand", String(253), ForeignKey("brands.domain"), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("events", Text, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+Index("ix_channels_brand", channels.c.brand, channels.c.created_at)
+
+timers = Table(
+    "timers",
+    metadata,
+    Column("pk", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(20), nullable=False),
+    Column("key", String(80), nullable=False),
+    Column("due_at", UtcDateTime(), nullable=False),
+    Column("fired_at", UtcDateTime(), nullable=True),
+    Column("lease", String(40), nullable=True),
+    Column("lease_until", UtcDateTime(), nullable=True),
+    Column("data", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("kind", "key", name="uq_timers_kind_key"),
+)
+Index("ix_timers_due", timers.c.fired_at, timers.c.due_at)
+
+outcome_heads = Table(
+    "outcome_heads",
+    metadata,
+    Column("brand", String(253), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+)
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("brand", String(253), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("task_id", String(40), nullable=False),
+    Column("agent", String(320), nullable=False),
+    Column("outcome", String(12), nullable=False),
+    Column("resolved_by", String(10), nullable=True),
+    Column("escalated", Boolean, nullable=False),
+    Column("confirmed", Boolean, nullable=False),
+    Column("at", String(40), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("sig", Text, nullable=False),
+)
+Index("ix_outcomes_task", outcomes.c.task_id, outcomes.c.seq)

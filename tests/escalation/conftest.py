@@ -1,0 +1,91 @@
+"""A brand with one agent, a person, two operators, on a gateway whose clock tests move.
+
+The timer loop is off (`timer_interval_s=0`): tests fire timers with `run_due` themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.app import Overrides
+from gateway.client import AgentClient, StaffClient
+from gateway.clock import ManualClock
+from tests.conftest import Harness, make_settings, start_gateway
+
+BRAND = "acme.example"
+
+
+@dataclass
+class Scene:
+    """Everything an escalation test talks to."""
+
+    gw: Harness
+    clock: ManualClock
+    admin: StaffClient  # the brand admin
+    agent: AgentClient  # support@acme.example
+    alice: AgentClient  # a person's agent
+    jane: StaffClient  # operator
+    bob: StaffClient  # operator
+    jane_address: str
+    bob_address: str
+
+    async def open_task(self, text: str = "My speaker's light is flashing orange.") -> str:
+        answer = await self.alice.send(BRAND, text, now=self.clock.now())
+        return str(answer["task"])
+
+    async def say(self, task: str, text: str) -> dict[str, Any]:
+        return await self.alice.send(BRAND, text, task=task, now=self.clock.now())
+
+    async def agent_act(self, task: str, act: str, text: str = "") -> dict[str, Any]:
+        return await self.agent.send(
+            self.alice.address, text, act=act, task=task, now=self.clock.now()
+        )
+
+    async def escalations(self, **params: Any) -> list[dict[str, Any]]:
+        return list((await self.jane.get("/v1/escalations", **params))["items"])
+
+    async def policy(self, escalation: dict[str, Any]) -> None:
+        await self.admin.set_policy(BRAND, {"escalation": escalation})
+
+
+async def build_scene(gw: Harness, clock: ManualClock) -> Scene:
+    admin, agents = await gw.brand(BRAND, [("support", "Speaker support", ["status lights"])])
+    alice = await gw.person("alice")
+    jane = await admin.post(f"/v1/brands/{BRAND}/operators", {"handle": "jane"})
+    bob = await admin.post(f"/v1/brands/{BRAND}/operators", {"handle": "bob"})
+    return Scene(
+        gw=gw,
+        clock=clock,
+        admin=admin,
+        agent=agents["support"],
+        alice=alice,
+        jane=gw.staff(jane["token"]),
+        bob=gw.staff(bob["token"]),
+        jane_address=jane["address"],
+        bob_address=bob["address"],
+    )
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime.now(UTC))
+
+
+@pytest.fixture
+def settings_dir(tmp_path: Path) -> Path:
+    return tmp_path / "var"
+
+
+@pytest.fixture
+async def scene(settings_dir: Path, clock: ManualClock) -> AsyncIterator[Scene]:
+    """A running gateway with the brand, the person and two operators."""
+    settings = make_settings(settings_dir, timer_interval_s=0.0)
+    overrides = Overrides(clock=clock, announce=lambda _text: None)
+    async with start_gateway(settings, overrides) as gw:
+        yield await build_scene(gw, clock)
