@@ -104,9 +104,10 @@ class Ranker:
             if not text:
                 continue
             f = features(text, self._lexicon)
-            for concept in f.concepts:
-                if concepts.get(concept, (0.0, ""))[0] < weight:
-                    concepts[concept] = (weight, text)
+            for concept, (strength, _) in f.concepts.items():
+                said = weight * min(strength, 1.0)
+                if concepts.get(concept, (0.0, ""))[0] < said:
+                    concepts[concept] = (said, text)
             for s in f.stems:
                 if s not in brand and stems.get(s, (0.0, ""))[0] < weight:
                     stems[s] = (weight, text)
