@@ -116,8 +116,7 @@ _RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
             r"the press|take (?:my|our) (?:business|custom|money) elsewhere|"
             r"(?:taking|took) (?:my|our) (?:business|custom|money) elsewhere|formal complaint|"
             r"(?:make|file|lodge|raise|making|filing) a complaint)\b"
-            rf"|\b(?:to|for) (?:another|a different|a new|a cheaper|a better) {_PROVIDER}\b"
-            r"|\bcompetitors?\b"
+            r"|\b(?:take|taking|took) (?:my|our) (?:\w+ )?elsewhere\b|\bgo(?:ing)? elsewhere\b"
             r"|\breport(?:ing)? you\b|\bleaving reviews\b"
             r"|\b(?:seriously|really|very) (?:tempted|considering|thinking)\b"
             r"|\btempted to (?:cancel|leave|switch|walk|go)\b"
@@ -135,6 +134,12 @@ _RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
             r"just what i (?:needed|wanted)|thanks for nothing|who would have (?:thought|guessed)|"
             r"(?:great|brilliant|fantastic|excellent|wonderful|amazing|superb|stellar|top|lovely)"
             r"(?: \w+){0,2} as (?:always|usual|ever)|love (?:\w+ing )?(?:\w+ ){0,3}with you lot)\b",
+        ),
+        (
+            "threat",
+            FAINT,
+            rf"\b(?:to|for) (?:another|a different|a new|a cheaper|a better) {_PROVIDER}\b"
+            r"|\bcompetitors?\b|\bport(?:ing)? out\b",
         ),
         (
             "price rise",

@@ -58,7 +58,7 @@ COMMON: dict[str, dict[float, str]] = {
     "billing": {
         _STRONG: "invoice|invoices|bill|billing|billed|bills|receipt|receipts|payment|payments|"
         "pay|paid|paying|vat|vat number|overcharged|fare|fares|double charged|charged twice|"
-        "payment method|payment methods|line rental|one-off charge|payday|pay my bill",
+        "line rental|one-off charge|payday|pay my bill",
         _MID: "charge|charged|charges|charging|cost|costs|fee|fees|expensive|"
         "expenses|transaction|transactions|taken",
     },
@@ -76,7 +76,8 @@ COMMON: dict[str, dict[float, str]] = {
         _STRONG: "sign in|signin|sign-in|log in|login|logon|log on|logging in|signing in|"
         "password|passwords|passcode|credentials|locked out|two factor|two-factor|2fa|"
         "verification code|authentication|reset link|reset email|forgot my password",
-        _MID: "sign into|log into|disabled",
+        _MID: "sign into|log into|disabled|locked|cant get in|can't get in|cannot get in|"
+        "get into my",
     },
     "subscription": {
         _STRONG: "subscription|subscriptions|subscribe|subscribed|premium|membership|"
@@ -141,7 +142,9 @@ COMMON: dict[str, dict[float, str]] = {
     "": {
         _STRONG: "on hold|hold music|in person|connect me|connect us|put me through|"
         "real person|customer service|member of staff|"
-        "set up by|thank you|that fixed it|fixed it|it worked|that worked",
+        "set up by|thank you|that fixed it|fixed it|it worked|that worked|call me|"
+        "call me back|call back|callback|ring me|phone me|get in touch|contact me|speak to|"
+        "talk to|speak with|talk with|someone|somebody|anyone|anybody",
     },
 }
 """concept -> {weight: "phrase|phrase|…"}; the empty concept blocks misleading matches."""
@@ -193,6 +196,7 @@ class Hit:
     concept: str
     surface: str
     weight: float
+    derived: bool = False
 
 
 def _stems(phrase: str) -> tuple[str, ...]:
@@ -236,7 +240,7 @@ class Lexicon:
                     found.append(Hit(concept, surface, weight))
                     parent = self._parents.get(concept)
                     if parent:
-                        found.append(Hit(parent, surface, weight * PARENT_FACTOR))
+                        found.append(Hit(parent, surface, weight * PARENT_FACTOR, derived=True))
                 for j in range(i, i + size):
                     used[j] = True
                 i += size

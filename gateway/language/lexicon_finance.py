@@ -9,7 +9,8 @@ FINANCE: dict[str, dict[float, str]] = {
         STRONG: "card|cards|debit card|credit card|bank card|contactless|pin|pin number|"
         "chip|cash machine|cashpoint|atm|swallowed|card declined|declined|card blocked|"
         "blocked card|frozen card|freeze my card|replacement card|new card|lost card|"
-        "lost my card|card reader|card payment",
+        "lost my card|card reader|card payment|payment method|payment methods|payment details|"
+        "card details",
         MID: "rejected|refused",
     },
     "transfer": {
@@ -72,7 +73,8 @@ FINANCE: dict[str, dict[float, str]] = {
         "flat battery|battery flat|battery is flat|flat batteries|flat tyre|flat tire|"
         "puncture|tyre|tyres|tow|towing|recovery|recovery truck|roadside|stranded|misfuel|"
         "misfuelling|wrong fuel|petrol in my diesel|diesel in my petrol|locked out of the car|"
-        "keys locked|locked my keys|jump start|spare wheel|no spare",
+        "keys locked|locked my keys|locked inside|locked in the car|keys inside|jump start|"
+        "spare wheel|no spare",
     },
 }
 """concept -> {weight: "phrase|phrase|…"} for banks, lenders and insurers."""

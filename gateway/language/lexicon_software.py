@@ -28,7 +28,8 @@ SOFTWARE: dict[str, dict[float, str]] = {
     "permissions": {
         STRONG: "permission|permissions|role|roles|access rights|view only|viewing only|"
         "read only|admin rights|administrator|administration|ownership|owner|"
-        "workspace ownership|ownership transfer|transfer ownership|hand over ownership|"
+        "workspace ownership|ownership transfer|workspace ownership transfer|transfer ownership|"
+        "hand over ownership|"
         "still has access|has access|access",
     },
     "sso": {

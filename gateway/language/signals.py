@@ -30,14 +30,16 @@ _ROLE = (
 _STRONG = (
     r"(?:(?:real|actual|live|proper|human) )?(?:(?:customer )?(?:service|support|care) )?"
     r"(?:human beings?|humans?|persons?|real people|representatives?|reps?|operators?|"
-    r"supervisors?|managers?|staff members?|members? of (?:(?:the|your|our) )?(?:staff|"
+    r"(?:duty |practice |store |shift |branch |general |floor )?(?:supervisors?|managers?)|"
+    r"staff members?|members? of (?:(?:the|your|our) )?(?:staff|"
     r"(?:\w+ )?team)|employees?|human agents?|live agents?|real agents?|"
     rf"{_ROLE}|(?:someone|somebody) (?:senior|in charge|more senior|qualified))"
 )
 _SOMEONE = (
     r"(?:someone|somebody|anyone|anybody)(?: (?:senior|qualified|in charge|real|"
     r"from (?:your |the )?(?:\w+ ){0,2}(?:team|department|office|side)|"
-    r"in (?:sales|billing|support|accounts|claims|charge|your \w+ team)))?"
+    r"in (?:sales|billing|support|accounts|claims|charge|your \w+ team)|"
+    r"at (?:reception|the (?:front )?desk|the (?:branch|store|shop|office))))?"
 )
 _ANY = (
     rf"(?:{_STRONG}|{_SOMEONE}|agents?|people|"
