@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from gateway.language.signals import BOT, Finding, clauses
+from gateway.language.signals import BOT, Finding
 from gateway.language.text import STOPWORDS, normalise, stem, words
 from routing.language import Turn
 
@@ -157,7 +157,7 @@ _RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
         ),
     )
 )
-_CLAUSE_RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = (
+_SENTENCE_RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = (
     (
         "sarcasm",
         STRONG,
@@ -199,11 +199,13 @@ def frustration(text: str, history: Sequence[Turn] = ()) -> list[Finding]:
             cues.append((STRONG, Finding("anger", match.group(0))))
     for name, weight, pattern in _RULES:
         cues.extend((weight, Finding(name, m.group(0))) for m in pattern.finditer(flat))
-    for clause in clauses(text):
-        for name, weight, pattern in _CLAUSE_RULES:
-            hit = pattern.search(clause)
+    for sentence in _SENTENCE_END.split(flat):
+        for name, weight, pattern in _SENTENCE_RULES:
+            hit = pattern.search(sentence.strip(" ,"))
             if hit:
                 cues.append((weight, Finding(name, hit.group(0))))
+    if _RESOLVED.search(flat):  # "just what I needed, thanks!" is sincere
+        cues = [c for c in cues if c[1].rule != "sarcasm" or "nothing" in c[1].words]
     openers = [m.group(0) for s in _SENTENCE_END.split(flat) if (m := _OPENER.search(s))]
     if openers and _BAD_NEWS.search(flat) and not _RESOLVED.search(flat):
         cues.append((STRONG, Finding("sarcasm", openers[0].strip(" ,.!") + " …")))

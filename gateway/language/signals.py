@@ -25,7 +25,7 @@ _ROLE = (
     r"(?:(?:support |technical |tech |sales |account |claims? |case |billing |senior |"
     r"qualified |specialist )?(?:technicians?|specialists?|experts?|handlers?|consultants?|"
     r"account managers?|advis[eo]rs?|salespersons?|salespeople|sales (?:team|reps?|people|"
-    r"person|advis[eo]rs?)|case workers?|caseworkers?|engineers?|officers?))"
+    r"person|advis[eo]rs?)|case workers?|caseworkers?))"
 )
 _STRONG = (
     r"(?:(?:real|actual|live|proper|human) )?(?:(?:customer )?(?:service|support|care) )?"
@@ -58,19 +58,20 @@ _REQUESTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             "talk",
             r"\b(?:talk|speak|chat|discuss|explain|deal|handle|sort|have a word)(?:s|ing)?\b"
-            rf"(?: \w+){{0,7}}? (?:to|with|by) {_DET}{_ANY}\b",
+            rf"(?: \w+){{0,7}}? (?:to|with|by) {_DET}(?:{_ANY}|engineers?)\b",
         ),
         (
             "transfer",
             r"\b(?:put|transfer|connect|pass|forward|escalate|hand|switch)\w*"
             r"(?: me| us| this| it| my \w+)?(?: through| over| on| across)? (?:to|with) "
-            rf"{_DET}{_ANY}\b",
+            rf"{_DET}(?:{_ANY}|engineers?)\b",
         ),
         ("escalate", r"\bescalat\w*\b"),
         (
             "ask",
             r"\b(?:want|need|like|prefer|get|give|find|request|demand|require|bring|send)\w*"
-            rf"(?: me| us)?(?: to (?:have|get))? {_DET}{_STRONG}\b",
+            rf"(?: me| us)?(?: to (?:have|get))? {_DET}{_STRONG}\b"
+            r"(?! (?:details|number|numbers|name|names|email|address|contact))",
         ),
         (
             "ask",
