@@ -7,11 +7,12 @@ several words is matched before its parts, and its words are then consumed. Each
 weight: specific words (`parcel`) count fully, vague ones (`reset`, `fail`) less, and a few
 phrases map to no concept at all to stop a misleading part matching (`on hold` is not luggage).
 
-The concepts cover the domains a brand's support usually splits into (orders, delivery,
-billing, refunds, returns, warranty, accounts, sign-in, subscriptions, privacy, marketing
-e-mail, technical troubleshooting, set-up, connectivity, status lights, firmware, sound) and,
-so the lexicon is not tuned to one brand, travel (bookings, changes, seats, check-in, luggage,
-loyalty, special assistance).
+This module holds the concepts most brands share (orders, delivery, billing, refunds,
+returns, warranty, accounts, sign-in, subscriptions, privacy, marketing e-mail, technical
+troubleshooting, set-up, connectivity, status lights, firmware, sound); the domain modules add
+travel, telecom and energy, banking and insurance, and software. A narrow concept may name a
+broader *parent* (`card` -> `billing`): a hit on it also counts, at half weight, for the
+parent, so "my card was declined" still reaches an agent whose card only says "payments".
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gateway.language.lexicon_finance import FINANCE
+from gateway.language.lexicon_software import SOFTWARE
+from gateway.language.lexicon_telecom import TELECOM
+from gateway.language.lexicon_travel import TRAVEL
 from gateway.language.text import Token, stem, words
+from gateway.language.weights import MID as _MID
+from gateway.language.weights import STRONG as _STRONG
+from gateway.language.weights import WEAK as _WEAK
 
-_STRONG, _MID, _WEAK = 1.0, 0.7, 0.4
-
-CONCEPTS: dict[str, dict[float, str]] = {
+COMMON: dict[str, dict[float, str]] = {
     "order": {
         _STRONG: "order|orders|ordered|purchase|purchased|bought",
         _WEAK: "buy|item|product",
@@ -50,11 +56,11 @@ CONCEPTS: dict[str, dict[float, str]] = {
         _MID: "money",
     },
     "billing": {
-        _STRONG: "invoice|invoices|bill|billing|billed|receipt|payment|payments|pay|paid|"
-        "statement|vat|overcharged|fare|fares|double charged|charged twice|credit card|"
-        "debit card",
-        _MID: "charge|charged|charges|charging|card|price|cost|costs|fee|fees|expensive|"
-        "expenses|transaction",
+        _STRONG: "invoice|invoices|bill|billing|billed|bills|receipt|receipts|payment|payments|"
+        "pay|paid|paying|vat|vat number|overcharged|fare|fares|double charged|charged twice|"
+        "line rental|one-off charge|payday|pay my bill",
+        _MID: "charge|charged|charges|charging|cost|costs|fee|fees|expensive|"
+        "expenses|transaction|transactions|taken",
     },
     "warranty": {
         _STRONG: "warranty|guarantee|guaranteed|replacement|replace|defective|covered",
@@ -63,13 +69,15 @@ CONCEPTS: dict[str, dict[float, str]] = {
     "account": {
         _STRONG: "account|accounts|profile|username|user name|my details|account details|"
         "account settings|phone number|email address|e-mail address|personal details",
-        _MID: "settings|setting|address|name",
+        _MID: "address|name",
+        _WEAK: "settings|setting",
     },
     "signin": {
         _STRONG: "sign in|signin|sign-in|log in|login|logon|log on|logging in|signing in|"
         "password|passwords|passcode|credentials|locked out|two factor|two-factor|2fa|"
         "verification code|authentication|reset link|reset email|forgot my password",
-        _MID: "sign into|log into|disabled",
+        _MID: "sign into|log into|disabled|locked|cant get in|can't get in|cannot get in|"
+        "get into my",
     },
     "subscription": {
         _STRONG: "subscription|subscriptions|subscribe|subscribed|premium|membership|"
@@ -86,25 +94,27 @@ CONCEPTS: dict[str, dict[float, str]] = {
         _STRONG: "newsletter|newsletters|marketing|promotion|promotions|promotional|promo|"
         "unsubscribe|spam|mailing list|email preferences|emails|e-mails|emailing|"
         "stop emailing|stop sending",
-        _MID: "email|e-mail|preferences|offers",
+        _MID: "email|e-mail|emailed|preferences",
     },
     "troubleshooting": {
         _STRONG: "troubleshooting|troubleshoot|not working|doesn't work|doesnt work|"
         "won't work|wont work|stopped working|won't play|wont play|won't turn on|"
         "wont turn on|doesn't turn on|doesnt turn on|not turn on|no power|reboot|"
         "reboots|restart|restarts|keeps restarting|crash|crashes|freeze|freezes|frozen|"
-        "bricked|dead|factory reset|malfunction|glitch",
+        "bricked|dead|factory reset|factory settings|malfunction|glitch|powers off|"
+        "switches itself on|switches itself off|turns itself on|turns itself off|"
+        "on its own|by itself|randomly|keeps cutting out|forgets|causing it",
         _MID: "stuck|error|fault|fails|failing|failed|fail|turn on|turns off",
         _WEAK: "reset|problem|issue|broken|broke",
     },
     "setup": {
-        _STRONG: "setup|set up|setting up|install|installation|configure|configuration|"
+        _STRONG: "setup|set up|setting up|configure|configuration|"
         "hdmi|optical|cable|stereo pair|surround|wall mount|mount|group speakers|"
         "device setup",
         _MID: "app|second speaker|tv|television|connect to my tv",
     },
     "connectivity": {
-        _STRONG: "wifi|wi-fi|wireless|network|router|bluetooth|pair|pairing|paired|"
+        _STRONG: "wifi|wi-fi|wireless|network|bluetooth|pair|pairing|paired|"
         "connectivity|connection|disconnect|disconnects|disconnecting|disconnected|"
         "internet|offline|signal|airplay|chromecast|conect|connect|connecting",
         _MID: "drops|dropping|dropped|drop|stream|streaming|spotify|find my speaker",
@@ -123,85 +133,60 @@ CONCEPTS: dict[str, dict[float, str]] = {
         _STRONG: "sound|sounds|audio|bass|treble|volume|distorted|distortion|crackling|"
         "crackle|buzzing|buzz|hum|humming|muffled|noise|noisy|static|echo|out of sync|"
         "lip sync|no sound|sound quality|hear|quiet|loud|tinny",
-        _MID: "music|play|playing|voice|dialogue",
+        _MID: "music|play|playing|voice|dialogue|tunes|songs|song|whine|fuzzy",
     },
     "device": {
         _WEAK: "speaker|speakers|soundbar|soundbars|subwoofer|sub woofer|headphones|remote|"
         "device|devices",
     },
-    "booking": {
-        _STRONG: "booking|bookings|book|booked|reservation|reserve|reserved|ticket|tickets|"
-        "itinerary|new booking|return flight|my trip|trip|flight booking",
-        _MID: "flight|flights|fly|flying|travel date",
-    },
-    "change": {
-        _STRONG: "change my flight|changing flights|rebook|rebooked|reschedule|move my flight|"
-        "change the date|change my booking|different flight|earlier flight|later flight|"
-        "next flight|change the name|name change",
-        _MID: "change|changes|changing|move|date",
-    },
-    "cancellation": {
-        _STRONG: "cancel|cancellation|cancellations|cancelled|canceled|cancelling|canceling",
-    },
-    "seat": {
-        _STRONG: "seat|seats|seat selection|window seat|aisle|legroom|upgrade|business class|"
-        "first class|economy|sit together|seats together",
-    },
-    "checkin": {
-        _STRONG: "check in|check-in|checkin|checking in|online check in|boarding pass|"
-        "boarding passes|boarding|gate",
-    },
-    "baggage": {
-        _STRONG: "baggage|luggage|suitcase|suitcases|bag|bags|checked bag|cabin bag|"
-        "hand luggage|carry on|carry-on|hold luggage|backpack|holdall|kilos|kg|"
-        "weight limit|allowance|allowed on board|excess baggage|baggage claim|lost bag|"
-        "luggage claim",
-        _MID: "allowed|size|dimensions|heavy|overweight|collected|carousel",
-    },
-    "damage": {
-        _STRONG: "damaged|damage|ripped|torn|smashed|wheel off|broken handle|cracked|dented",
-        _MID: "broke|broken|scratched",
-    },
-    "sports_equipment": {
-        _STRONG: "golf|golf clubs|ski|skis|snowboard|bike|bicycle|surfboard|sports equipment|"
-        "equipment|clubs",
-    },
-    "miles": {
-        _STRONG: "miles|mile|points|frequent flyer|frequent flier|skymiles|loyalty|rewards|"
-        "reward|redeem|award|miles balance|credited|earn",
-        _MID: "balance|partner|partners|member",
-    },
-    "tier": {
-        _STRONG: "tier|tiers|gold|silver|platinum|elite|status level|gold status",
-    },
-    "assistance": {
-        _STRONG: "wheelchair|mobility|disability|disabled|special assistance|reduced mobility|"
-        "blind|deaf|walking frame|crutches|help getting to the gate",
-        _MID: "assistance|assist",
-    },
-    "pets": {
-        _STRONG: "pet|pets|dog|dogs|cat|cats|puppy|kitten|animal|animals|service animal",
-    },
-    "medical": {
-        _STRONG: "medical|medication|medicine|insulin|diabetic|diabetes|pregnant|pregnancy|"
-        "oxygen|doctor|allergy|allergic|condition|conditions|epilepsy|surgery",
-    },
-    "minors": {
-        _STRONG: "unaccompanied|minor|minors|child travelling alone|flying alone|"
-        "travelling alone|traveling alone|year old|child|children|kid|kids",
-        _MID: "alone|son|daughter|teenager",
-    },
-    "meals": {
-        _STRONG: "meal|meals|food|vegan|vegetarian|gluten|gluten-free|halal|kosher|dietary|"
-        "diet|nut allergy|special meal",
-    },
     "": {
         _STRONG: "on hold|hold music|in person|connect me|connect us|put me through|"
         "real person|customer service|member of staff|"
-        "set up by|thank you|that fixed it|fixed it|it worked|that worked",
+        "set up by|thank you|that fixed it|fixed it|it worked|that worked|call me|"
+        "call me back|call back|callback|ring me|phone me|get in touch|contact me|speak to|"
+        "talk to|speak with|talk with|someone|somebody|anyone|anybody",
     },
 }
 """concept -> {weight: "phrase|phrase|…"}; the empty concept blocks misleading matches."""
+
+CONCEPTS: dict[str, dict[float, str]] = {}
+for _table in (COMMON, TRAVEL, TELECOM, FINANCE, SOFTWARE):
+    for _concept, _by_weight in _table.items():
+        _merged = CONCEPTS.setdefault(_concept, {})
+        for _weight, _phrases in _by_weight.items():
+            _merged[_weight] = f"{_merged[_weight]}|{_phrases}" if _weight in _merged else _phrases
+
+PARENTS: dict[str, str] = {
+    "card": "billing",
+    "transfer": "billing",
+    "statement": "billing",
+    "debt": "billing",
+    "credit": "billing",
+    "tariff": "billing",
+    "outage": "troubleshooting",
+    "bug": "troubleshooting",
+    "speed": "connectivity",
+    "router": "connectivity",
+    "install": "setup",
+    "appointment": "install",
+    "upgrade": "subscription",
+    "addon": "subscription",
+    "deal": "subscription",
+    "contract": "subscription",
+    "switching": "cancellation",
+    "fraud": "security",
+    "sso": "signin",
+    "permissions": "users",
+    "compliance": "privacy",
+    "medical": "vulnerable",
+    "assistance": "vulnerable",
+    "glass": "claim",
+    "courtesy": "claim",
+    "repair": "claim",
+    "ncd": "policy",
+}
+"""narrow concept -> the broader concept a hit on it also counts for (at PARENT_FACTOR)."""
+PARENT_FACTOR = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +196,7 @@ class Hit:
     concept: str
     surface: str
     weight: float
+    derived: bool = False
 
 
 def _stems(phrase: str) -> tuple[str, ...]:
@@ -220,7 +206,12 @@ def _stems(phrase: str) -> tuple[str, ...]:
 class Lexicon:
     """The compiled lexicon: stemmed phrases, longest first, mapped to concepts."""
 
-    def __init__(self, concepts: dict[str, dict[float, str]] | None = None) -> None:
+    def __init__(
+        self,
+        concepts: dict[str, dict[float, str]] | None = None,
+        parents: dict[str, str] | None = None,
+    ) -> None:
+        self._parents = PARENTS if parents is None else parents
         table: dict[tuple[str, ...], tuple[str, float]] = {}
         for concept, by_weight in (concepts or CONCEPTS).items():
             for weight, alternatives in by_weight.items():
@@ -247,6 +238,9 @@ class Lexicon:
                 if concept:
                     surface = " ".join(t.surface for t in tokens[i : i + size])
                     found.append(Hit(concept, surface, weight))
+                    parent = self._parents.get(concept)
+                    if parent:
+                        found.append(Hit(parent, surface, weight * PARENT_FACTOR, derived=True))
                 for j in range(i, i + size):
                     used[j] = True
                 i += size

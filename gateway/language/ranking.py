@@ -17,8 +17,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.language.lexicon import DEFAULT_LEXICON, Lexicon
-from gateway.language.text import Token, correct, is_content, stem, tokens
+from gateway.language.lexicon import DEFAULT_LEXICON, PARENT_FACTOR, Lexicon
+from gateway.language.text import Corrector, Token, is_content, stem, tokens
 from routing.language import Candidate, RouteChoice
 
 SKILL_WEIGHT = 2.0
@@ -36,6 +36,7 @@ class Features:
 
     concepts: dict[str, tuple[float, tuple[str, ...]]]
     stems: dict[str, str]  # stem -> a surface form, for explanations
+    derived: frozenset[str] = frozenset()  # concepts said only through a narrower one
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +47,10 @@ class _Profile:
 
 
 def features(
-    text: str, lexicon: Lexicon = DEFAULT_LEXICON, vocabulary: frozenset[str] = frozenset()
+    text: str, lexicon: Lexicon = DEFAULT_LEXICON, corrector: Corrector | None = None
 ) -> Features:
-    """Concepts and content words of `text`, with typos corrected against `vocabulary`."""
-    toks = [_corrected(t, vocabulary) for t in tokens(text)]
+    """Concepts and content words of `text`, with typos corrected by `corrector`."""
+    toks = [_corrected(t, corrector) for t in tokens(text)]
     hits, used = lexicon.hits(toks)
     concepts: dict[str, tuple[float, tuple[str, ...]]] = {}
     for hit in hits:
@@ -58,13 +59,14 @@ def features(
             surfaces = (*surfaces, hit.surface)
         concepts[hit.concept] = (min(weight + hit.weight, MAX_QUERY_WEIGHT), surfaces)
     stems = {t.stem: t.surface for t, u in zip(toks, used, strict=True) if not u and is_content(t)}
-    return Features(concepts, stems)
+    direct = {hit.concept for hit in hits if not hit.derived}
+    return Features(concepts, stems, frozenset(c for c in concepts if c not in direct))
 
 
-def _corrected(token: Token, vocabulary: frozenset[str]) -> Token:
-    if not vocabulary or not is_content(token):
+def _corrected(token: Token, corrector: Corrector | None) -> Token:
+    if corrector is None or not is_content(token):
         return token
-    fixed = correct(token.stem, vocabulary)
+    fixed = corrector.correct(token.stem)
     return Token(token.surface, fixed) if fixed else token
 
 
@@ -83,7 +85,7 @@ class Ranker:
         vocab = set(lexicon.vocabulary)
         for p in self._profiles:
             vocab.update(s for s in p.stems if len(s) >= 4)
-        self._vocabulary = frozenset(vocab)
+        self._corrector = Corrector(frozenset(vocab))
         n = len(self._profiles)
         df: dict[str, int] = defaultdict(int)
         for p in self._profiles:
@@ -105,8 +107,9 @@ class Ranker:
                 continue
             f = features(text, self._lexicon)
             for concept in f.concepts:
-                if concepts.get(concept, (0.0, ""))[0] < weight:
-                    concepts[concept] = (weight, text)
+                said = weight * (PARENT_FACTOR if concept in f.derived else 1.0)
+                if concepts.get(concept, (0.0, ""))[0] < said:
+                    concepts[concept] = (said, text)
             for s in f.stems:
                 if s not in brand and stems.get(s, (0.0, ""))[0] < weight:
                     stems[s] = (weight, text)
@@ -114,7 +117,7 @@ class Ranker:
 
     def rank(self, text: str) -> list[RouteChoice]:
         """Every candidate with its score and the reasons, best first (stable on ties)."""
-        query = features(text, self._lexicon, self._vocabulary)
+        query = features(text, self._lexicon, self._corrector)
         scored = [(self._score(p, query), i, p) for i, p in enumerate(self._profiles)]
         scored.sort(key=lambda item: (-item[0][0], item[1]))
         return [

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from gateway.language.frustration import frustration
 from gateway.language.ranking import Ranker
-from gateway.language.signals import frustration, human_request
+from gateway.language.signals import human_request
 from gateway.language.summary import summarise as extractive_summary
 from routing.language import Candidate, RouteChoice, Signals, TaskView, Turn
 

@@ -114,13 +114,55 @@ def edit_distance_at_most_one(a: str, b: str) -> bool:
     return short[i:] == long_[i + 1 :]
 
 
+MIN_CORRECTED = 5
+"""Only stems of five letters or more are corrected: shorter words have too many neighbours
+(`bag`, `bug`, `big`) for a guess to be safe."""
+
+
 def correct(word: str, vocabulary: frozenset[str]) -> str | None:
     """The one vocabulary word within a single edit of an unknown `word`, if exactly one.
 
-    Only words of five letters or more are corrected: shorter words have too many neighbours
-    (`bag`, `bug`, `big`) for a guess to be safe.
+    A linear scan, for one-off use; `Corrector` is the indexed form the ranking uses.
     """
-    if len(word) < 5 or word in vocabulary:
+    if len(word) < MIN_CORRECTED or word in vocabulary:
         return None
     matches = {v for v in vocabulary if len(v) >= 4 and edit_distance_at_most_one(word, v)}
     return next(iter(matches)) if len(matches) == 1 else None
+
+
+def _deletions(word: str) -> set[str]:
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
+class Corrector:
+    """`correct` against a fixed vocabulary, indexed by single deletions and memoised.
+
+    Two words within one edit (insertion, deletion, substitution or swap of neighbours) share
+    a single-deletion form or one is a deletion of the other, so the index yields every
+    candidate without scanning the vocabulary; `edit_distance_at_most_one` then confirms it.
+    """
+
+    def __init__(self, vocabulary: frozenset[str]) -> None:
+        self._vocabulary = vocabulary
+        index: dict[str, set[str]] = {}
+        for v in vocabulary:
+            if len(v) >= 4:
+                for key in {v} | _deletions(v):
+                    index.setdefault(key, set()).add(v)
+        self._index = index
+        self._memo: dict[str, str | None] = {}
+
+    def correct(self, word: str) -> str | None:
+        """The one vocabulary word within a single edit of an unknown `word`, if exactly one."""
+        if word in self._memo:
+            return self._memo[word]
+        fixed: str | None = None
+        if len(word) >= MIN_CORRECTED and word not in self._vocabulary:
+            near: set[str] = set()
+            for key in {word} | _deletions(word):
+                near |= self._index.get(key, set())
+            matches = {v for v in near if edit_distance_at_most_one(word, v)}
+            fixed = next(iter(matches)) if len(matches) == 1 else None
+        if len(self._memo) < 65536:
+            self._memo[word] = fixed
+        return fixed

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from gateway.language.catalog import load_catalog
 from gateway.language.rules import RulesLanguage
 from gateway.language.summary import MAX_CHARS
-from gateway.language.text import edit_distance_at_most_one, stem, words
-from routing.language import TaskView, Turn
+from gateway.language.text import Corrector, correct, edit_distance_at_most_one, stem, words
+from routing.language import Candidate, TaskView, Turn
 
 ACME = load_catalog(Path(__file__).parent / "data" / "acme_catalog.json")
 SUPPORT, ORDERS, ACCOUNTS = (c.address for c in ACME)
@@ -30,6 +30,10 @@ SUPPORT, ORDERS, ACCOUNTS = (c.address for c in ACME)
         "I'd rather not speak to anyone, email is fine.",
         "A human at your call centre told me to write here.",
         "Never mind the human, the reset link worked.",
+        "I talked to someone last week and they said it was fixed.",
+        "Your colleague told me a refund was coming.",
+        "Could someone come back and tidy up the cable?",
+        "No need to call me, a message is fine.",
     ],
 )
 async def test_mentions_and_negations_are_not_requests(text: str) -> None:
@@ -47,10 +51,17 @@ async def test_mentions_and_negations_are_not_requests(text: str) -> None:
         "Is a representative available?",
         "Can someone from your team call me back?",
         "I'd rather sort this out with a person, not a bot.",
+        "Please put me through to a technician.",
+        "Could a member of your staff telephone me?",
+        "Somebody senior needs to call me today.",
+        "Get me someone who can cancel it.",
+        "I'd prefer to discuss closing my late father's account with a person.",
+        "Is there anybody there I could speak to?",
+        "Can someone from your billing team get in touch?",
     ],
 )
 async def test_requests_for_a_person_are_detected(text: str) -> None:
-    """Request frames around a word for a person are requests, and say which words fired."""
+    """Request frames around a word or role for a person are requests, and say what fired."""
     signals = await RulesLanguage().signals(text, ())
     assert signals.wants_human is True
     assert "asks for a person" in signals.why
@@ -71,19 +82,33 @@ async def test_declined_person_is_explained() -> None:
         "You charged me twice!!",
         "I'm fed up with this.",
         "Still waiting for my refund.",
+        "Great, internet down again.",
+        "Your link is broken. Of course it is.",
+        "Oh fantastic, the delivery is late. Brilliant service as always.",
+        "Fix it or I'm going to the ombudsman.",
+        "I've called you four times about this.",
+        "Second month in a row the bill is wrong.",
+        "It keeps disconnecting, it's driving me mad.",
     ],
 )
 async def test_frustration_cues(text: str) -> None:
-    """Anger words, repetition, double charges, shouting and !! each count as frustration."""
+    """Anger, repetition, contact counts, threats, sarcasm, idioms, shouting and !! count."""
     assert (await RulesLanguage().signals(text, ())).frustrated is True
 
 
 @pytest.mark.parametrize(
     "text",
-    ["I'm not annoyed, just curious: do you ship to Ireland?", "Thanks, that fixed it!"],
+    [
+        "I'm not annoyed, just curious: do you ship to Ireland?",
+        "Thanks, that fixed it!",
+        "Great, it works again, thank you!",
+        "My email keeps giving an SMTP error.",
+        "Still no reply on my refund, could you check?",
+        "Why has my monthly payment gone up?",
+    ],
 )
 async def test_calm_messages_are_not_frustrated(text: str) -> None:
-    """A negated anger word or a thank-you is not frustration."""
+    """A negated anger word, a thank-you, an acronym or one faint cue alone is not frustration."""
     assert (await RulesLanguage().signals(text, ())).frustrated is False
 
 
@@ -184,3 +209,22 @@ def test_stem_folds_inflections() -> None:
     assert stem("shipped") == stem("shipping") == stem("ships") == "ship"
     assert stem("refunds") == stem("refund")
     assert stem("passwords") == stem("password")
+
+
+@given(
+    st.text(alphabet="abcdefg", min_size=5, max_size=8),
+    st.frozensets(st.text(alphabet="abcdefg", min_size=4, max_size=8), max_size=30),
+)
+def test_indexed_corrector_agrees_with_the_scan(word: str, vocabulary: frozenset[str]) -> None:
+    """The deletion-indexed corrector gives the same answer as the linear scan."""
+    assert Corrector(vocabulary).correct(word) == correct(word, vocabulary)
+
+
+async def test_narrow_concept_reaches_an_agent_through_its_parent() -> None:
+    """A card problem reaches an agent whose card says only "payments" (card -> billing)."""
+    shop = (
+        Candidate("pay@shop.example", "Payments and invoices.", ("invoices and payments",)),
+        Candidate("help@shop.example", "Product help.", ("how-to questions",)),
+    )
+    choice = await RulesLanguage().route("my debit card was declined", shop)
+    assert choice.address == "pay@shop.example"

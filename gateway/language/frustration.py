@@ -1,0 +1,249 @@
+"""Frustration: a weighted sum of independent cues, so one faint hint does not flag a message.
+
+Each cue is a family of wordings rather than a list of sentences: anger words (unless negated,
+"I'm not angry"), idioms of exasperation ("driving me mad", "last straw"), asking again and
+counting contacts ("third time", "I've called four times", "second month in a row"), threats
+to leave, complain or go to a regulator, sarcasm (a cheerful opener over bad news, "of course
+it does", "brilliant service as always"), complaints about the bot, shouting and repeated
+punctuation, and, with a task's history, the same question asked again.
+
+Strong cues weigh 1 and flag a message alone; faint ones weigh 0.5 ("still no reply", a price
+rise, a demand for "immediately") and need a second cue, because calm customers use them too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from gateway.language.signals import BOT, Finding
+from gateway.language.text import STOPWORDS, normalise, stem, words
+from routing.language import Turn
+
+STRONG, FAINT = 1.0, 0.5
+THRESHOLD = 1.0
+
+_ANGER = re.compile(
+    r"\b(?:ridiculous|useless|unacceptable|outrageous|disgrace\w*|terrible|awful|worst|"
+    r"pathetic|furious|angry|annoyed|annoying|livid|fuming|infuriat\w*|frustrat\w*|"
+    r"disappoint\w*|appalling|shocking|horrible|horrendous|incompetent|rubbish|garbage|"
+    r"hopeless|nightmare|scam|shambles|absurd|unbelievable|fed up|sick of|sick and tired|"
+    r"tired of|had enough|enough is enough|enough with|enough of|wtf|for gods sake|"
+    r"waste of (?:my |our )?(?:time|money|space)|not good enough|(?:is a|what a|beyond a|a total) "
+    r"joke|joke of a|not happy|unhappy|disgusted|pissed|damn|bloody|sort it out|"
+    r"get your act together|embarrassing|shameful|laughable|diabolical|atrocious|dreadful|"
+    r"not impressed|unimpressed|not acceptable|no excuse|fobbed off|"
+    r"driving me (?:mad|crazy|nuts|insane|up the wall|round the bend|to distraction)|"
+    r"doing my head in|end of my (?:rope|tether)|wits end|last straw|final straw|"
+    r"(?:lost|losing|running out of|run out of) (?:my |all )?patience|pulling my hair out|"
+    r"(?:throw|chuck|smash) it (?:out|across|in the bin|against)|"
+    r"for the love of (?:god|christ|all)|(?:are|r) you having a laugh|having a laugh|"
+    r"how hard (?:is|can) it|(?:cant|cannot|can not) believe|round in circles|getting nowhere|"
+    r"(?:do|did) you (?:people |lot |guys )?even (?:check|care|read|listen|test|know)|"
+    r"wast(?:ed|ing) (?:my |our |a |another |an )?(?:whole )?(?:day|morning|afternoon|evening|"
+    r"hours?|weekend|time|money)|costing (?:me|us) money|more times than i can count|"
+    r"lost count|stop (?:telling|asking) me)\b"
+)
+_SENTENCE_END = re.compile(r"[.!?;]+")
+_CALM = re.compile(r"\b(?:not|no|never|isnt|wasnt|arent|im not|not at all|not too)\W+(?:\w+\W+)?$")
+
+_ORDINAL = r"(?:second|third|fourth|fifth|sixth|seventh|2nd|3rd|4th|5th|\d+th|umpteenth|nth)"
+_COUNT = r"(?:two|three|four|five|six|seven|eight|nine|ten|\d+|several|multiple|countless|many)"
+_CONTACT = (
+    r"(?:ticket|call|email|e-mail|complaint|chat|message|letter|attempt|visit|appointment|"
+    r"replacement|engineer|one|reminder|request)"
+)
+_PROVIDER = r"(?:provider|supplier|bank|network|company|insurer|airline|firm|competitor)"
+
+_RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
+    (name, weight, re.compile(pattern))
+    for name, weight, pattern in (
+        (
+            "asking again",
+            STRONG,
+            rf"\b{_ORDINAL} time\b|\bhow many (?:more )?times\b"
+            r"|\bkeep (?:asking|telling|calling|writing|repeating|chasing)\b"
+            r"|\balready (?:asked|told|explained|said|written|called)\b|\byet again\b"
+            r"|\bover and over again\b|\bagain and again\b"
+            r"|\b(?:asked|told|called|written|wrote|emailed|contacted|rang|chased|explained|"
+            r"phoned|messaged|reported|complained)(?: you| this| about (?:this|it|\w+ \w+))? "
+            rf"(?:twice|(?:{_COUNT}|so many) ?times)\b"
+            rf"|\b(?:i|ive|weve|we|id)\b(?: \w+){{0,6}}? (?:twice|{_COUNT} times)\b"
+            rf"|\b{_ORDINAL} (?:\w+ )?(?:in a row|running)\b"
+            rf"|\b(?:third|fourth|fifth|sixth|umpteenth|nth) {_CONTACT}s?\b"
+            rf"|\bsecond (?:ticket|complaint|replacement|attempt|reminder)\b",
+        ),
+        (
+            "still waiting",
+            STRONG,
+            r"\bstill (?:waiting|not (?:received|here|arrived|fixed|sorted|resolved|refunded|"
+            r"working))\b",
+        ),
+        (
+            "still waiting",
+            FAINT,
+            r"\bstill (?:no|nothing|missing|havent|hasnt|cant|wont|doesnt|isnt)\b"
+            r"|\bfor (?:ages|hours|weeks|months)\b|\bweeks? (?:later|on)\b",
+        ),
+        (
+            "nobody answers",
+            STRONG,
+            r"\b(?:nobody|no one|noone)(?: \w+){0,2} (?:answers|replies|responds|"
+            r"tells|helps|can tell|gets back|got back|has got back|cares|listens|calls back|"
+            r"bothers|has (?:ever )?(?:called|replied|answered|responded|bothered))\b"
+            r"|\bno (?:updates?|reply|replies|response|answer|word|news|call ?back) "
+            r"(?:from (?:anyone|anybody|you)|at all|whatsoever)\b",
+        ),
+        (
+            "charged twice",
+            STRONG,
+            r"\b(?:charged|billed|debited|taken)(?: me| us| the \w+)? (?:twice|double|two times|"
+            r"three times)\b|\bdouble[- ]?(?:charg|bill)\w*|\bovercharg\w*",
+        ),
+        (
+            "complains about the bot",
+            STRONG,
+            rf"\b{BOT} (?:keeps|doesnt|does not|never|cant|cannot|wont|isnt|is not)"
+            r"(?: \w+)? (?:understand|misunderstand|listen|help|get it)\w*"
+            r"|\bcanned (?:answers|responses|replies)\b|\bstop giving me\b",
+        ),
+        (
+            "threat",
+            STRONG,
+            r"\b(?:ombudsman|regulator|ofcom|ofgem|trading standards|small claims|solicitors?|"
+            r"lawyers?|legal action|chargeback|watchdog|citizens advice|better business bureau|"
+            r"trustpilot|one star|1 star|bad reviews?|reviews? everywhere|social media|"
+            r"the press|take (?:my|our) (?:business|custom|money) elsewhere|"
+            r"(?:taking|took) (?:my|our) (?:business|custom|money) elsewhere|formal complaint|"
+            r"(?:make|file|lodge|raise|making|filing) a complaint)\b"
+            r"|\b(?:take|taking|took) (?:my|our) (?:\w+ )?elsewhere\b|\bgo(?:ing)? elsewhere\b"
+            r"|\breport(?:ing)? you\b|\bleaving reviews\b"
+            r"|\b(?:seriously|really|very) (?:tempted|considering|thinking)\b"
+            r"|\btempted to (?:cancel|leave|switch|walk|go)\b"
+            r"|\b(?:or|otherwise|else) (?:im|i am|ill|i will|well|we will|were|we are) "
+            r"(?:\w+ )?(?:going|off|switching|leaving|cancell?ing|moving|taking|reporting|"
+            r"complaining|done)\b"
+            r"|\bif\b(?: \w+){0,12} (?:im|ill|i will|i am going to|well|were) (?:\w+ )?"
+            r"(?:cancell?ing|cancel|leaving|leave|switching|switch|reporting|complaining|"
+            r"going elsewhere)\b",
+        ),
+        (
+            "sarcasm",
+            STRONG,
+            r"\b(?:colou?r me (?:shocked|surprised|amazed)|what a surprise|surprise surprise|"
+            r"just what i (?:needed|wanted)|thanks for nothing|who would have (?:thought|guessed)|"
+            r"(?:great|brilliant|fantastic|excellent|wonderful|amazing|superb|stellar|top|lovely)"
+            r"(?: \w+){0,2} as (?:always|usual|ever)|love (?:\w+ing )?(?:\w+ ){0,3}with you lot)\b",
+        ),
+        (
+            "threat",
+            FAINT,
+            rf"\b(?:to|for) (?:another|a different|a new|a cheaper|a better) {_PROVIDER}\b"
+            r"|\bcompetitors?\b|\bport(?:ing)? out\b",
+        ),
+        (
+            "price rise",
+            FAINT,
+            r"\b(?:prices?|bills?|premiums?|renewal|quote|payments?|costs?|fees?|tariff)"
+            r"(?: \w+){0,3} (?:has |have )?(?:gone up|went up|doubled|tripled|increased|risen|"
+            r"rose|shot up|jumped)\b|\bprices? up\b|\bloyal (?:customer )?for\b|"
+            r"\b(?:ive|i have|weve|we have) been (?:a )?loyal\b",
+        ),
+        (
+            "demand",
+            FAINT,
+            r"\b(?:immediately|right now|asap|today, not|without (?:asking|telling|warning|"
+            r"notice|consent|permission|my (?:consent|permission)))\b",
+        ),
+    )
+)
+_SENTENCE_RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = (
+    (
+        "sarcasm",
+        STRONG,
+        re.compile(r"^(?:of course|naturally|typical|classic)(?: it \w+| you \w+)?$"),
+    ),
+    ("leaving", STRONG, re.compile(r"\b(?:im|i am) (?:leaving|off|out|done|outta here)$")),
+    ("demand", STRONG, re.compile(r"^(?:fix|sort) (?:it|this)(?: out)?(?: now)?$")),
+    ("demand", FAINT, re.compile(r"^(?:now|explain (?:that|this|yourselves)|seriously|really)$")),
+)
+_OPENER = re.compile(
+    r"^\W*(?:oh |well |just |so )?(?:great|fantastic|brilliant|wonderful|lovely|marvell?ous|"
+    r"superb|awesome|amazing|excellent|perfect|terrific|fab|nice one|cheers)\b\W"
+)
+_BAD_NEWS = re.compile(
+    r"\b(?:again|another|dead|down|broken|broke|wrong|stopped|not working|doesnt work|failed|"
+    r"crash\w*|outage|late|delayed|useless|nothing|gone|lost|missing|cancelled)\b"
+)
+_RESOLVED = re.compile(
+    r"\b(?:thanks?|thank you|cheers|sorted|fixed|resolved|solved|works now|working now|"
+    r"working again|back (?:on|up)|helpful)\b"
+)
+
+_ACRONYM_TEXT = """TV LED GDPR VAT OK UK US USA EU ID PIN HDMI SMS USB AI FAQ PDF ETA DNS URL
+SSID PC IOS APP 2FA ASAP CEO IMAP POP3 VOIP SIM APN ISP WAN LAN NAT DSL ADSL VDSL FTTP FTTC ONT
+IPTV PAYG EPG PVR DVR HDR UHD CCTV SMTP MMS IBAN SWIFT BACS CHAPS ISA APR SAML SSO SOC DPA API
+CISO XSS IMEI PUK BIOS NHS HMRC DVLA MOT AUX ARC WIFI MAC IP 4G 5G 3G LTE UTC GMT BST NFC OTP
+CVV AML KYC ATM EMEA APAC HR IT QA CRM ERP SLA KPI OAUTH CSV JSON HTML HTTP HTTPS"""
+_ACRONYMS = frozenset(_ACRONYM_TEXT.split())
+_CAPS_WORD = re.compile(r"\b[A-Z][A-Z']{3,}\b")
+_VOWEL = re.compile(r"[AEIOU]")
+
+
+def frustration(text: str, history: Sequence[Turn] = ()) -> list[Finding]:
+    """The frustration cues in `text` (with the task's `history`) if they add up, else none."""
+    flat = normalise(text).replace("'", "")
+    cues: list[tuple[float, Finding]] = []
+    for match in _ANGER.finditer(flat):
+        if not _CALM.search(_SENTENCE_END.split(flat[: match.start()])[-1]):
+            cues.append((STRONG, Finding("anger", match.group(0))))
+    for name, weight, pattern in _RULES:
+        cues.extend((weight, Finding(name, m.group(0))) for m in pattern.finditer(flat))
+    for sentence in _SENTENCE_END.split(flat):
+        for name, weight, pattern in _SENTENCE_RULES:
+            hit = pattern.search(sentence.strip(" ,"))
+            if hit:
+                cues.append((weight, Finding(name, hit.group(0))))
+    if _RESOLVED.search(flat):  # "just what I needed, thanks!" is sincere
+        cues = [c for c in cues if c[1].rule != "sarcasm" or "nothing" in c[1].words]
+    openers = [m.group(0) for s in _SENTENCE_END.split(flat) if (m := _OPENER.search(s))]
+    if openers and _BAD_NEWS.search(flat) and not _RESOLVED.search(flat):
+        cues.append((STRONG, Finding("sarcasm", openers[0].strip(" ,.!") + " …")))
+    shouted = [w for w in _CAPS_WORD.findall(text) if _shouted(w)]
+    if shouted:
+        cues.append((STRONG, Finding("shouting", " ".join(shouted[:4]))))
+    marks = re.search(r"!{2,}|\?+!+|!+\?+", text)
+    if marks:
+        cues.append((STRONG, Finding("exclamation", marks.group(0))))
+    elif re.search(r"\?{2,}", text):
+        cues.append((FAINT, Finding("exclamation", "??")))
+    repeated = _repeated_question(text, history)
+    if repeated:
+        cues.append((STRONG, Finding("asked before", repeated)))
+    if sum(weight for weight, _ in cues) < THRESHOLD:
+        return []
+    return [finding for _, finding in sorted(cues, key=lambda c: -c[0])]
+
+
+def _shouted(word: str) -> bool:
+    """A capitalised word that is a word (has a vowel) and not a known acronym."""
+    bare = word.replace("'", "")
+    return bare not in _ACRONYMS and bool(_VOWEL.search(bare))
+
+
+def _content(text: str) -> set[str]:
+    return {stem(w) for w in words(text) if w not in STOPWORDS and len(w) > 2}
+
+
+def _repeated_question(text: str, history: Sequence[Turn]) -> str | None:
+    """The earlier turn (by the same side) that `text` repeats, if any."""
+    mine = _content(text)
+    if len(mine) < 2:
+        return None
+    for turn in history:
+        if turn.side not in ("initiator", ""):
+            continue
+        theirs = _content(turn.text)
+        if theirs and len(mine & theirs) / len(mine | theirs) >= 0.6:
+            return turn.text[:80]
+    return None
