@@ -527,9 +527,7 @@ async def test_many_envelopes_racing_on_one_task_are_all_accepted(gateway):
     stalled-conversation rule: 25 messages from the person would otherwise, rightly, hand the
     task to humans midway.)"""
     staff, support, alice = await _world(gateway)
-    await staff.set_policy(
-        "acme.example", {"escalation": {"max_turns_without_progress": 1000}}
-    )
+    await staff.set_policy("acme.example", {"escalation": {"max_turns_without_progress": 1000}})
     task = (await alice.send("acme.example", "first"))["task"]
     envelopes = [
         alice.envelope(support.address, f"alice {i}", task=task)
