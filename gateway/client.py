@@ -50,6 +50,28 @@ class _Http:
             await self._session.close()
             self._session = None
 
+    async def events(
+        self, path: str, token: str, after: int = 0, heartbeat: float = 15.0
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The `data` of each Server-Sent Event on `path`, resuming after `after`."""
+        headers = {"Authorization": f"Bearer {token}", "Last-Event-ID": str(after)}
+        async with self.session.get(
+            self.base_url + path,
+            headers=headers,
+            params={"heartbeat": heartbeat},
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=heartbeat * 4),
+        ) as response:
+            if response.status >= 400:
+                raise GatewayProblem(response.status, json.loads(await response.read()))
+            data: list[str] = []
+            async for raw in response.content:
+                line = raw.decode().rstrip("\r\n")
+                if line.startswith("data:"):
+                    data.append(line[5:].lstrip())
+                elif line == "" and data:
+                    yield json.loads("\n".join(data))
+                    data = []
+
     async def call(
         self,
         method: str,
@@ -132,6 +154,13 @@ class StaffClient(_Http):
         return await self.call(
             "POST", path, token=self.token, body=body if body is not None else {}
         )
+
+    async def stream(
+        self, path: str = "/v1/escalations/stream", after: int = 0, heartbeat: float = 15.0
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Follow a staff stream (the operator console's escalation queue by default)."""
+        async for event in self.events(path, self.token, after, heartbeat):
+            yield event
 
 
 class AgentClient(_Http):
@@ -228,20 +257,5 @@ class AgentClient(_Http):
         self, after: int = 0, heartbeat: float = 15.0
     ) -> AsyncIterator[dict[str, Any]]:
         """Follow the inbox as Server-Sent Events, from `after` (Last-Event-ID), forever."""
-        headers = {"Authorization": f"Bearer {self.token()}", "Last-Event-ID": str(after)}
-        async with self.session.get(
-            self.base_url + "/v1/inbox/stream",
-            headers=headers,
-            params={"heartbeat": heartbeat},
-            timeout=aiohttp.ClientTimeout(total=None, sock_read=heartbeat * 4),
-        ) as response:
-            if response.status >= 400:
-                raise GatewayProblem(response.status, json.loads(await response.read()))
-            data: list[str] = []
-            async for raw in response.content:
-                line = raw.decode().rstrip("\r\n")
-                if line.startswith("data:"):
-                    data.append(line[5:].lstrip())
-                elif line == "" and data:
-                    yield json.loads("\n".join(data))
-                    data = []
+        async for event in self.events("/v1/inbox/stream", self.token(), after, heartbeat):
+            yield event

@@ -178,10 +178,98 @@ async def run_demo(say: Callable[[str], None] = print, data_dir: Path | None = N
                 story.line(f"{envelope['act']:>8}  {envelope['from']}")
             if view["state"] != "completed":
                 raise RuntimeError(f"the task ended {view['state']}, not completed")
+
+            await _escalation_story(story, base, staff, alice, agents["orders"])
         finally:
             for client in clients:
                 await client.close()
             await runner.cleanup()
+
+
+async def _follow(operator: StaffClient, seen: asyncio.Queue[dict[str, Any]]) -> None:
+    async for event in operator.stream(heartbeat=1.0):
+        await seen.put(event)
+
+
+async def _escalation_story(
+    story: Narrator, base: str, staff: StaffClient, alice: AgentClient, orders: AgentClient
+) -> None:
+    """The person asks for a human: an operator is told, claims, answers and resolves."""
+    story.step("The brand adds an operator, Jane, who watches the live escalation queue.")
+    added = await staff.post(
+        f"/v1/brands/{BRAND}/operators",
+        {"handle": "jane", "display_name": "Jane", "email": "jane@acme-audio.example"},
+    )
+    jane = StaffClient(base, added["token"])
+    seen: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    follower = asyncio.create_task(_follow(jane, seen))
+    try:
+        story.line(f"Operator {added['address']} is on the console stream.")
+        story.step("Alice's agent opens a new task, and asks for a person in plain English.")
+        mark = await _last_seq(alice)
+        opened = await alice.send(
+            BRAND,
+            "My order A-1009 still hasn't arrived and the tracking hasn't moved for a week."
+            " Can I speak to a real person please?",
+        )
+        story.line(
+            f"Accepted: task {opened['task']}, state {opened['task_state']},"
+            f" control {opened['control']}."
+        )
+        event = await asyncio.wait_for(seen.get(), 10)
+        escalation = event["escalation"]
+        story.line(
+            f"Jane's console: {event['type']} ({escalation['reason']}, priority"
+            f" {escalation['priority']})."
+        )
+        story.line("Summary for the human: " + escalation["summary"].replace("\n", " | ")[:240])
+        status = await _next_item(alice, mark)
+        story.envelope(status["envelope"], status["task"])
+
+        story.step("Jane claims the escalation, answers Alice, and resolves it.")
+        claimed = await jane.post(f"/v1/escalations/{escalation['id']}/claim")
+        story.line(f"Claimed by {claimed['claimed_by']}.")
+        before = await _last_seq(alice)
+        await jane.post(
+            f"/v1/escalations/{escalation['id']}/reply",
+            {
+                "text": "I'm sorry about the wait. I've sent a replacement by express courier;"
+                " it arrives tomorrow.",
+                "act": "say",
+            },
+        )
+        reply = await _next_item(alice, before)
+        story.envelope(reply["envelope"], reply["task"])
+        await jane.post(
+            f"/v1/escalations/{escalation['id']}/resolve",
+            {"text": "Replacement sent; the lost parcel is refunded."},
+        )
+        view = await alice.task(opened["task"])
+        story.line(f"Task {view['id']}: {view['state']}, resolved by {view['resolved_by']}.")
+
+        story.step("The outcome ledger: what the brand can count and audit.")
+        ledger = await staff.get(f"/v1/brands/{BRAND}/outcomes")
+        for entry in ledger["entries"]:
+            story.line(
+                f"#{entry['seq']} {entry['task']}: {entry['outcome']} by"
+                f" {entry['resolved_by']}, escalated={entry['escalated']}"
+            )
+        totals = ledger["totals"]
+        story.line(
+            f"Totals: {totals['resolved_by_agent']} resolved by the agent,"
+            f" {totals['resolved_by_human']} by a human, {totals['billable']} billable."
+        )
+        if totals["resolved_by_human"] != 1:
+            raise RuntimeError("the ledger does not show the human resolution")
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        await jane.close()
+
+
+async def _last_seq(agent: AgentClient) -> int:
+    page = await agent.inbox(after=0, limit=500)
+    return int(page["items"][-1]["seq"]) if page["items"] else 0
 
 
 def main(say: Callable[[str], None] = print) -> int:

@@ -6,15 +6,14 @@ signs for) work them. An escalation of another brand is reported missing, as tas
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.errors import RequestInvalid
+from gateway.http import sse
 from gateway.http.context import json_response, principal, read_model, services
-from gateway.http.inbox import HEARTBEAT_S
 from gateway.http.routes import Route
 from gateway.operators import Reply
 from gateway.store.escalations import EscalationRecord
@@ -127,31 +126,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
     who = await _reader(request)
     if who.brand is None:
         raise RequestInvalid("the live queue is per brand: use a brand admin or operator token")
-    resume = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
-    try:
-        after = int(resume)
-    except ValueError as exc:
-        raise RequestInvalid(f"Last-Event-ID must be a seq number, got {resume!r}") from exc
-    try:
-        heartbeat = min(60.0, max(0.05, float(request.query.get("heartbeat", HEARTBEAT_S))))
-    except ValueError as exc:
-        raise RequestInvalid("heartbeat must be a number of seconds") from exc
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
-    await response.write(b"retry: 1000\n\n")
-    async for event in services(request).desk.console.follow(who.brand, after, heartbeat):
-        if event is None:
-            await response.write(b": heartbeat\n\n")
-            continue
-        data = json.dumps(event.view(), ensure_ascii=False, separators=(",", ":"))
-        await response.write(f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n".encode())
-    return response
+    after, heartbeat = sse.resume_point(request), sse.heartbeat_interval(request)
+    events = services(request).desk.console.follow(who.brand, after, heartbeat)
+    return await sse.stream(request, events, lambda event: (event.seq, event.kind, event.view()))
 
 
 def _work(path: str, handler: Any, summary: str, body: type[BaseModel] | None = None) -> Route:

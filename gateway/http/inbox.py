@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
 from gateway.errors import RequestInvalid
+from gateway.http import sse
 from gateway.http.context import json_response, principal, services
 from gateway.http.routes import Route
 from routing.errors import Forbidden, Unauthorized
@@ -14,7 +13,6 @@ from routing.policy import Action, Principal, Role, Target, authorize
 
 _MAX_WAIT_S = 30.0
 _MAX_LIMIT = 500
-HEARTBEAT_S = 15.0
 
 
 def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
@@ -60,28 +58,9 @@ async def read_inbox(request: web.Request) -> web.Response:
 async def stream_inbox(request: web.Request) -> web.StreamResponse:
     who = await _reader(request)
     assert who.address is not None
-    resume = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
-    try:
-        after = int(resume)
-    except ValueError as exc:
-        raise RequestInvalid(f"Last-Event-ID must be a seq number, got {resume!r}") from exc
-    heartbeat = _number(request, "heartbeat", HEARTBEAT_S, 0.05, 60)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
-    await response.write(b"retry: 1000\n\n")
-    async for item in services(request).inbox.follow(who.address, after, heartbeat):
-        if item is None:
-            await response.write(b": heartbeat\n\n")
-            continue
-        data = json.dumps(item.view(), ensure_ascii=False, separators=(",", ":"))
-        await response.write(f"id: {item.seq}\nevent: envelope\ndata: {data}\n\n".encode())
-    return response
+    after, heartbeat = sse.resume_point(request), sse.heartbeat_interval(request)
+    items = services(request).inbox.follow(who.address, after, heartbeat)
+    return await sse.stream(request, items, lambda item: (item.seq, "envelope", item.view()))
 
 
 ROUTES = (

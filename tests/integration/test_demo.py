@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_command_tells_a_whole_conversation():
-    """The demo runs as a real command, routes by domain, and ends with a confirmed task."""
+    """The demo runs as a real command: routes by domain, ends a task confirmed, then escalates
+    a request for a person to an operator who resolves it, and the ledger counts both."""
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "demo"],
         cwd=ROOT,
@@ -24,4 +25,7 @@ def test_demo_command_tells_a_whole_conversation():
     assert "(ask): Is the orange light blinking" in out
     assert "[task input-required, agent]" in out
     assert "completed, confirmed" in out
+    assert "escalation.opened (human_requested" in out
+    assert "resolved by human" in out
+    assert "1 by a human" in out
     assert "Traceback" not in result.stderr

@@ -1,0 +1,74 @@
+"""Server-Sent Events, shared by the inbox stream and the operator console: resume from
+`Last-Event-ID`, heartbeats while quiet, and a quiet end when the client goes away."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import structlog
+from aiohttp import web
+
+from gateway.errors import RequestInvalid
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+HEARTBEAT_S = 15.0
+
+
+def resume_point(request: web.Request) -> int:
+    """Where a stream resumes: `Last-Event-ID` (or `?after=`), 0 for the beginning."""
+    resume = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
+    try:
+        after = int(resume)
+    except ValueError as exc:
+        raise RequestInvalid(f"Last-Event-ID must be a seq number, got {resume!r}") from exc
+    if after < 0:
+        raise RequestInvalid(f"Last-Event-ID must not be negative, got {after}")
+    return after
+
+
+def heartbeat_interval(request: web.Request) -> float:
+    """Seconds of quiet before a heartbeat comment (`?heartbeat=`, 0.05 to 60)."""
+    raw = request.query.get("heartbeat")
+    if raw is None or raw == "":
+        return HEARTBEAT_S
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise RequestInvalid(f"heartbeat must be a number of seconds, got {raw!r}") from exc
+    if not 0.05 <= value <= 60:
+        raise RequestInvalid(f"heartbeat must be from 0.05 to 60 seconds, got {raw}")
+    return value
+
+
+async def stream(
+    request: web.Request,
+    events: AsyncIterator[T | None],
+    frame: Callable[[T], tuple[int, str, Any]],
+) -> web.StreamResponse:
+    """Write `events` as SSE until the client leaves; `None` from `events` is a heartbeat.
+    `frame(event)` gives the event's id (its seq), its event name and its JSON data."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    try:
+        await response.write(b"retry: 1000\n\n")
+        async for event in events:
+            if event is None:
+                await response.write(b": heartbeat\n\n")
+                continue
+            seq, name, data = frame(event)
+            text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+            await response.write(f"id: {seq}\nevent: {name}\ndata: {text}\n\n".encode())
+    except ConnectionResetError:
+        log.debug("stream.client_gone", path=request.path)
+    return response
