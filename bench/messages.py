@@ -1,6 +1,7 @@
 """Envelope throughput: the gateway against its ceiling and the ecosystem's peer.
 
     /work/venv/bin/python -m bench.messages [--senders 32] [--duration 10] [--json]
+    /work/venv/bin/python bench/messages.py   (the same)
 
 Three targets, each a server in its own process on 127.0.0.1, driven in turn by the same
 load generator (`bench.load`: N closed-loop senders over one keep-alive aiohttp session):
@@ -37,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also `python bench/messages.py`
 
 from bench import processes, workload
 from bench.load import PhaseResult, run_phase
@@ -314,7 +317,8 @@ async def main_async(args: argparse.Namespace) -> int:
         for refusal in result.refusals[:2]:
             print(f"  refused by {target}: {refusal.decode(errors='replace')}")
     elapsed = time.perf_counter() - started
-    print(f"whole run: {elapsed:.0f} s; {run.notes.get('gateway_pool', '')}")
+    pool = run.notes.get("gateway_pool")
+    print(f"whole run: {elapsed:.0f} s" + (f"; {pool}" if pool else ""))
     if args.json:
         RESULTS.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
