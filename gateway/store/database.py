@@ -6,6 +6,9 @@ advisory lock makes concurrent replicas take turns, so two starting at once neve
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +16,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x5B1D  # pg_advisory_lock key: one replica migrates at a time
+_WRITE = "switchboard_sqlite_write"  # execution option marking a write transaction
 
 
 def alembic_config(url: str) -> Config:
@@ -33,7 +37,7 @@ def create_engine(url: str) -> AsyncEngine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = SqliteEngine(create_async_engine(url, connect_args={"timeout": 30}).sync_engine)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
@@ -52,12 +56,48 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class SqliteEngine(AsyncEngine):
+    """An engine for SQLite, which lets one writer in at a time: writers queue here, not there.
+
+    `begin()` is a write transaction: it waits its turn on an asyncio lock of this process,
+    then takes SQLite's write lock at `BEGIN IMMEDIATE` (so it never meets another writer of
+    this process inside SQLite, whose busy handler sleeps in steps of up to 100 ms; writers of
+    other processes still wait there, up to the busy timeout). `connect()` is a read: a
+    deferred `BEGIN` that reads one WAL snapshot and neither waits for nor blocks a writer.
+    """
+
+    def __init__(self, sync_engine: Any) -> None:
+        super().__init__(sync_engine)
+        self._writers = asyncio.Lock()
+        self._writer: asyncio.Task[Any] | None = None
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        task = asyncio.current_task()
+        if self._writer is not None and self._writer is task:
+            raise RuntimeError(
+                "a write transaction was opened inside another one on the same SQLite engine;"
+                " it would wait for itself: write through the connection you hold"
+            )
+        async with self._writers:
+            self._writer = task
+            try:
+                async with self.connect() as conn:
+                    await conn.execution_options(**{_WRITE: True})
+                    async with conn.begin():
+                        yield conn
+            finally:
+                self._writer = None
+
+
 def sqlite_begin_immediate(engine: AsyncEngine) -> None:
-    """Make every SQLite transaction take the write lock at BEGIN."""
+    """Make SQLite write transactions (`engine.begin()`) take the write lock at BEGIN, and
+    reads (`engine.connect()`) begin a deferred snapshot that takes no lock."""
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        write = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 async def migrate(engine: AsyncEngine) -> None:
