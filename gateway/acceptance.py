@@ -224,7 +224,7 @@ class Acceptance:
             task_initiator,
             personal_to_personal=self._personal_to_personal,
         )
-        rate = policy.contact.rate_per_minute if policy else self._rate_per_minute
+        rate = (policy.contact.rate_per_minute if policy else None) or self._rate_per_minute
         if charge:
             self._take_token(str(envelope.sender), recipient.brand or "*", rate, now)
 

@@ -63,13 +63,14 @@ class ContactPolicy:
         mode: `open` (anyone), `allowlist` (only senders matching `allow`), `closed` (nobody
             new; tasks already open continue).
         allow: Allow entries (see the module doc); used by `allowlist`.
-        rate_per_minute: Envelopes per minute one sender may send to this brand's agents.
+        rate_per_minute: Envelopes per minute one sender may send to this brand's agents;
+            None (the default) means the gateway's own default (SWITCHBOARD_RATE_PER_MINUTE).
         allow_brand_agents: Whether other brands' agents may open tasks here.
     """
 
     mode: ContactMode = "open"
     allow: tuple[str, ...] = ()
-    rate_per_minute: int = 120
+    rate_per_minute: int | None = None
     allow_brand_agents: bool = False
 
 
@@ -128,7 +129,7 @@ def policy_from_json(obj: object) -> BrandPolicy:
         contact=ContactPolicy(
             mode=mode,
             allow=allow,
-            rate_per_minute=_int(
+            rate_per_minute=_optional_int(
                 contact, "rate_per_minute", base_contact.rate_per_minute, 1, 100_000, "contact"
             ),
             allow_brand_agents=_bool(

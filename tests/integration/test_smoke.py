@@ -34,3 +34,23 @@ async def test_personal_agent_opens_task_by_domain_and_brand_answers(gateway):
     view = await alice.task(task)
     assert [e["act"] for e in view["history"]] == ["say", "ask", "say", "resolve"]
     assert view["state"] == "completed" and view["responder"] == support.address
+
+
+async def test_gateway_rate_setting_applies_to_brands_without_their_own(tmp_path):
+    """SWITCHBOARD_RATE_PER_MINUTE is the limit for a brand whose policy sets none."""
+    from tests.conftest import make_settings, start_gateway
+    from tests.integration.wire import assert_problem, request
+
+    async with start_gateway(make_settings(tmp_path / "var", rate_per_minute=3)) as gateway:
+        await gateway.brand("acme.example", [("support", "Support", ["troubleshooting"])])
+        alice = await gateway.person("alice")
+        for n in range(3):
+            await alice.send("acme.example", f"Question {n} about my speaker.")
+        refused = await request(
+            gateway.session,
+            "POST",
+            gateway.url + "/v1/messages",
+            body=alice.envelope("acme.example", "One more question."),
+        )
+        assert_problem(refused, 429, "rate_limited")
+        assert int(refused.headers["Retry-After"]) >= 1

@@ -25,7 +25,7 @@ def test_empty_document_is_the_default() -> None:
     """A brand that sends {} gets every default, version 0."""
     assert policy_from_json({}) == DEFAULT_POLICY
     assert DEFAULT_POLICY.contact.mode == "open"
-    assert DEFAULT_POLICY.contact.rate_per_minute == 120
+    assert DEFAULT_POLICY.contact.rate_per_minute is None  # the gateway setting applies
     assert DEFAULT_POLICY.escalation.unclaimed_after_s == 600
 
 
@@ -39,7 +39,7 @@ def test_partial_document_keeps_other_defaults() -> None:
     )
     assert policy.contact.mode == "allowlist"
     assert policy.contact.allow == ("people.example",)  # lowercased, duplicates dropped
-    assert policy.contact.rate_per_minute == 120
+    assert policy.contact.rate_per_minute is None
     assert policy.escalation.keywords == ("lawyer",)
     assert policy.escalation.priorities.stalled == "low"
     assert policy.escalation.priorities.agent_unreachable == "urgent"
