@@ -34,6 +34,10 @@ SUPPORT, ORDERS, ACCOUNTS = (c.address for c in ACME)
         "Your colleague told me a refund was coming.",
         "Could someone come back and tidy up the cable?",
         "No need to call me, a message is fine.",
+        "I'd rather do it online than talk to a person.",
+        "My manager will call you about the invoice.",
+        "One of your advisers helped me last month, thanks.",
+        "Someone from your company phoned me yesterday about a refund.",
     ],
 )
 async def test_mentions_and_negations_are_not_requests(text: str) -> None:
@@ -58,6 +62,14 @@ async def test_mentions_and_negations_are_not_requests(text: str) -> None:
         "I'd prefer to discuss closing my late father's account with a person.",
         "Is there anybody there I could speak to?",
         "Can someone from your billing team get in touch?",
+        "Could an adviser help me with the form?",
+        "Would one of your technicians be able to phone me?",
+        "Have somebody from accounts give us a bell.",
+        "Can somebody go through the bill with me over the phone?",
+        "Please get an engineer on the line.",
+        "I would sooner arrange the move with a member of staff.",
+        "Operator, please.",
+        "Could a member of your lettings team contact me?",
     ],
 )
 async def test_requests_for_a_person_are_detected(text: str) -> None:
