@@ -101,6 +101,15 @@ async def test_declined_person_is_explained() -> None:
         "I've called you four times about this.",
         "Second month in a row the bill is wrong.",
         "It keeps disconnecting, it's driving me mad.",
+        "Honestly, I'm losing my mind with this router.",
+        "We have waited long enough for the engineer.",
+        "Sort out the bill by Monday or I'm disputing it with my card issuer.",
+        "If the refund isn't back before the weekend I'll be writing to my MP.",
+        "Lovely. The heating app is down. Again.",
+        "I'm done being reasonable about this delivery.",
+        "Your broadband is a bloody joke.",
+        "Replacement arrived with the same fault. Get me a supervisor.",
+        "Send me an actual person. NOW.",
     ],
 )
 async def test_frustration_cues(text: str) -> None:
@@ -117,6 +126,12 @@ async def test_frustration_cues(text: str) -> None:
         "My email keeps giving an SMTP error.",
         "Still no reply on my refund, could you check?",
         "Why has my monthly payment gone up?",
+        "The picture looks awful in dark scenes, which setting fixes that?",
+        "Our previous supplier was dreadful, so what tariffs do you offer?",
+        "If my parcel isn't here by Friday can I get a refund?",
+        "Please send it NOW if possible, I leave tomorrow.",
+        "A charge from ZX*MEDIA I don't know, how do I query it?",
+        "Great. Another question: do you ship to Spain?",
     ],
 )
 async def test_calm_messages_are_not_frustrated(text: str) -> None:
