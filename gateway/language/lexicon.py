@@ -230,10 +230,11 @@ class Lexicon:
         self._longest = max(len(k) for k in table)
         self.vocabulary = frozenset(s for key in table for s in key if len(s) >= 4)
 
-    def hits(self, tokens: Sequence[Token]) -> tuple[list[Hit], list[bool]]:
-        """Concept hits in `tokens`, and which tokens a phrase consumed."""
+    def hits(self, tokens: Sequence[Token]) -> tuple[list[Hit], list[str | None]]:
+        """Concept hits in `tokens`, and the concept (or "" for a blocker) that consumed each
+        token, None where no phrase did."""
         stems = [t.stem for t in tokens]
-        used = [False] * len(tokens)
+        used: list[str | None] = [None] * len(tokens)
         found: list[Hit] = []
         i = 0
         while i < len(stems):
@@ -249,7 +250,7 @@ class Lexicon:
                     if parent:
                         found.append(Hit(parent, surface, weight * PARENT_FACTOR, derived=True))
                 for j in range(i, i + size):
-                    used[j] = True
+                    used[j] = concept
                 i += size
                 break
             else:

@@ -255,3 +255,44 @@ async def test_narrow_concept_reaches_an_agent_through_its_parent() -> None:
     )
     choice = await RulesLanguage().route("my debit card was declined", shop)
     assert choice.address == "pay@shop.example"
+
+
+async def test_the_agent_using_the_customers_own_word_wins_a_shared_concept() -> None:
+    """Two agents share 'lending'; the one whose card says "overdrafts" gets "my overdraft"."""
+    bank = (
+        Candidate("homes@b.example", "Mortgages.", ("mortgage applications",)),
+        Candidate("daily@b.example", "Current accounts.", ("overdrafts", "debit cards")),
+    )
+    choice = await RulesLanguage().route("Can I extend my overdraft?", bank)
+    assert choice.address == "daily@b.example"
+    assert "same word" in choice.why
+
+
+async def test_thanks_for_past_help_and_a_separate_thing_are_context() -> None:
+    """What follows 'separate thing:' decides the route, not the thanks for earlier help."""
+    bank = (
+        Candidate("online@b.example", "Online banking.", ("login and passwords",)),
+        Candidate("cards@b.example", "Cards.", ("disputed transactions and chargebacks",)),
+    )
+    text = "Thanks for fixing my login. Separate thing: a payment I didn't make, can I dispute it?"
+    choice = await RulesLanguage().route(text, bank)
+    assert choice.address == "cards@b.example"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("How do I move my cash ISA to you?", "savings@b.example"),
+        ("What's the interest on the easy access saver?", "savings@b.example"),
+        ("Please send me the sort code and account number.", "current@b.example"),
+        ("There's a chargeback I raised last month, any news?", "current@b.example"),
+    ],
+)
+async def test_finance_lexicon_reaches_savings_and_account_agents(text: str, expected: str) -> None:
+    """Savings products, interest, account details and disputes reach the agent for them."""
+    bank = (
+        Candidate("savings@b.example", "Savings.", ("ISAs and bonds", "interest rates")),
+        Candidate("current@b.example", "Current accounts.", ("account details", "card disputes")),
+        Candidate("homes@b.example", "Mortgages.", ("mortgage applications",)),
+    )
+    assert (await RulesLanguage().route(text, bank)).address == expected
