@@ -42,7 +42,32 @@ _ANGER = re.compile(
     r"(?:do|did) you (?:people |lot |guys )?even (?:check|care|read|listen|test|know)|"
     r"wast(?:ed|ing) (?:my |our |a |another |an )?(?:whole )?(?:day|morning|afternoon|evening|"
     r"hours?|weekend|time|money)|costing (?:me|us) money|more times than i can count|"
-    r"lost count|stop (?:telling|asking) me)\b"
+    r"lost count|stop (?:telling|asking) me|farce|exasperat\w*|"
+    r"(?:losing|lost|lose) (?:my mind|the will to live|my rag|my temper|my cool)|"
+    r"(?:tearing|pulling|tear) (?:my|our) hair out|end of my (?:patience|tether|rope)|"
+    r"had it up to (?:here|my eyes|the neck)|(?:sick|fed up) (?:up )?to (?:the )?(?:back )?teeth|"
+    r"(?:waited|been patient|put up with (?:this|it)|been waiting|chased|been messed \w+)"
+    r" (?:for )?long enough|messed (?:me |us )?(?:around|about)|pillar to post|"
+    r"done being (?:polite|nice|patient|reasonable|civil)|(?:im|i am|were|we are) (?:so |just |"
+    r"completely |totally |absolutely )?done with (?:you|your|this|it all|the lot)|"
+    r"(?:the way|how) (?:ive|i have|weve|we have|i was|we were|im being|i am being) "
+    r"(?:been )?treated|beyond (?:exasperated|frustrated|angry|annoyed|fed up)|"
+    r"(?:is|are|was|were|its|becoming|beyond) (?:a )?(?:complete |total |bad |sick |bloody )?"
+    r"joke|nothing (?:has been|was|is being|ever gets|gets|has got) (?:done|sorted|fixed))\b"
+)
+_DESCRIPTIVE = re.compile(r"^(?:terrible|awful|horrible|dreadful|rubbish|shocking|appalling)$")
+"""Anger words that also describe a thing calmly ("the sound is terrible at low volume")."""
+_ABOUT_US = re.compile(
+    r"\b(?:you|your|youre|this|that|it|its|service|support|staff|company|experience)\W+"
+    r"(?:\w+\W+){0,2}$|^\W*$"
+)
+_FORMER = re.compile(
+    r"\b(?:old|previous|former|last|other) \w+(?: \w+)? (?:was|were|is|are)\W+"
+    r"(?:\w+\W+)?$"
+)
+_QUESTION = re.compile(
+    r"\?|\b(?:how (?:do|can|would)|is there|can i|could i|can you|could you|which|"
+    r"what (?:would|do|can|is)|would you)\b"
 )
 _SENTENCE_END = re.compile(r"[.!?;]+")
 _CALM = re.compile(r"\b(?:not|no|never|isnt|wasnt|arent|im not|not at all|not too)\W+(?:\w+\W+)?$")
@@ -64,6 +89,7 @@ _RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
             rf"\b{_ORDINAL} time\b|\bhow many (?:more )?times\b"
             r"|\bkeep (?:asking|telling|calling|writing|repeating|chasing)\b"
             r"|\balready (?:asked|told|explained|said|written|called)\b|\byet again\b"
+            r"|\bmake (?:me|us) (?:ask|call|chase|write|repeat|explain)\w*(?: \w+)? again\b"
             r"|\bover and over again\b|\bagain and again\b"
             r"|\b(?:asked|told|called|written|wrote|emailed|contacted|rang|chased|explained|"
             r"phoned|messaged|reported|complained)(?: you| this| about (?:this|it|\w+ \w+))? "
@@ -115,17 +141,28 @@ _RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
             r"trustpilot|one star|1 star|bad reviews?|reviews? everywhere|social media|"
             r"the press|take (?:my|our) (?:business|custom|money) elsewhere|"
             r"(?:taking|took) (?:my|our) (?:business|custom|money) elsewhere|formal complaint|"
-            r"(?:make|file|lodge|raise|making|filing) a complaint)\b"
+            r"(?:make|file|lodge|raise|making|filing) a complaint|my mp|the papers|newspapers?|"
+            r"the media|card issuer|credit card (?:company|provider)|"
+            r"(?:taking|take) (?:this|it) (?:up|further)|"
+            r"(?:dispute|disputing|reverse|reversing|challenge|challenging) (?:the |this |that )?"
+            r"(?:charge|payment|transaction|debit) (?:with|through) (?:my|the) (?:bank|card)|"
+            r"(?:raise|raising|report|reporting|escalate|escalating) (?:this|it) (?:with|to) "
+            r"(?:the|my) (?:ombudsman|regulator|bank|press|mp|financial))\b"
             r"|\b(?:take|taking|took) (?:my|our) (?:\w+ )?elsewhere\b|\bgo(?:ing)? elsewhere\b"
             r"|\breport(?:ing)? you\b|\bleaving reviews\b"
             r"|\b(?:seriously|really|very) (?:tempted|considering|thinking)\b"
             r"|\btempted to (?:cancel|leave|switch|walk|go)\b"
             r"|\b(?:or|otherwise|else) (?:im|i am|ill|i will|well|we will|were|we are) "
             r"(?:\w+ )?(?:going|off|switching|leaving|cancell?ing|moving|taking|reporting|"
-            r"complaining|done)\b"
+            r"complaining|done|closing|disputing|raising|contacting|writing|posting|escalating)\b"
             r"|\bif\b(?: \w+){0,12} (?:im|ill|i will|i am going to|well|were) (?:\w+ )?"
             r"(?:cancell?ing|cancel|leaving|leave|switching|switch|reporting|complaining|"
-            r"going elsewhere)\b",
+            r"going elsewhere|disputing|raising|escalating|closing|taking|going to)\b"
+            r"|\b(?:if (?:this|it|that|my \w+|the \w+)(?: \w+)? (?:isnt|is not|hasnt|has not|"
+            r"doesnt|does not|arent|wasnt|still)|unless)\b(?: \w+){0,8}? (?:by|before|within) "
+            r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|tonight|"
+            r"the weekend|end of|close of|next week|this week)\b(?: \w+){0,3}?,? (?:then )?"
+            r"(?:im|ill|i will|i am|well|we will|were|i shall|youll|you will)\b",
         ),
         (
             "sarcasm",
@@ -133,7 +170,11 @@ _RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
             r"\b(?:colou?r me (?:shocked|surprised|amazed)|what a surprise|surprise surprise|"
             r"just what i (?:needed|wanted)|thanks for nothing|who would have (?:thought|guessed)|"
             r"(?:great|brilliant|fantastic|excellent|wonderful|amazing|superb|stellar|top|lovely)"
-            r"(?: \w+){0,2} as (?:always|usual|ever)|love (?:\w+ing )?(?:\w+ ){0,3}with you lot)\b",
+            r"(?: \w+){0,2} as (?:always|usual|ever)|love (?:\w+ing )?(?:\w+ ){0,3}with you lot|"
+            r"cheers for nothing|thanks a bunch|"
+            r"(?:great|brilliant|fantastic|lovely|nice|wonderful|excellent) way to treat|"
+            r"(?:cheers|thanks) for the (?:heads up|warning|notice)"
+            r"(?= \w+ (?:\w+ )?(?:really|great|brilliant|lovely|fantastic|nice)))\b",
         ),
         (
             "threat",
@@ -147,13 +188,25 @@ _RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
             r"\b(?:prices?|bills?|premiums?|renewal|quote|payments?|costs?|fees?|tariff)"
             r"(?: \w+){0,3} (?:has |have )?(?:gone up|went up|doubled|tripled|increased|risen|"
             r"rose|shot up|jumped)\b|\bprices? up\b|\bloyal (?:customer )?for\b|"
-            r"\b(?:ive|i have|weve|we have) been (?:a )?loyal\b",
+            r"\b(?:ive|i have|weve|we have) been (?:a )?loyal\b|\bloyal customers?\b",
         ),
         (
             "demand",
             FAINT,
             r"\b(?:immediately|right now|asap|today, not|without (?:asking|telling|warning|"
-            r"notice|consent|permission|my (?:consent|permission)))\b",
+            r"notice|consent|permission|my (?:consent|permission))|without (?:a|any) (?:word|"
+            r"warning|notice))\b",
+        ),
+        (
+            "wants someone senior",
+            FAINT,
+            r"\b(?:manager|supervisor|someone (?:senior|in charge)|somebody (?:senior|in charge)|"
+            r"complaints (?:team|department))\b",
+        ),
+        (
+            "same fault again",
+            FAINT,
+            r"\b(?:exactly |still )?the (?:exact )?same (?:fault|problem|issue|defect|error)\b",
         ),
     )
 )
@@ -164,19 +217,22 @@ _SENTENCE_RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = (
         re.compile(r"^(?:of course|naturally|typical|classic)(?: it \w+| you \w+)?$"),
     ),
     ("leaving", STRONG, re.compile(r"\b(?:im|i am) (?:leaving|off|out|done|outta here)$")),
+    ("asking again", STRONG, re.compile(r"^(?:and |yet |once )?again$")),
     ("demand", STRONG, re.compile(r"^(?:fix|sort) (?:it|this)(?: out)?(?: now)?$")),
     ("demand", FAINT, re.compile(r"^(?:now|explain (?:that|this|yourselves)|seriously|really)$")),
 )
 _OPENER = re.compile(
     r"^\W*(?:oh |well |just |so )?(?:great|fantastic|brilliant|wonderful|lovely|marvell?ous|"
-    r"superb|awesome|amazing|excellent|perfect|terrific|fab|nice one|cheers)\b\W"
+    r"superb|awesome|amazing|excellent|perfect|terrific|fab|nice one|cheers)\b(?:\W|$)"
 )
 _BAD_NEWS = re.compile(
-    r"\b(?:again|another|dead|down|broken|broke|wrong|stopped|not working|doesnt work|failed|"
+    r"\b(?:again|another(?! (?:question|quick|thing|query|small))|"
+    r"dead|down|broken|broke|wrong|stopped|not working|doesnt work|failed|"
     r"crash\w*|outage|late|delayed|useless|nothing|gone|lost|missing|cancelled)\b"
 )
 _RESOLVED = re.compile(
-    r"\b(?:thanks?|thank you|cheers|sorted|fixed|resolved|solved|works now|working now|"
+    r"\b(?:thanks?(?! a lot| a bunch| for nothing| for that| very much for that)|thank you|"
+    r"cheers(?! for nothing| for that| \w+$)|sorted|fixed|resolved|solved|works now|working now|"
     r"working again|back (?:on|up)|helpful)\b"
 )
 
@@ -186,7 +242,9 @@ IPTV PAYG EPG PVR DVR HDR UHD CCTV SMTP MMS IBAN SWIFT BACS CHAPS ISA APR SAML S
 CISO XSS IMEI PUK BIOS NHS HMRC DVLA MOT AUX ARC WIFI MAC IP 4G 5G 3G LTE UTC GMT BST NFC OTP
 CVV AML KYC ATM EMEA APAC HR IT QA CRM ERP SLA KPI OAUTH CSV JSON HTML HTTP HTTPS"""
 _ACRONYMS = frozenset(_ACRONYM_TEXT.split())
-_CAPS_WORD = re.compile(r"\b[A-Z][A-Z']{3,}\b")
+_CAPS_WORD = re.compile(
+    r"(?<![\w*#&/-])[A-Z][A-Z']{3,}(?![\w*#&/-])|\b(?:NOW|WHY|HOW|NOT|YET)\b(?=\W*$|[.!?])"
+)
 _VOWEL = re.compile(r"[AEIOU]")
 
 
@@ -195,8 +253,16 @@ def frustration(text: str, history: Sequence[Turn] = ()) -> list[Finding]:
     flat = normalise(text).replace("'", "")
     cues: list[tuple[float, Finding]] = []
     for match in _ANGER.finditer(flat):
-        if not _CALM.search(_SENTENCE_END.split(flat[: match.start()])[-1]):
-            cues.append((STRONG, Finding("anger", match.group(0))))
+        before = _SENTENCE_END.split(flat[: match.start()])[-1]
+        if _CALM.search(before):
+            continue
+        weight = STRONG
+        if _DESCRIPTIVE.match(match.group(0)) and not _ABOUT_US.search(before):
+            if _FORMER.search(before):
+                continue  # "our old lender was terrible": about someone else
+            if _QUESTION.search(flat):
+                weight = FAINT  # "the sound is terrible at low volume, is there an EQ?"
+        cues.append((weight, Finding("anger", match.group(0))))
     for name, weight, pattern in _RULES:
         cues.extend((weight, Finding(name, m.group(0))) for m in pattern.finditer(flat))
     for sentence in _SENTENCE_END.split(flat):

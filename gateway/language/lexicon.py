@@ -68,9 +68,13 @@ COMMON: dict[str, dict[float, str]] = {
     },
     "account": {
         _STRONG: "account|accounts|profile|username|user name|my details|account details|"
-        "account settings|phone number|email address|e-mail address|personal details",
+        "account settings|phone number|email address|e-mail address|personal details|"
+        "sort code|account number|account holder|account holders|joint account|current account|"
+        "open an account|opening an account|new account",
         _MID: "address|name",
-        _WEAK: "settings|setting",
+        _WEAK: "settings|setting|on my account|in my account|to my account|"
+        "into my account|on the account|in the account|with my account|"
+        "of my account",
     },
     "signin": {
         _STRONG: "sign in|signin|sign-in|log in|login|logon|log on|logging in|signing in|"
@@ -87,7 +91,7 @@ COMMON: dict[str, dict[float, str]] = {
     "privacy": {
         _STRONG: "privacy|private|personal data|my data|data|gdpr|delete|deletion|erase|"
         "advertisers|advertising|share my|shared|third parties|information you hold|"
-        "data you hold|listening history|close my account|delete my account",
+        "data you hold|listening history|delete my account",
         _MID: "history|information|cookies",
     },
     "marketing": {
@@ -175,6 +179,9 @@ PARENTS: dict[str, str] = {
     "contract": "subscription",
     "switching": "cancellation",
     "fraud": "security",
+    "dispute": "fraud",
+    "closure": "account",
+    "savings": "account",
     "sso": "signin",
     "permissions": "users",
     "compliance": "privacy",
@@ -223,10 +230,11 @@ class Lexicon:
         self._longest = max(len(k) for k in table)
         self.vocabulary = frozenset(s for key in table for s in key if len(s) >= 4)
 
-    def hits(self, tokens: Sequence[Token]) -> tuple[list[Hit], list[bool]]:
-        """Concept hits in `tokens`, and which tokens a phrase consumed."""
+    def hits(self, tokens: Sequence[Token]) -> tuple[list[Hit], list[str | None]]:
+        """Concept hits in `tokens`, and the concept (or "" for a blocker) that consumed each
+        token, None where no phrase did."""
         stems = [t.stem for t in tokens]
-        used = [False] * len(tokens)
+        used: list[str | None] = [None] * len(tokens)
         found: list[Hit] = []
         i = 0
         while i < len(stems):
@@ -242,7 +250,7 @@ class Lexicon:
                     if parent:
                         found.append(Hit(parent, surface, weight * PARENT_FACTOR, derived=True))
                 for j in range(i, i + size):
-                    used[j] = True
+                    used[j] = concept
                 i += size
                 break
             else:

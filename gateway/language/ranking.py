@@ -13,17 +13,29 @@ which of its agents fits, so it is ignored.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.language.lexicon import DEFAULT_LEXICON, PARENT_FACTOR, Lexicon
-from gateway.language.text import Corrector, Token, is_content, stem, tokens
+from gateway.language.text import Corrector, Token, is_content, normalise, stem, tokens
 from routing.language import Candidate, RouteChoice
 
 SKILL_WEIGHT = 2.0
 DESCRIPTION_WEIGHT = 1.0
 WORD_FACTOR = 0.5
+LITERAL_FACTOR = 0.25
+"""A word the lexicon already read as a concept counts again, faintly, where an agent's card
+uses that very word: of two agents sharing a concept, the one that says "overdrafts" beats the
+one that only says "mortgages" for "my overdraft"."""
+CONTEXT_FACTOR = 0.3
+"""Thanks for earlier help and what precedes "separate thing:" are context, not the topic."""
+_SHIFT = re.compile(
+    r"\b(?:separate|another|different|unrelated|other) (?:thing|question|issue|matter|query|"
+    r"point|note)\b|\bon another note\b|\bunrelated\b"
+)
+_THANKS = re.compile(r"^\W*(?:thanks|thank you|cheers|many thanks)\b[^.!?]*[.!?]+")
 MAX_QUERY_WEIGHT = 1.5
 ROUTE_THRESHOLD = 0.75
 """The least score that routes: one concept said plainly in one agent's skills scores 2, a
@@ -37,6 +49,7 @@ class Features:
     concepts: dict[str, tuple[float, tuple[str, ...]]]
     stems: dict[str, str]  # stem -> a surface form, for explanations
     derived: frozenset[str] = frozenset()  # concepts said only through a narrower one
+    literal: tuple[tuple[str, str], ...] = ()  # (stem, concept) the lexicon read the stem as
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +57,7 @@ class _Profile:
     candidate: Candidate
     concepts: dict[str, tuple[float, str]]  # concept -> (field weight, the field's text)
     stems: dict[str, tuple[float, str]]
+    literal: dict[str, tuple[float, str]]
 
 
 def features(
@@ -58,9 +72,22 @@ def features(
         if hit.surface not in surfaces:
             surfaces = (*surfaces, hit.surface)
         concepts[hit.concept] = (min(weight + hit.weight, MAX_QUERY_WEIGHT), surfaces)
-    stems = {t.stem: t.surface for t, u in zip(toks, used, strict=True) if not u and is_content(t)}
+    stems = {
+        t.stem: t.surface for t, u in zip(toks, used, strict=True) if u is None and is_content(t)
+    }
+    literal = tuple((t.stem, u) for t, u in zip(toks, used, strict=True) if u and is_content(t))
     direct = {hit.concept for hit in hits if not hit.derived}
-    return Features(concepts, stems, frozenset(c for c in concepts if c not in direct))
+    return Features(concepts, stems, frozenset(c for c in concepts if c not in direct), literal)
+
+
+def _merged(context: Features, topic: Features) -> Features:
+    """`topic` with `context`'s concepts and words added at `CONTEXT_FACTOR`."""
+    concepts = dict(topic.concepts)
+    for concept, (weight, surfaces) in context.concepts.items():
+        own, said = concepts.get(concept, (0.0, ()))
+        concepts[concept] = (min(own + weight * CONTEXT_FACTOR, MAX_QUERY_WEIGHT), said or surfaces)
+    derived = frozenset(c for c in concepts if c in context.derived | topic.derived)
+    return Features(concepts, topic.stems, derived, topic.literal)
 
 
 def _corrected(token: Token, corrector: Corrector | None) -> Token:
@@ -89,7 +116,8 @@ class Ranker:
         n = len(self._profiles)
         df: dict[str, int] = defaultdict(int)
         for p in self._profiles:
-            for key in {*(f"c:{c}" for c in p.concepts), *(f"w:{s}" for s in p.stems)}:
+            keys = {*(f"c:{c}" for c in p.concepts), *(f"w:{s}" for s in p.stems)}
+            for key in keys | {f"l:{s}" for s in p.literal}:
                 df[key] += 1
         top = _bm25_idf(n, 1)
         self._idf = {key: _bm25_idf(n, d) / top for key, d in df.items()}
@@ -102,6 +130,7 @@ class Ranker:
         brand = _brand_words(candidate.address)
         concepts: dict[str, tuple[float, str]] = {}
         stems: dict[str, tuple[float, str]] = {}
+        literal: dict[str, tuple[float, str]] = {}
         for text, weight in fields:
             if not text:
                 continue
@@ -113,16 +142,35 @@ class Ranker:
             for s in f.stems:
                 if s not in brand and stems.get(s, (0.0, ""))[0] < weight:
                     stems[s] = (weight, text)
-        return _Profile(candidate, concepts, stems)
+            for s in {s for s, _ in f.literal} | f.stems.keys():
+                if literal.get(s, (0.0, ""))[0] < weight:
+                    literal[s] = (weight, text)
+        return _Profile(candidate, concepts, stems, literal)
 
     def rank(self, text: str) -> list[RouteChoice]:
         """Every candidate with its score and the reasons, best first (stable on ties)."""
-        query = features(text, self._lexicon, self._corrector)
+        query = self._query(text)
         scored = [(self._score(p, query), i, p) for i, p in enumerate(self._profiles)]
         scored.sort(key=lambda item: (-item[0][0], item[1]))
         return [
             RouteChoice(p.candidate.address, round(score, 4), why) for (score, why), _, p in scored
         ]
+
+    def _query(self, text: str) -> Features:
+        """The features of `text`, with thanks for past help and pre-"separate thing" context
+        discounted so that the request that follows decides the route."""
+        flat = normalise(text)
+        cut = 0
+        thanks = _THANKS.match(flat)
+        if thanks and thanks.end() < len(flat.rstrip()):
+            cut = thanks.end()
+        shifts = list(_SHIFT.finditer(flat))
+        if shifts:
+            cut = max(cut, shifts[-1].start())
+        if not cut:
+            return features(text, self._lexicon, self._corrector)
+        context = features(flat[:cut], self._lexicon, self._corrector)
+        return _merged(context, features(flat[cut:], self._lexicon, self._corrector))
 
     def route(self, text: str) -> RouteChoice:
         """The best candidate, or `address=None` when no candidate reaches the threshold."""
@@ -157,6 +205,13 @@ class Ranker:
             part = WORD_FACTOR * field_weight * self._idf[f"w:{s}"]
             score += part
             reasons.append((part, f"word '{surface}' ~ '{field}'"))
+        for s, concept in query.literal:
+            if s not in profile.literal or concept not in profile.concepts:
+                continue
+            field_weight, field = profile.literal[s]
+            part = LITERAL_FACTOR * field_weight * self._idf[f"l:{s}"]
+            score += part
+            reasons.append((part, f"same word '{s}' ~ '{field}'"))
         reasons.sort(key=lambda r: -r[0])
         why = "; ".join(r for _, r in reasons) if reasons else "no matching terms"
         return score, why

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from gateway.language.text import normalise
 
 _DET = (
-    r"(?:(?:a|an|the|some|one of your|one of the|your|a real|an actual|a live|a proper|"
-    r"someone from your|somebody from your|someone from the|somebody from the) )?"
+    r"(?:(?:a|an|the|some|one of (?:your|the|our)(?: \w+)?|your|a real|an actual|a live|"
+    r"a proper|someone from your|somebody from your|someone from the|somebody from the) )?"
 )
 _ROLE = (
     r"(?:(?:support |technical |tech |sales |account |claims? |case |billing |senior |"
@@ -31,13 +31,13 @@ _STRONG = (
     r"(?:(?:real|actual|live|proper|human) )?(?:(?:customer )?(?:service|support|care) )?"
     r"(?:human beings?|humans?|persons?|real people|representatives?|reps?|operators?|"
     r"(?:duty |practice |store |shift |branch |general |floor )?(?:supervisors?|managers?)|"
-    r"staff members?|members? of (?:(?:the|your|our) )?(?:staff|"
-    r"(?:\w+ )?team)|employees?|human agents?|live agents?|real agents?|"
-    rf"{_ROLE}|(?:someone|somebody) (?:senior|in charge|more senior|qualified))"
+    r"staff members?|members? of (?:(?:the|your|our) )?(?:\w+ )?(?:staff|team|department)|"
+    r"employees?|human agents?|live agents?|real agents?|engineers?|"
+    rf"{_ROLE}|(?:someone|somebody) (?:senior|in charge|more senior|qualified|technical))"
 )
 _SOMEONE = (
-    r"(?:someone|somebody|anyone|anybody)(?: (?:senior|qualified|in charge|real|"
-    r"from (?:your |the )?(?:\w+ ){0,2}(?:team|department|office|side)|"
+    r"(?:someone|somebody|anyone|anybody)(?: (?:senior|qualified|in charge|real|technical|"
+    r"from (?:your |the |our )?(?:\w+ ){0,2}?\w+|"
     r"in (?:sales|billing|support|accounts|claims|charge|your \w+ team)|"
     r"at (?:reception|the (?:front )?desk|the (?:branch|store|shop|office))))?"
 )
@@ -46,11 +46,27 @@ _ANY = (
     r"(?:your |the )?(?:support |customer service |service |\w+ )?team)"
 )
 BOT = r"(?:bots?|robots?|machines?|chatbots?|computers?|ai|automated \w+|auto-?replies)"
-_MODAL = r"(?:(?:to|could|can|would|will|should|must|please|needs? to|has to|to please) )?"
+_MODAL = (
+    r"(?:(?:to|could|can|would|will|should|must|please|needs? to|has to|to please|"
+    r"(?:to |could |would |will |can )?(?:possibly |please )?be able to|possibly) )?"
+)
 _CONTACT = (
     r"(?:call|ring|phone|telephone|contact|get back to|reach out to|get in touch(?: with)?|"
-    r"give me a (?:call|ring))"
+    r"give (?:me|us) a (?:call|ring|bell|buzz|phone))"
 )
+_ASSIST = (
+    r"(?:help (?:me|us|with|out)|assist|advise|look at|look into|review|handle|take over|"
+    r"deal with|check|sort (?:this|it|that) out|sort out|(?:talk|walk|take) (?:me|us) through|"
+    r"go through (?:this|it|that|\w+ \w+) with (?:me|us)|explain)"
+)
+_PERSONAL = (
+    r"(?:(?:a|an|one of your|one of the|a real|an actual|a live|a proper) )"
+    r"(?:(?:real|actual|live|proper|human) )?(?:human beings?|humans?|persons?|"
+    r"(?:\w+ )?(?:advis[eo]rs?|engineers?|technicians?|specialists?|experts?|staff|"
+    r"representatives?|agents?|people)|members? of (?:(?:the|your|our) )?(?:\w+ )?"
+    r"(?:staff|team|department))"
+)
+"""A person named plainly (with an article), who a request can ask to help rather than call."""
 
 _REQUESTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern))
@@ -86,6 +102,7 @@ _REQUESTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "callback",
+            r"(?<!\bmy )(?<!\bour )(?<!\bhis )(?<!\bher )(?<!\btheir )\b"
             rf"{_DET}{_ANY} {_MODAL}{_CONTACT}(?: back)?(?: (?:me|us)\b|$|\W)",
         ),
         (
@@ -102,6 +119,25 @@ _REQUESTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"|\b(?:jump|hop|get) on a (?:quick )?(?:call|phone call)\b",
         ),
         (
+            "callback",
+            rf"{_PERSONAL} {_MODAL}(?:please )?{_ASSIST}\b",
+        ),
+        (
+            "callback",
+            rf"\b{_SOMEONE} {_MODAL}(?:please )?(?:{_ASSIST}|go through \w+)"
+            r"(?: \w+){0,8}? (?:on|over) the (?:phone|telephone)\b",
+        ),
+        (
+            "on the line",
+            r"\b(?:put|get|have|bring)\w* "
+            rf"{_DET}(?:{_ANY}|\w+ people|\w+ staff) on (?:the )?(?:line|phone|call|blower)\b",
+        ),
+        (
+            "rather a person",
+            r"\b(?:rather|prefer(?:ably|red|s)?|sooner)\b(?! not)(?: (?!than\b)\w+){0,8}? "
+            rf"(?:with|by|to|through|from|via) {_DET}{_STRONG}\b",
+        ),
+        (
             "not a bot",
             rf"\b(?:not|no more|enough with|enough of|instead of|rather than) "
             rf"(?:the |a |an |this |your |talking to (?:a |the )?)?{BOT}\b",
@@ -111,14 +147,17 @@ _REQUESTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"(?<!is )(?<!is a )(?<!is an )(?<!it a )(?<!this a )(?<!you a )(?<!re a )"
             r"\b(?:real|actual|live|proper) (?:human(?: being)?|person|agent|people)\b"
             r"|^(?:a |an )?(?:human|operator|representative|person|agent)(?: please| now)\b"
-            r"|\bhuman (?:please|now)\b|\b(?:someone|somebody) real\b",
+            r"|\bhuman (?:please|now)\b|\b(?:someone|somebody) real\b"
+            r"|^(?:just |please )?(?:a |an )?(?:real |actual |live |proper )?"
+            r"(?:human(?: being)?|person|operator|representative|agent|human agent|"
+            r"manager|supervisor)(?: please| now| asap)?$",
         ),
     )
 )
 
 _NEGATION = re.compile(
     r"\b(?:no need|not necessary|dont|do not|doesnt|does not|didnt|never|without|rather not|"
-    r"no longer|not|nor|no|never mind|wont|will not|shouldnt)\b(?:\W+\w+){0,5}\W*$"
+    r"no longer|not|nor|no|never mind|wont|will not|shouldnt|than)\b(?:\W+\w+){0,5}\W*$"
 )
 _CLAUSE = re.compile(r"[.!?;,:]+|\b(?:but|so|because|although|though)\b")
 

@@ -34,6 +34,10 @@ SUPPORT, ORDERS, ACCOUNTS = (c.address for c in ACME)
         "Your colleague told me a refund was coming.",
         "Could someone come back and tidy up the cable?",
         "No need to call me, a message is fine.",
+        "I'd rather do it online than talk to a person.",
+        "My manager will call you about the invoice.",
+        "One of your advisers helped me last month, thanks.",
+        "Someone from your company phoned me yesterday about a refund.",
     ],
 )
 async def test_mentions_and_negations_are_not_requests(text: str) -> None:
@@ -58,6 +62,14 @@ async def test_mentions_and_negations_are_not_requests(text: str) -> None:
         "I'd prefer to discuss closing my late father's account with a person.",
         "Is there anybody there I could speak to?",
         "Can someone from your billing team get in touch?",
+        "Could an adviser help me with the form?",
+        "Would one of your technicians be able to phone me?",
+        "Have somebody from accounts give us a bell.",
+        "Can somebody go through the bill with me over the phone?",
+        "Please get an engineer on the line.",
+        "I would sooner arrange the move with a member of staff.",
+        "Operator, please.",
+        "Could a member of your lettings team contact me?",
     ],
 )
 async def test_requests_for_a_person_are_detected(text: str) -> None:
@@ -89,6 +101,15 @@ async def test_declined_person_is_explained() -> None:
         "I've called you four times about this.",
         "Second month in a row the bill is wrong.",
         "It keeps disconnecting, it's driving me mad.",
+        "Honestly, I'm losing my mind with this router.",
+        "We have waited long enough for the engineer.",
+        "Sort out the bill by Monday or I'm disputing it with my card issuer.",
+        "If the refund isn't back before the weekend I'll be writing to my MP.",
+        "Lovely. The heating app is down. Again.",
+        "I'm done being reasonable about this delivery.",
+        "Your broadband is a bloody joke.",
+        "Replacement arrived with the same fault. Get me a supervisor.",
+        "Send me an actual person. NOW.",
     ],
 )
 async def test_frustration_cues(text: str) -> None:
@@ -105,6 +126,12 @@ async def test_frustration_cues(text: str) -> None:
         "My email keeps giving an SMTP error.",
         "Still no reply on my refund, could you check?",
         "Why has my monthly payment gone up?",
+        "The picture looks awful in dark scenes, which setting fixes that?",
+        "Our previous supplier was dreadful, so what tariffs do you offer?",
+        "If my parcel isn't here by Friday can I get a refund?",
+        "Please send it NOW if possible, I leave tomorrow.",
+        "A charge from ZX*MEDIA I don't know, how do I query it?",
+        "Great. Another question: do you ship to Spain?",
     ],
 )
 async def test_calm_messages_are_not_frustrated(text: str) -> None:
@@ -228,3 +255,44 @@ async def test_narrow_concept_reaches_an_agent_through_its_parent() -> None:
     )
     choice = await RulesLanguage().route("my debit card was declined", shop)
     assert choice.address == "pay@shop.example"
+
+
+async def test_the_agent_using_the_customers_own_word_wins_a_shared_concept() -> None:
+    """Two agents share 'lending'; the one whose card says "overdrafts" gets "my overdraft"."""
+    bank = (
+        Candidate("homes@b.example", "Mortgages.", ("mortgage applications",)),
+        Candidate("daily@b.example", "Current accounts.", ("overdrafts", "debit cards")),
+    )
+    choice = await RulesLanguage().route("Can I extend my overdraft?", bank)
+    assert choice.address == "daily@b.example"
+    assert "same word" in choice.why
+
+
+async def test_thanks_for_past_help_and_a_separate_thing_are_context() -> None:
+    """What follows 'separate thing:' decides the route, not the thanks for earlier help."""
+    bank = (
+        Candidate("online@b.example", "Online banking.", ("login and passwords",)),
+        Candidate("cards@b.example", "Cards.", ("disputed transactions and chargebacks",)),
+    )
+    text = "Thanks for fixing my login. Separate thing: a payment I didn't make, can I dispute it?"
+    choice = await RulesLanguage().route(text, bank)
+    assert choice.address == "cards@b.example"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("How do I move my cash ISA to you?", "savings@b.example"),
+        ("What's the interest on the easy access saver?", "savings@b.example"),
+        ("Please send me the sort code and account number.", "current@b.example"),
+        ("There's a chargeback I raised last month, any news?", "current@b.example"),
+    ],
+)
+async def test_finance_lexicon_reaches_savings_and_account_agents(text: str, expected: str) -> None:
+    """Savings products, interest, account details and disputes reach the agent for them."""
+    bank = (
+        Candidate("savings@b.example", "Savings.", ("ISAs and bonds", "interest rates")),
+        Candidate("current@b.example", "Current accounts.", ("account details", "card disputes")),
+        Candidate("homes@b.example", "Mortgages.", ("mortgage applications",)),
+    )
+    assert (await RulesLanguage().route(text, bank)).address == expected
