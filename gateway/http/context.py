@@ -14,6 +14,7 @@ from gateway.acceptance import Acceptance
 from gateway.bus import Bus
 from gateway.clock import Clock
 from gateway.config import Settings
+from gateway.delivery.worker import OutboxWorker
 from gateway.errors import RequestInvalid
 from gateway.http.auth import Authenticator
 from gateway.inbox import InboxHub
@@ -23,6 +24,7 @@ from gateway.policies import PolicyCache
 from gateway.registry import Registry
 from gateway.store.conversations import Conversations
 from gateway.store.directory import Directory
+from gateway.store.outbox import OutboxStore
 from identity.keys import PrivateKey
 from routing.language import Language
 from routing.policy import Principal
@@ -49,6 +51,8 @@ class Services:
     metrics: Metrics
     gateway_key: PrivateKey
     ready: Any  # async () -> dict[str, bool]
+    outbox: OutboxStore | None = None
+    worker: OutboxWorker | None = None
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -52,6 +52,7 @@ async def get_task(request: web.Request) -> web.Response:
     view = task_view(task)
     view["history"] = await svc.conversations.history(task.id)
     view["events"] = await svc.conversations.events(task.id)
+    view["deliveries"] = await svc.outbox.for_task(task.id, "delivery") if svc.outbox else []
     view["escalations"] = []
     view["outcome"] = None
     return json_response(view)
