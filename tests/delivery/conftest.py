@@ -32,5 +32,3 @@ async def delivering(tmp_path: Path) -> AsyncIterator[Harness]:
     settings = make_settings(tmp_path / "var", delivery=fast_delivery())
     async with start_gateway(settings) as harness:
         yield harness
-
-

@@ -104,8 +104,7 @@ def test_budget_ends_retries_with_a_last_attempt_at_the_deadline() -> None:
     )
     assert planned == first + timedelta(seconds=60)
     assert (
-        backoff.next_attempt(first_at=first, now=first + timedelta(seconds=60), attempt=6)
-        is None
+        backoff.next_attempt(first_at=first, now=first + timedelta(seconds=60), attempt=6) is None
     )
     early = backoff.next_attempt(first_at=first, now=first, attempt=1, draw=lambda: 0.5)
     assert early == first + timedelta(seconds=5)
