@@ -140,7 +140,7 @@ def _lifecycle(
             "delivery",
             EndpointDeliverer(
                 directory=directory_store,
-                conversations=conversations,
+                store=outbox,
                 sender=sender,
                 key=gateway_key,
                 clock=clock,

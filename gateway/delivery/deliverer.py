@@ -26,10 +26,8 @@ from gateway.delivery.schedule import Verdict, classify_status, parse_retry_afte
 from gateway.delivery.sender import HttpAnswer, WebhookSender
 from gateway.delivery.worker import Attempt
 from gateway.errors import EndpointForbidden, GatewayError
-from gateway.store.conversations import Conversations
 from gateway.store.directory import Directory
 from gateway.store.outbox import OutboxRow, OutboxStore
-from gateway.store.records import AgentRecord
 from identity.envelope import MAX_REQUEST_BYTES
 from identity.errors import IdentityError
 from identity.keys import PrivateKey
@@ -41,7 +39,7 @@ log = structlog.get_logger(__name__)
 KIND = "delivery"
 
 Accept = Callable[[object], Awaitable[Accepted]]
-Disabled = Callable[[AgentRecord, str], Awaitable[None]]
+Disabled = Callable[[str, str], Awaitable[None]]  # (agent address, reason)
 
 
 def webhook_body(envelope: dict[str, Any], task: dict[str, Any] | None) -> bytes:
@@ -57,7 +55,7 @@ class EndpointDeliverer:
         self,
         *,
         directory: Directory,
-        conversations: Conversations,
+        store: OutboxStore,
         sender: WebhookSender,
         key: PrivateKey,
         clock: Clock,
@@ -65,7 +63,7 @@ class EndpointDeliverer:
         on_disabled: Disabled | None = None,
     ) -> None:
         self._directory = directory
-        self._conversations = conversations
+        self._store = store
         self._sender = sender
         self._key = key
         self._clock = clock
@@ -74,16 +72,16 @@ class EndpointDeliverer:
 
     async def handle(self, row: OutboxRow) -> Attempt:
         address = str(row.payload["agent"])
-        agent = await self._directory.agent(address)
-        if agent is None or not agent.endpoint_url:
+        target = await self._store.delivery_target(int(row.payload["envelope_pk"]), address)
+        if target is None:
+            return Attempt.final(f"{address} or the envelope is no longer stored")
+        if not target.endpoint_url:
             return Attempt.final(f"{address} has no endpoint any more")
-        if agent.endpoint_status != "active":
-            note = f": {agent.endpoint_note}" if agent.endpoint_note else ""
-            return Attempt.final(f"the endpoint of {address} is {agent.endpoint_status}{note}")
-        stored = await self._conversations.envelope(int(row.payload["envelope_pk"]))
-        if stored is None:
-            return Attempt.final("the envelope is no longer stored")
-        body = webhook_body(stored.body, row.payload.get("task"))
+        if target.endpoint_status != "active":
+            note = f": {target.endpoint_note}" if target.endpoint_note else ""
+            return Attempt.final(f"the endpoint of {address} is {target.endpoint_status}{note}")
+        url = target.endpoint_url
+        body = webhook_body(target.envelope, row.payload.get("task"))
         timestamp = int(self._clock.now().timestamp())
         headers = {
             "webhook-id": row.public_id,
@@ -91,14 +89,14 @@ class EndpointDeliverer:
             "webhook-signature": sign_webhook(self._key, row.public_id, timestamp, body),
         }
         try:
-            answer = await self._sender.post(agent.endpoint_url, body, headers)
+            answer = await self._sender.post(url, body, headers)
         except EndpointForbidden as exc:
             return Attempt.final(f"endpoint_forbidden: {exc.detail}")
         except DeliveryError as exc:
             return Attempt.retry(f"{exc.code}: {exc.detail}")
-        return await self._judge(row, agent, answer)
+        return await self._judge(row, address, url, answer)
 
-    async def _judge(self, row: OutboxRow, agent: AgentRecord, answer: HttpAnswer) -> Attempt:
+    async def _judge(self, row: OutboxRow, address: str, url: str, answer: HttpAnswer) -> Attempt:
         verdict = classify_status(answer.status)
         if verdict == Verdict.OK:
             note = await self._reply(answer) if answer.status == 200 else None
@@ -108,16 +106,16 @@ class EndpointDeliverer:
             return Attempt.retry(f"HTTP {answer.status}", answer.status, retry_after)
         if verdict == Verdict.DISABLE:
             reason = (
-                f"{agent.endpoint_url} answered 410 Gone to delivery {row.public_id} at"
+                f"{url} answered 410 Gone to delivery {row.public_id} at"
                 f" {iso(self._clock.now())}; PATCH the agent's endpoint to turn delivery back on"
             )
-            await self._directory.disable_endpoint(agent.address, reason, self._clock.now())
-            log.warning("delivery.endpoint_disabled", agent=agent.address, reason=reason)
+            await self._directory.disable_endpoint(address, reason, self._clock.now())
+            log.warning("delivery.endpoint_disabled", agent=address, reason=reason)
             if self._on_disabled is not None:
                 try:
-                    await self._on_disabled(agent, reason)
+                    await self._on_disabled(address, reason)
                 except Exception:
-                    log.exception("delivery.on_disabled_failed", agent=agent.address)
+                    log.exception("delivery.on_disabled_failed", agent=address)
             return Attempt.disable(f"HTTP 410: endpoint disabled ({reason})", answer.status)
         what = "a redirect, which is never followed" if 300 <= answer.status < 400 else "refused"
         return Attempt.final(f"HTTP {answer.status}: {what}", answer.status)

@@ -181,7 +181,7 @@ class OutboxWorker:
         if not self._handlers:
             return
         heads = await self._store.due_heads(
-            self.kinds, self._clock.now(), limit=self._concurrency * 2
+            self.kinds, self._clock.now(), limit=self._concurrency * 2, owner=self._owner
         )
         for _pk, kind, partition in heads:
             key = (kind, partition)

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.clock import iso
 from gateway.store.records import dumps
-from gateway.store.tables import envelopes, outbox, outbox_attempts, task_events
+from gateway.store.tables import agents, envelopes, outbox, outbox_attempts, task_events
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -43,6 +43,17 @@ class OutboxRow:
     task_id: str | None
     created_at: datetime
     next_attempt_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTarget:
+    """A stored envelope and its recipient's endpoint, read together for one delivery."""
+
+    envelope: dict[str, Any]
+    agent_kind: str
+    endpoint_url: str | None
+    endpoint_status: str | None
+    endpoint_note: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +78,11 @@ class OutboxStore:
         self._engine = engine
 
     async def due_heads(
-        self, kinds: Sequence[str], now: datetime, limit: int
+        self, kinds: Sequence[str], now: datetime, limit: int, owner: str
     ) -> list[tuple[int, str, str]]:
-        """(pk, kind, partition) of partition heads that are due and not leased, oldest first."""
+        """(pk, kind, partition) of partition heads that are due and not leased by another
+        owner, oldest first (`owner`'s own leases count as free: after a crash, the restarted
+        replica takes its rows back at once)."""
         heads = (
             select(func.min(outbox.c.pk).label("pk"))
             .where(and_(outbox.c.status == PENDING, outbox.c.kind.in_(list(kinds))))
@@ -82,7 +95,11 @@ class OutboxStore:
             .where(
                 and_(
                     outbox.c.next_attempt_at <= now,
-                    or_(outbox.c.leased_until.is_(None), outbox.c.leased_until < now),
+                    or_(
+                        outbox.c.leased_until.is_(None),
+                        outbox.c.leased_until < now,
+                        outbox.c.lease_owner == owner,
+                    ),
                 )
             )
             .order_by(outbox.c.pk)
@@ -95,41 +112,29 @@ class OutboxStore:
     async def claim_head(
         self, kind: str, partition: str, owner: str, now: datetime, lease_s: float
     ) -> OutboxRow | None:
-        """Lease the partition's head if it is due; None when there is nothing to do now."""
-        async with self._engine.connect() as conn:
-            head = (
-                await conn.execute(
-                    select(outbox.c.pk)
-                    .where(
-                        and_(
-                            outbox.c.kind == kind,
-                            outbox.c.partition == partition,
-                            outbox.c.status == PENDING,
-                        )
-                    )
-                    .order_by(outbox.c.pk)
-                    .limit(1)
-                )
-            ).first()
-        if head is None:
-            return None
-        pk = int(head.pk)
-        earlier = outbox.alias("earlier")
-        still_head = ~exists(
-            select(earlier.c.pk).where(
+        """Lease the partition's head if it is due; None when there is nothing to do now.
+
+        One statement: the head is the partition's oldest pending row (a scalar subquery), and
+        the update only happens while it is pending, due and not leased by another owner. On
+        PostgreSQL a concurrent claimer blocks on the row lock, then re-checks the lease
+        condition on the new row version and updates nothing.
+        """
+        head = (
+            select(func.min(outbox.c.pk))
+            .where(
                 and_(
-                    earlier.c.kind == kind,
-                    earlier.c.partition == partition,
-                    earlier.c.status == PENDING,
-                    earlier.c.pk < pk,
+                    outbox.c.kind == kind,
+                    outbox.c.partition == partition,
+                    outbox.c.status == PENDING,
                 )
             )
+            .scalar_subquery()
         )
         statement = (
             update(outbox)
             .where(
                 and_(
-                    outbox.c.pk == pk,
+                    outbox.c.pk == head,
                     outbox.c.status == PENDING,
                     outbox.c.next_attempt_at <= now,
                     or_(
@@ -137,7 +142,6 @@ class OutboxStore:
                         outbox.c.leased_until < now,
                         outbox.c.lease_owner == owner,
                     ),
-                    still_head,
                 )
             )
             .values(lease_owner=owner, leased_until=now + timedelta(seconds=lease_s))
@@ -167,6 +171,32 @@ class OutboxStore:
             task_id=row.task_id,
             created_at=row.created_at,
             next_attempt_at=row.next_attempt_at,
+        )
+
+    async def delivery_target(self, envelope_pk: int, address: str) -> DeliveryTarget | None:
+        """What one delivery needs in one read: the stored envelope and the recipient's
+        endpoint as it is now. None when either is gone."""
+        query = (
+            select(
+                envelopes.c.body,
+                agents.c.kind,
+                agents.c.endpoint_url,
+                agents.c.endpoint_status,
+                agents.c.endpoint_note,
+            )
+            .select_from(envelopes.join(agents, agents.c.address == address))
+            .where(envelopes.c.pk == envelope_pk)
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return DeliveryTarget(
+            envelope=json.loads(row.body),
+            agent_kind=row.kind,
+            endpoint_url=row.endpoint_url,
+            endpoint_status=row.endpoint_status,
+            endpoint_note=row.endpoint_note,
         )
 
     async def record(self, row: OutboxRow, owner: str, attempt: AttemptWrite) -> bool:

@@ -69,7 +69,8 @@ async def test_one_replica_wins_a_lease_and_a_lost_lease_is_not_overwritten(
     first = await store.claim_head("notification", "brand-a", "replica-1", now, 30)
     assert first is not None and first.payload["n"] == 0
     assert await store.claim_head("notification", "brand-a", "replica-2", now, 30) is None
-    assert await store.due_heads(["notification"], now, 10) == []
+    assert await store.due_heads(["notification"], now, 10, "replica-2") == []
+    assert len(await store.due_heads(["notification"], now, 10, "replica-1")) == 1
 
     later = now + timedelta(seconds=31)
     second = await store.claim_head("notification", "brand-a", "replica-2", later, 30)
