@@ -199,17 +199,18 @@ class OutboxWorker:
         """Work one partition's due rows in order, one at a time."""
         key = (kind, partition)
         try:
+            self._dirty.discard(key)
+            row = await self._claim(kind, partition)
             while True:
-                row = await self._store.claim_head(
-                    kind, partition, self._owner, self._clock.now(), self._lease_s
-                )
                 if row is None:
-                    if key in self._dirty:
-                        self._dirty.discard(key)
-                        continue
-                    return
-                self._dirty.discard(key)
-                await self._work(row)
+                    if key not in self._dirty:
+                        return
+                    # A wake-up came while we worked: a new row may have been committed after
+                    # our last look, so look once more before leaving.
+                    self._dirty.discard(key)
+                    row = await self._claim(kind, partition)
+                    continue
+                row = await self._work(row)  # the next row, claimed with the record
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -220,7 +221,13 @@ class OutboxWorker:
                 self._saturated = False
                 self.wake()
 
-    async def _work(self, row: OutboxRow) -> None:
+    async def _claim(self, kind: str, partition: str) -> OutboxRow | None:
+        return await self._store.claim_head(
+            kind, partition, self._owner, self._clock.now(), self._lease_s
+        )
+
+    async def _work(self, row: OutboxRow) -> OutboxRow | None:
+        """One attempt, recorded; returns the partition's next row if it could be claimed."""
         handler = self._handlers[row.kind]
         started = time.perf_counter()
         try:
@@ -250,7 +257,7 @@ class OutboxWorker:
                 self._wake_at((planned - now).total_seconds())
         elif attempt.verdict in (Verdict.FINAL, Verdict.DISABLE):
             status, last_error = FAILED, attempt.error
-        kept = await self._store.record(
+        kept, following = await self._store.record(
             row,
             self._owner,
             AttemptWrite(
@@ -264,6 +271,7 @@ class OutboxWorker:
                 next_attempt_at=next_at,
                 last_error=last_error,
             ),
+            claim_next_s=self._lease_s,
         )
         log.info(
             "outbox.attempt",
@@ -277,6 +285,7 @@ class OutboxWorker:
             row_status=status,
             lease_kept=kept,
         )
+        return following
 
     def _gave_up_reason(self, number: int, attempt: Attempt) -> str:
         hours = self._backoff.budget_s / 3600

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.clock import iso
 from gateway.store.records import dumps
@@ -112,66 +112,9 @@ class OutboxStore:
     async def claim_head(
         self, kind: str, partition: str, owner: str, now: datetime, lease_s: float
     ) -> OutboxRow | None:
-        """Lease the partition's head if it is due; None when there is nothing to do now.
-
-        One statement: the head is the partition's oldest pending row (a scalar subquery), and
-        the update only happens while it is pending, due and not leased by another owner. On
-        PostgreSQL a concurrent claimer blocks on the row lock, then re-checks the lease
-        condition on the new row version and updates nothing.
-        """
-        head = (
-            select(func.min(outbox.c.pk))
-            .where(
-                and_(
-                    outbox.c.kind == kind,
-                    outbox.c.partition == partition,
-                    outbox.c.status == PENDING,
-                )
-            )
-            .scalar_subquery()
-        )
-        statement = (
-            update(outbox)
-            .where(
-                and_(
-                    outbox.c.pk == head,
-                    outbox.c.status == PENDING,
-                    outbox.c.next_attempt_at <= now,
-                    or_(
-                        outbox.c.leased_until.is_(None),
-                        outbox.c.leased_until < now,
-                        outbox.c.lease_owner == owner,
-                    ),
-                )
-            )
-            .values(lease_owner=owner, leased_until=now + timedelta(seconds=lease_s))
-            .returning(
-                outbox.c.pk,
-                outbox.c.public_id,
-                outbox.c.kind,
-                outbox.c.partition,
-                outbox.c.payload,
-                outbox.c.attempts,
-                outbox.c.task_id,
-                outbox.c.created_at,
-                outbox.c.next_attempt_at,
-            )
-        )
+        """Lease the partition's head if it is due; None when there is nothing to do now."""
         async with self._engine.begin() as conn:
-            row = (await conn.execute(statement)).first()
-        if row is None:
-            return None
-        return OutboxRow(
-            pk=int(row.pk),
-            public_id=row.public_id,
-            kind=row.kind,
-            partition=row.partition,
-            payload=json.loads(row.payload),
-            attempts=int(row.attempts),
-            task_id=row.task_id,
-            created_at=row.created_at,
-            next_attempt_at=row.next_attempt_at,
-        )
+            return await _claim(conn, kind, partition, owner, now, lease_s)
 
     async def delivery_target(self, envelope_pk: int, address: str) -> DeliveryTarget | None:
         """What one delivery needs in one read: the stored envelope and the recipient's
@@ -199,9 +142,15 @@ class OutboxStore:
             endpoint_note=row.endpoint_note,
         )
 
-    async def record(self, row: OutboxRow, owner: str, attempt: AttemptWrite) -> bool:
-        """Write the attempt and the row's new state; False when the lease was lost meanwhile
-        (the attempt is kept, the row is left to its new holder)."""
+    async def record(
+        self, row: OutboxRow, owner: str, attempt: AttemptWrite, claim_next_s: float | None = None
+    ) -> tuple[bool, OutboxRow | None]:
+        """Write the attempt and the row's new state, and (with `claim_next_s`) lease the
+        partition's next due head in the same transaction, saving a commit per row.
+
+        Returns whether the lease was still ours (if not, the attempt is kept and the row is
+        left to its new holder) and the next row, if one was claimed.
+        """
         async with self._engine.begin() as conn:
             await conn.execute(
                 outbox_attempts.insert().values(
@@ -227,7 +176,12 @@ class OutboxStore:
                     leased_until=None,
                 )
             )
-        return bool(result.rowcount == 1)
+            following = None
+            if claim_next_s is not None:
+                following = await _claim(
+                    conn, row.kind, row.partition, owner, attempt.at, claim_next_s
+                )
+        return bool(result.rowcount == 1), following
 
     async def release(self, owner: str) -> None:
         """Give up every lease `owner` holds (a clean stop), so any replica may go on at once."""
@@ -312,3 +266,67 @@ class OutboxStore:
             await conn.execute(
                 task_events.insert().values(task_id=task_id, at=now, kind=kind, data=dumps(data))
             )
+
+
+async def _claim(
+    conn: AsyncConnection, kind: str, partition: str, owner: str, now: datetime, lease_s: float
+) -> OutboxRow | None:
+    """Lease the partition's head if it is due; None when there is nothing to do now.
+
+    One statement: the head is the partition's oldest pending row (a scalar subquery), and
+    the update only happens while it is pending, due and not leased by another owner. On
+    PostgreSQL a concurrent claimer blocks on the row lock, then re-checks the lease
+    condition on the new row version and updates nothing.
+    """
+    head = (
+        select(func.min(outbox.c.pk))
+        .where(
+            and_(
+                outbox.c.kind == kind,
+                outbox.c.partition == partition,
+                outbox.c.status == PENDING,
+            )
+        )
+        .scalar_subquery()
+    )
+    statement = (
+        update(outbox)
+        .where(
+            and_(
+                outbox.c.pk == head,
+                outbox.c.status == PENDING,
+                outbox.c.next_attempt_at <= now,
+                or_(
+                    outbox.c.leased_until.is_(None),
+                    outbox.c.leased_until < now,
+                    outbox.c.lease_owner == owner,
+                ),
+            )
+        )
+        .values(lease_owner=owner, leased_until=now + timedelta(seconds=lease_s))
+        .returning(
+            outbox.c.pk,
+            outbox.c.public_id,
+            outbox.c.kind,
+            outbox.c.partition,
+            outbox.c.payload,
+            outbox.c.attempts,
+            outbox.c.task_id,
+            outbox.c.created_at,
+            outbox.c.next_attempt_at,
+        )
+    )
+    row = (await conn.execute(statement)).first()
+    if row is None:
+        return None
+    return OutboxRow(
+        pk=int(row.pk),
+        public_id=row.public_id,
+        kind=row.kind,
+        partition=row.partition,
+        payload=json.loads(row.payload),
+        attempts=int(row.attempts),
+        task_id=row.task_id,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+    )

@@ -76,10 +76,11 @@ async def test_one_replica_wins_a_lease_and_a_lost_lease_is_not_overwritten(
     second = await store.claim_head("notification", "brand-a", "replica-2", later, 30)
     assert second is not None and second.pk == first.pk
     write = AttemptWrite(later, "ok", 200, None, None, 5, "delivered", later, None)
-    assert await store.record(first, "replica-1", write) is False
-    assert await store.record(second, "replica-2", write) is True
-    third = await store.claim_head("notification", "brand-a", "replica-1", later, 30)
+    assert await store.record(first, "replica-1", write) == (False, None)
+    kept, third = await store.record(second, "replica-2", write, claim_next_s=30)
+    assert kept is True
     assert third is not None and third.payload["n"] == 1
+    assert await store.claim_head("notification", "brand-a", "replica-1", later, 30) is None
 
 
 async def test_generic_worker_orders_partitions_and_follows_verdicts(engine: AsyncEngine) -> None:
