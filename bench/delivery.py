@@ -45,6 +45,10 @@ ADMIN = "sbt_bench_delivery_admin_0123456789"
 ROUNDS_PER_TASK = 5
 
 
+def spawn(command: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=REPO)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -60,10 +64,10 @@ def cli(*args: str) -> list[str]:
         return [sys.executable, "-m", "gateway.cli", *args]
     module = {"serve": "serve", "example-agent": "example_agent"}[args[0]]
     code = (
-        "import argparse, sys; from gateway.cli import {m} as c;"
+        f"import argparse, sys; from gateway.cli import {module} as c;"
         "p = argparse.ArgumentParser(); c.register(p.add_subparsers());"
         "a = p.parse_args(sys.argv[1:]); sys.exit(a.run(a))"
-    ).format(m=module)
+    )
     return [sys.executable, "-c", code, *args]
 
 
@@ -124,13 +128,9 @@ async def run(args: argparse.Namespace) -> None:
     processes: list[subprocess.Popen[bytes]] = []
     log = (data_dir / "processes.log").open("wb")
     try:
-        processes.append(
-            subprocess.Popen(cli("serve"), env=env, stdout=log, stderr=log, cwd=REPO)
-        )
+        processes.append(spawn(cli("serve"), env, log))
         await wait_http(gateway_url + "/healthz", processes[0])
-        async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0)
-        ) as session:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             admin = StaffClient(gateway_url, ADMIN, session=session)
             brand = await admin.create_brand("acme.example", "Acme")
             staff = StaffClient(gateway_url, brand["token"], session=session)
@@ -156,25 +156,18 @@ async def run(args: argparse.Namespace) -> None:
                 await staff.register_brand_agent(
                     address, key, endpoint=f"http://127.0.0.1:{port}/webhook"
                 )
-                processes.append(
-                    subprocess.Popen(
-                        cli(
-                            "example-agent",
-                            "--port",
-                            str(port),
-                            "--gateway",
-                            gateway_url,
-                            "--key",
-                            str(key_path),
-                            "--address",
-                            address,
-                        ),
-                        env=env,
-                        stdout=log,
-                        stderr=log,
-                        cwd=REPO,
-                    )
+                command = cli(
+                    "example-agent",
+                    "--port",
+                    str(port),
+                    "--gateway",
+                    gateway_url,
+                    "--key",
+                    str(key_path),
+                    "--address",
+                    address,
                 )
+                processes.append(spawn(command, env, log))
                 agents.append(address)
             for index, port in enumerate(agent_ports):
                 await wait_http(f"http://127.0.0.1:{port}/", processes[index + 1])
@@ -183,8 +176,10 @@ async def run(args: argparse.Namespace) -> None:
                 f"delivery round trip: personal agent -> gateway -> {len(agents)} brand"
                 f" endpoint(s) (sync reply) -> SSE stream; {args.seconds:g} s per level"
             )
-            print(f"{'conversations':>13} {'round trips':>11} {'p50 ms':>8} {'p99 ms':>8}"
-                  f" {'deliveries/s':>12}")
+            print(
+                f"{'conversations':>13} {'round trips':>11} {'p50 ms':>8} {'p99 ms':>8}"
+                f" {'deliveries/s':>12}"
+            )
             made = 0
             for level in [1, *args.conversations] if args.warmup else args.conversations:
                 people = []
@@ -201,8 +196,9 @@ async def run(args: argparse.Namespace) -> None:
                     people.append(person)
                 latencies: list[float] = []
                 started = time.perf_counter()
-                until = time.monotonic() + (2.0 if args.warmup and not people[1:] and made == 1
-                                            else args.seconds)
+                until = time.monotonic() + (
+                    2.0 if args.warmup and not people[1:] and made == 1 else args.seconds
+                )
                 await asyncio.gather(
                     *(
                         conversation(person, agents[n % len(agents)], until, latencies)

@@ -130,9 +130,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             backoff_max_s=_float(
                 "DELIVERY_BACKOFF_MAX", get("DELIVERY_BACKOFF_MAX"), 600.0, 0.001, 86400.0
             ),
-            concurrency=_int(
-                "DELIVERY_CONCURRENCY", get("DELIVERY_CONCURRENCY"), 64, 1, 10_000
-            ),
+            concurrency=_int("DELIVERY_CONCURRENCY", get("DELIVERY_CONCURRENCY"), 64, 1, 10_000),
             sweep_s=_float("DELIVERY_SWEEP", get("DELIVERY_SWEEP"), 1.0, 0.01, 600.0),
         ),
         language=LanguageSettings(

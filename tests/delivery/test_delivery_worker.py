@@ -54,13 +54,22 @@ async def settled(gateway: Harness, client: AgentClient, task: str, count: int =
 
 
 async def test_in_order_per_endpoint_and_a_slow_endpoint_delays_no_other(
-    delivering: Harness, endpoints: Any
+    tmp_path: Path, endpoints: Any
 ) -> None:
     """Each endpoint gets its envelopes one at a time in acceptance order, while a slow
     endpoint's queue does not hold up a fast one."""
+    settings = make_settings(tmp_path / "var", delivery=fast_delivery(timeout_s=60.0))
+    async with start_gateway(settings) as gateway:
+        await _in_order(gateway, endpoints)
+
+
+async def _in_order(delivering: Harness, endpoints: Any) -> None:
+
+    gate = asyncio.Event()
 
     async def slow(_endpoint: Endpoint, _received: Received) -> web.StreamResponse:
-        await asyncio.sleep(0.05)
+        await gate.wait()  # held until the fast endpoint has everything
+        await asyncio.sleep(0.002)
         return web.Response(status=200)
 
     slow_end = await endpoints(slow)
@@ -78,7 +87,8 @@ async def test_in_order_per_endpoint_and_a_slow_endpoint_delays_no_other(
         *(converse(p, slow_agent) for p in people), *(converse(p, fast_agent) for p in people)
     )
     await fast_end.wait_for(24)
-    assert len(slow_end.received) < 24  # the slow one is still going when the fast one is done
+    assert len(slow_end.received) == 1  # stuck on its first delivery, one in flight
+    gate.set()
     await slow_end.wait_for(24)
 
     conversations = delivering.services.conversations
@@ -109,7 +119,7 @@ async def test_retries_500_503_timeout_then_success_with_one_webhook_id(
     async def scripted(endpoint: Endpoint, _received: Received) -> web.StreamResponse:
         answer = script[len(endpoint.received) - 1]
         if answer is None:
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(3.0)  # past the 2 s delivery timeout
             return web.Response(status=200)
         return answer
 

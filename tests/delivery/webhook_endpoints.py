@@ -24,7 +24,7 @@ def fast_delivery(**changes: Any) -> DeliverySettings:
     """Delivery settings for tests: loopback allowed, short timeouts and backoff."""
     values: dict[str, Any] = {
         "allow_private": LOOPBACK,
-        "timeout_s": 1.0,
+        "timeout_s": 2.0,
         "backoff_base_s": 0.02,
         "backoff_max_s": 0.1,
         "sweep_s": 0.05,
