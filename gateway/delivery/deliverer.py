@@ -48,6 +48,10 @@ def webhook_body(envelope: dict[str, Any], task: dict[str, Any] | None) -> bytes
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+class _ReplyNotProcessed(Exception):
+    """The gateway failed (not refused) while accepting a synchronous reply."""
+
+
 class EndpointDeliverer:
     """Handles outbox rows of kind "delivery" (payload: envelope_pk, agent, task)."""
 
@@ -99,7 +103,12 @@ class EndpointDeliverer:
     async def _judge(self, row: OutboxRow, address: str, url: str, answer: HttpAnswer) -> Attempt:
         verdict = classify_status(answer.status)
         if verdict == Verdict.OK:
-            note = await self._reply(answer) if answer.status == 200 else None
+            try:
+                note = await self._reply(answer) if answer.status == 200 else None
+            except _ReplyNotProcessed as exc:
+                # Not a refusal but our own failure (database busy, …): deliver again, and the
+                # endpoint, deduplicating by webhook-id, answers with the same reply.
+                return Attempt.retry(str(exc), answer.status)
             return Attempt.ok(answer.status, note)
         if verdict == Verdict.RETRY:
             retry_after = parse_retry_after(answer.headers.get("Retry-After"), self._clock.now())
@@ -138,7 +147,9 @@ class EndpointDeliverer:
             return f"reply refused: {exc.code}: {exc.detail}"[:1000]
         except Exception as exc:
             log.exception("delivery.reply_failed")
-            return f"reply not processed: {type(exc).__name__}"
+            raise _ReplyNotProcessed(
+                f"the reply could not be processed ({type(exc).__name__}); delivering again"
+            ) from exc
         duplicate = " (a repeat of an accepted envelope)" if accepted.duplicate else ""
         return f"reply accepted: {accepted.answer.get('id')}{duplicate}"
 
