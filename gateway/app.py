@@ -136,6 +136,9 @@ def _lifecycle(
         )
         worker = _outbox_worker(settings.delivery, outbox, bus, clock, settings.data_dir)
         worker.on_gave_up = unreachable_recorder(directory_store, outbox, clock)
+        metrics.gauge(
+            "switchboard_outbox_pending", "Outbox rows not yet settled.", outbox.pending_count
+        )
         worker.register(
             "delivery",
             EndpointDeliverer(

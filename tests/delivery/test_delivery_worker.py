@@ -337,3 +337,15 @@ async def test_retry_budget_spent_records_agent_unreachable(tmp_path: Path, endp
         assert len(delivery["attempts"]) >= 2
         [event] = [e for e in view["events"] if e["kind"] == "agent_unreachable"]
         assert event["agent"] == agent.address and event["delivery"] == delivery["id"]
+
+
+async def test_pending_deliveries_show_in_metrics(delivering: Harness, endpoints: Any) -> None:
+    """GET /metrics reports the outbox rows still pending while an endpoint is down."""
+    endpoint = await endpoints(start=False)
+    agent = await brand_agent(delivering, endpoint)
+    alice = await delivering.person("alice")
+    await alice.send(agent.address, "one")
+    await alice.send(agent.address, "two")
+    async with delivering.session.get(delivering.url + "/metrics") as response:
+        text = await response.text()
+    assert "switchboard_outbox_pending 2" in text
