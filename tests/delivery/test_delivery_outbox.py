@@ -69,6 +69,7 @@ async def test_one_replica_wins_a_lease_and_a_lost_lease_is_not_overwritten(
     first = await store.claim_head("notification", "brand-a", "replica-1", now, 30)
     assert first is not None and first.payload["n"] == 0
     assert await store.claim_head("notification", "brand-a", "replica-2", now, 30) is None
+    assert await _leased(engine) == [first.pk]  # the head only, never the rows behind it
     assert await store.due_heads(["notification"], now, 10, "replica-2") == []
     assert len(await store.due_heads(["notification"], now, 10, "replica-1")) == 1
 
@@ -158,3 +159,13 @@ async def _statuses(engine: AsyncEngine) -> list[tuple[int, str]]:
     async with engine.connect() as conn:
         rows = (await conn.execute(select(outbox.c.pk, outbox.c.status))).all()
     return [(int(row.pk), row.status) for row in rows]
+
+
+async def _leased(engine: AsyncEngine) -> list[int]:
+    from sqlalchemy import select
+
+    from gateway.store.tables import outbox
+
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(outbox.c.pk).where(outbox.c.lease_owner.is_not(None)))
+    return [int(row.pk) for row in rows.all()]
