@@ -11,6 +11,9 @@ trip is measured from just before the POST to the reply's arrival on the stream.
     python bench/delivery.py                       # 1 and 32 concurrent conversations
     python bench/delivery.py --conversations 1 8 32 --seconds 10 --brand-agents 1
 
+First, `--drain N` envelopes (default 300) are queued while the endpoints are down; the time
+to deliver them all once the endpoints start gives deliveries per second in steady order.
+
 All conversations talk to one brand agent by default: its deliveries are strictly ordered,
 one in flight (PROTOCOL section 6), so at 32 conversations they queue behind each other.
 `--brand-agents N` spreads the conversations over N agents (N endpoints in parallel).
@@ -23,6 +26,7 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import re
 import signal
 import socket
 import statistics
@@ -109,6 +113,38 @@ async def conversation(
         await stream.aclose()
 
 
+async def queue_backlog(
+    gateway_url: str, session: aiohttp.ClientSession, agents: list[str], count: int
+) -> int:
+    """Send `count` envelopes (new tasks, from 10 people) while the endpoints are down."""
+    if count <= 0:
+        return 0
+    people = []
+    for n in range(10):
+        person = AgentClient(
+            gateway_url,
+            f"backlog{n}@people.example",
+            PrivateKey.generate(),
+            audience="gw.example",
+            session=session,
+        )
+        await person.register_personal()
+        people.append(person)
+    for n in range(count):
+        await people[n % 10].send(agents[n % len(agents)], "Hi, is anyone there?")
+    return count
+
+
+async def until_drained(gateway_url: str, session: aiohttp.ClientSession) -> None:
+    """Poll /metrics until no outbox row is pending."""
+    while True:
+        async with session.get(gateway_url + "/metrics") as response:
+            text = await response.text()
+        if re.search(r"^switchboard_outbox_pending 0(\.0)?$", text, re.MULTILINE):
+            return
+        await asyncio.sleep(0.02)
+
+
 async def run(args: argparse.Namespace) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="sb-bench-delivery-"))
     gateway_port, agent_ports = free_port(), [free_port() for _ in range(args.brand_agents)]
@@ -147,7 +183,8 @@ async def run(args: argparse.Namespace) -> None:
                     },
                 },
             )
-            agents = []
+            agents: list[str] = []
+            commands: list[list[str]] = []
             for index, port in enumerate(agent_ports):
                 address = f"support{index}@acme.example"
                 key = PrivateKey.generate()
@@ -167,10 +204,22 @@ async def run(args: argparse.Namespace) -> None:
                     "--address",
                     address,
                 )
-                processes.append(spawn(command, env, log))
+                commands.append(command)
                 agents.append(address)
+            backlog = await queue_backlog(gateway_url, session, agents, args.drain)
+            for command in commands:
+                processes.append(spawn(command, env, log))
+            drain_started = time.perf_counter()
             for index, port in enumerate(agent_ports):
                 await wait_http(f"http://127.0.0.1:{port}/", processes[index + 1])
+            if backlog:
+                await until_drained(gateway_url, session)
+                elapsed = time.perf_counter() - drain_started
+                print(
+                    f"drain: {backlog} envelopes queued while {len(agents)} endpoint(s) were"
+                    f" down, delivered (with sync replies accepted) in {elapsed:.2f} s ="
+                    f" {backlog / elapsed:.0f} deliveries/s (includes the agents' start-up)"
+                )
 
             print(
                 f"delivery round trip: personal agent -> gateway -> {len(agents)} brand"
@@ -233,6 +282,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--brand-agents", type=int, default=1)
     parser.add_argument("--no-warmup", dest="warmup", action="store_false")
+    parser.add_argument(
+        "--drain", type=int, default=300, help="envelopes queued before the endpoints start"
+    )
     asyncio.run(run(parser.parse_args()))
 
 
