@@ -128,11 +128,11 @@ async def test_retries_500_503_timeout_then_success_with_one_webhook_id(
     alice = await delivering.person("alice")
     task = (await alice.send(agent.address, "Hello"))["task"]
     received = await endpoint.wait_for(4, within=15)
-    await settled(delivering, alice, task)
+    await settled(delivering, agent, task)
 
     assert len({r.webhook_id for r in received}) == 1
     assert received[2].at - received[1].at >= 1.0  # Retry-After: 1 was honoured
-    [delivery] = await deliveries(delivering, alice, task)
+    [delivery] = await deliveries(delivering, agent, task)
     assert delivery["status"] == "delivered"
     assert delivery["recipient"] == agent.address
     assert delivery["id"] == received[0].webhook_id
@@ -144,6 +144,9 @@ async def test_retries_500_503_timeout_then_success_with_one_webhook_id(
         ("ok", 200),
     ]
     assert "endpoint_timeout" in attempts[2]["error"]
+    [seen_by_sender] = await deliveries(delivering, alice, task)
+    assert [a["outcome"] for a in seen_by_sender["attempts"]] == ["retry"] * 3 + ["ok"]
+    assert {a["error"] for a in seen_by_sender["attempts"]} == {None}  # the brand's business
 
 
 async def test_refused_connections_retry_until_the_endpoint_comes_up(
@@ -157,14 +160,14 @@ async def test_refused_connections_retry_until_the_endpoint_comes_up(
     task = (await alice.send(agent.address, "Anyone there?"))["task"]
 
     async def failed_twice() -> bool:
-        found = await deliveries(delivering, alice, task)
+        found = await deliveries(delivering, agent, task)
         return bool(found) and len(found[0]["attempts"]) >= 2
 
     await wait_until(failed_twice, what="two failed attempts")
     await endpoint.start()
     await endpoint.wait_for(1)
-    await settled(delivering, alice, task)
-    [delivery] = await deliveries(delivering, alice, task)
+    await settled(delivering, agent, task)
+    [delivery] = await deliveries(delivering, agent, task)
     assert delivery["status"] == "delivered"
     assert all("endpoint_unreachable" in a["error"] for a in delivery["attempts"][:-1])
 
@@ -180,8 +183,8 @@ async def test_410_disables_the_endpoint_and_says_why(delivering: Harness, endpo
     agent = await brand_agent(delivering, endpoint)
     alice = await delivering.person("alice")
     task = (await alice.send(agent.address, "Hello"))["task"]
-    await settled(delivering, alice, task)
-    [delivery] = await deliveries(delivering, alice, task)
+    await settled(delivering, agent, task)
+    [delivery] = await deliveries(delivering, agent, task)
     assert delivery["status"] == "failed"
     assert [a["outcome"] for a in delivery["attempts"]] == ["disable"]
     record = await delivering.services.directory.agent(agent.address)
@@ -204,8 +207,8 @@ async def test_redirects_are_never_followed(delivering: Harness, endpoints: Any)
     agent = await brand_agent(delivering, endpoint)
     alice = await delivering.person("alice")
     task = (await alice.send(agent.address, "Hello"))["task"]
-    await settled(delivering, alice, task)
-    [delivery] = await deliveries(delivering, alice, task)
+    await settled(delivering, agent, task)
+    [delivery] = await deliveries(delivering, agent, task)
     assert delivery["status"] == "failed"
     assert delivery["attempts"][0]["status"] == 307
     assert "redirect" in delivery["last_error"]
@@ -223,9 +226,9 @@ async def test_other_4xx_is_final_after_one_attempt(delivering: Harness, endpoin
     agent = await brand_agent(delivering, endpoint)
     alice = await delivering.person("alice")
     task = (await alice.send(agent.address, "Hello"))["task"]
-    await settled(delivering, alice, task)
+    await settled(delivering, agent, task)
     await asyncio.sleep(0.2)
-    [delivery] = await deliveries(delivering, alice, task)
+    [delivery] = await deliveries(delivering, agent, task)
     assert (delivery["status"], len(delivery["attempts"])) == ("failed", 1)
     assert len(endpoint.received) == 1
 
@@ -263,8 +266,8 @@ async def test_synchronous_reply_reaches_the_initiators_inbox(
     assert item["task"]["state"] == "input-required"
 
     await alice.send(agent_box["agent"].address, "forge this one", task=sent["task"])
-    await settled(delivering, alice, sent["task"], count=2)
-    found = await deliveries(delivering, alice, sent["task"])
+    await settled(delivering, agent_box["agent"], sent["task"], count=2)
+    found = await deliveries(delivering, agent_box["agent"], sent["task"])
     assert [d["status"] for d in found] == ["delivered", "delivered"]
     assert found[0]["attempts"][0]["note"].startswith("reply accepted")
     assert found[1]["attempts"][0]["note"].startswith("reply refused: signature_invalid")
@@ -329,8 +332,8 @@ async def test_retry_budget_spent_records_agent_unreachable(tmp_path: Path, endp
         agent = await brand_agent(gateway, endpoint)
         alice = await gateway.person("alice")
         task = (await alice.send(agent.address, "Hello?"))["task"]
-        await settled(gateway, alice, task)
-        view = await alice.task(task)
+        await settled(gateway, agent, task)
+        view = await agent.task(task)
         [delivery] = view["deliveries"]
         assert delivery["status"] == "failed"
         assert delivery["last_error"].startswith("gave up after")
