@@ -22,7 +22,11 @@ from gateway.acceptance import Acceptance
 from gateway.bus import Bus
 from gateway.bus.memory import MemoryBus
 from gateway.clock import Clock, SystemClock
-from gateway.config import Settings
+from gateway.config import DeliverySettings, Settings
+from gateway.delivery.deliverer import EndpointDeliverer, unreachable_recorder
+from gateway.delivery.schedule import Backoff
+from gateway.delivery.sender import WebhookSender
+from gateway.delivery.worker import OutboxWorker
 from gateway.endpoints import EndpointGuard
 from gateway.escalations import Escalator
 from gateway.http import agents, brands, directory, inbox, messages, ops, tasks, wellknown
@@ -48,6 +52,7 @@ from gateway.store.database import create_engine, migrate, sqlite_begin_immediat
 from gateway.store.directory import Directory
 from gateway.store.escalations import Escalations
 from gateway.store.operators import Operators
+from gateway.store.outbox import OutboxStore
 from gateway.store.outcomes import Outcomes
 from gateway.store.timers import Timers
 from gateway.timers import TimerRunner
@@ -77,6 +82,7 @@ ROUTES: tuple[Route, ...] = (
 
 KEY_FILE = "gateway_key.jwk"
 ADMIN_TOKEN_FILE = "admin_token"
+REPLICA_FILE = "replica_id"
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,27 @@ def _lifecycle(
             escalator=escalator,
         )
 
+        outbox = OutboxStore(engine)
+        sender = WebhookSender(
+            timeout_s=settings.delivery.timeout_s, allow=settings.delivery.allow_private
+        )
+        worker = _outbox_worker(settings.delivery, outbox, bus, clock, settings.data_dir)
+        worker.on_gave_up = unreachable_recorder(directory_store, outbox, clock)
+        metrics.gauge(
+            "switchboard_outbox_pending", "Outbox rows not yet settled.", outbox.pending_count
+        )
+        worker.register(
+            "delivery",
+            EndpointDeliverer(
+                directory=directory_store,
+                store=outbox,
+                sender=sender,
+                key=gateway_key,
+                clock=clock,
+                accept=acceptance.accept_object,
+            ),
+        )
+
         async def ready() -> dict[str, bool]:
             checks = {"database": False, "bus": False}
             try:
@@ -218,12 +245,15 @@ def _lifecycle(
             ready=ready,
             desk=desk,
             timers=timer_runner,
+            outbox=outbox,
+            worker=worker,
         )
         timer_loop = (
             asyncio.create_task(timer_runner.run_forever(settings.timer_interval_s))
             if settings.timer_interval_s > 0
             else None
         )
+        await worker.start()  # register every outbox kind's handler before this line
         log.info("gateway.started", domain=settings.domain, database=engine.dialect.name)
         try:
             yield
@@ -233,6 +263,8 @@ def _lifecycle(
                 with contextlib.suppress(asyncio.CancelledError):
                     await timer_loop
             await console.stop()
+            await worker.stop()
+            await sender.close()
             await inbox_hub.stop()
             await bus.close()
             await engine.dispose()
@@ -251,6 +283,30 @@ def _gateway_key(data_dir: Path) -> PrivateKey:
     except KeyInvalid:
         return PrivateKey.load(path)  # another process made it first
     return key
+
+
+def _outbox_worker(
+    delivery: DeliverySettings, store: OutboxStore, bus: Bus, clock: Clock, data_dir: Path
+) -> OutboxWorker:
+    """The outbox worker; its lease owner id is kept in the data folder, so a replica that
+    restarts after a crash takes its own leases back at once instead of waiting them out."""
+    path = data_dir / REPLICA_FILE
+    if not path.exists():
+        path.write_text(new_id("rpl") + "\n")
+    return OutboxWorker(
+        store=store,
+        bus=bus,
+        clock=clock,
+        backoff=Backoff(
+            base_s=delivery.backoff_base_s,
+            max_s=delivery.backoff_max_s,
+            budget_s=delivery.retry_budget_s,
+        ),
+        owner=path.read_text().strip(),
+        concurrency=delivery.concurrency,
+        sweep_s=delivery.sweep_s,
+        lease_s=delivery.timeout_s * 2 + 30,
+    )
 
 
 def _admin_token_hash(settings: Settings, announce: Callable[[str], None]) -> str:

@@ -32,6 +32,8 @@ class DeliverySettings:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 600.0
     allow_private: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    concurrency: int = 64  # endpoints delivered to at once (one in flight per endpoint)
+    sweep_s: float = 1.0  # how often the worker looks for due retries and leftover rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 "DELIVERY_RETRY_BUDGET", get("DELIVERY_RETRY_BUDGET"), 86400.0, 1.0, 30 * 86400.0
             ),
             allow_private=_networks("ALLOW_PRIVATE_ENDPOINTS", get("ALLOW_PRIVATE_ENDPOINTS")),
+            backoff_base_s=_float(
+                "DELIVERY_BACKOFF_BASE", get("DELIVERY_BACKOFF_BASE"), 1.0, 0.001, 3600.0
+            ),
+            backoff_max_s=_float(
+                "DELIVERY_BACKOFF_MAX", get("DELIVERY_BACKOFF_MAX"), 600.0, 0.001, 86400.0
+            ),
+            concurrency=_int("DELIVERY_CONCURRENCY", get("DELIVERY_CONCURRENCY"), 64, 1, 10_000),
+            sweep_s=_float("DELIVERY_SWEEP", get("DELIVERY_SWEEP"), 1.0, 0.01, 600.0),
         ),
         language=LanguageSettings(
             kind=_choice("LANGUAGE", get("LANGUAGE"), ("rules", "openai"), "rules"),  # type: ignore[arg-type]

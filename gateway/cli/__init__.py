@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "gateway.cli.language",
     "gateway.cli.demo",
     "gateway.cli.outcomes",
+    "gateway.cli.example_agent",
 )
 
 

@@ -14,6 +14,7 @@ from gateway.acceptance import Acceptance
 from gateway.bus import Bus
 from gateway.clock import Clock
 from gateway.config import Settings
+from gateway.delivery.worker import OutboxWorker
 from gateway.errors import RequestInvalid
 from gateway.http.auth import Authenticator
 from gateway.inbox import InboxHub
@@ -24,6 +25,7 @@ from gateway.policies import PolicyCache
 from gateway.registry import Registry
 from gateway.store.conversations import Conversations
 from gateway.store.directory import Directory
+from gateway.store.outbox import OutboxStore
 from gateway.timers import TimerRunner
 from identity.errors import InvalidJson
 from identity.keys import PrivateKey
@@ -54,6 +56,8 @@ class Services:
     ready: Any  # async () -> dict[str, bool]
     desk: Desk
     timers: TimerRunner
+    outbox: OutboxStore | None = None
+    worker: OutboxWorker | None = None
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -55,10 +55,30 @@ async def get_task(request: web.Request) -> web.Response:
     view = task_view(task)
     view["history"] = await svc.conversations.history(task.id)
     view["events"] = await svc.conversations.events(task.id)
+    deliveries = await svc.outbox.for_task(task.id, "delivery") if svc.outbox else []
+    view["deliveries"] = [_delivery_view(who, delivery) for delivery in deliveries]
     view["escalations"] = [e.view() for e in await svc.desk.escalations.for_task(task.id)]
     ledger = await svc.desk.outcomes.for_task(task.id)
     view["outcome"] = ledger[-1] if ledger else None
     return json_response(view)
+
+
+def _delivery_view(who: Principal, delivery: dict[str, Any]) -> dict[str, Any]:
+    """Errors and notes describe the recipient's endpoint (its host, its answers): only the
+    recipient's side and admins see them; the other party sees times, statuses and outcomes."""
+    recipient = str(delivery["recipient"])
+    if (
+        who.role == Role.ADMIN
+        or who.address == recipient
+        or (who.brand is not None and recipient.endswith("@" + who.brand))
+    ):
+        return delivery
+    hidden = {"error": None, "note": None}
+    return {
+        **delivery,
+        "last_error": None,
+        "attempts": [{**attempt, **hidden} for attempt in delivery["attempts"]],
+    }
 
 
 async def list_tasks(request: web.Request) -> web.Response:

@@ -302,13 +302,24 @@ def _content(text: str) -> set[str]:
 
 
 def _repeated_question(text: str, history: Sequence[Turn]) -> str | None:
-    """The earlier turn (by the same side) that `text` repeats, if any."""
+    """The earlier initiator turn that `text` repeats after the other side has answered it.
+
+    Asking the same thing again once the brand has replied is a sign of a person going round
+    in circles; sending two similar messages before anyone answered is not (it is how agents
+    split or resend a request), so a repeat counts only when a reply came in between.
+    """
     mine = _content(text)
     if len(mine) < 2:
         return None
+    asked: list[Turn] = []
+    answered: list[Turn] = []
     for turn in history:
-        if turn.side not in ("initiator", ""):
-            continue
+        if turn.side in ("initiator", ""):
+            asked.append(turn)
+        elif turn.side in ("responder", "operator") and asked:
+            answered.extend(asked)
+            asked = []
+    for turn in answered:
         theirs = _content(turn.text)
         if theirs and len(mine & theirs) / len(mine | theirs) >= 0.6:
             return turn.text[:80]

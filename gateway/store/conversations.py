@@ -63,6 +63,7 @@ class OutboxWrite:
     kind: str
     partition: str
     payload: dict[str, Any]
+    task_id: str | None = None
 
 
 class Write(Protocol):
@@ -132,6 +133,7 @@ class Conversations:
                                     kind="delivery",
                                     partition=agent,
                                     payload={"envelope_pk": pk, "agent": agent, "task": brief},
+                                    task_id=write.task_id,
                                 ),
                                 batch.now,
                             )
@@ -331,6 +333,7 @@ async def _insert_outbox(
             kind=item.kind,
             partition=item.partition,
             payload=dumps(item.payload),
+            task_id=item.task_id,
             status="pending",
             attempts=0,
             next_attempt_at=now,

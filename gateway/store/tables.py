@@ -186,6 +186,21 @@ inbox = Table(
     Column("created_at", UtcDateTime(), nullable=False),
 )
 
+# Every attempt the outbox worker makes, whatever the row's kind (migration 0002).
+outbox_attempts = Table(
+    "outbox_attempts",
+    metadata,
+    Column("pk", Id, primary_key=True, autoincrement=True),
+    Column("outbox_pk", Id, ForeignKey("outbox.pk"), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("outcome", String(12), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("note", Text, nullable=True),
+    Column("duration_ms", Integer, nullable=False),
+    Index("ix_outbox_attempts_row", "outbox_pk", "pk"),
+)
+
 outbox = Table(
     "outbox",
     metadata,
@@ -199,6 +214,12 @@ outbox = Table(
     Column("next_attempt_at", UtcDateTime(), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # Migration 0002 (delivery): the task a row belongs to (deliveries show on the task), and
+    # the lease one replica holds while it works the row.
+    Column("task_id", String(40), nullable=True),
+    Column("lease_owner", String(100), nullable=True),
+    Column("leased_until", UtcDateTime(), nullable=True),
+    Index("ix_outbox_task", "task_id", "pk"),
     Column("last_error", Text, nullable=True),
 )
 Index("ix_outbox_pending", outbox.c.status, outbox.c.partition, outbox.c.pk)

@@ -5,6 +5,7 @@ The timer loop is off (`timer_interval_s=0`): tests fire timers with `run_due` t
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ import pytest
 from gateway.app import Overrides
 from gateway.client import AgentClient, StaffClient
 from gateway.clock import ManualClock
+from gateway.config import DeliverySettings
 from tests.conftest import Harness, make_settings, start_gateway
 
 BRAND = "acme.example"
@@ -85,7 +87,12 @@ def settings_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 async def scene(settings_dir: Path, clock: ManualClock) -> AsyncIterator[Scene]:
     """A running gateway with the brand, the person and two operators."""
-    settings = make_settings(settings_dir, timer_interval_s=0.0)
+    settings = make_settings(
+        settings_dir,
+        timer_interval_s=0.0,
+        # Channel receivers in these tests listen on 127.0.0.1.
+        delivery=DeliverySettings(allow_private=(ipaddress.ip_network("127.0.0.0/8"),)),
+    )
     overrides = Overrides(clock=clock, announce=lambda _text: None)
     async with start_gateway(settings, overrides) as gw:
         yield await build_scene(gw, clock)

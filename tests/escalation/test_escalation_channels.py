@@ -213,7 +213,7 @@ async def test_email_to_an_unreachable_server_is_retried():
 async def test_channels_are_added_listed_and_removed(scene: Scene):
     """POST → 201 with an id; GET lists; DELETE → 204 and gone; bad bodies are 400."""
     path = f"/v1/brands/{BRAND}/channels"
-    made = await scene.admin.post(path, {"kind": "slack", "url": "https://hooks.example/T1"})
+    made = await scene.admin.post(path, {"kind": "slack", "url": "http://127.0.0.1:9/T1"})
     assert made["kind"] == "slack" and made["status"] == "active"
     assert made["events"][0] == "escalation.opened"
     assert [c["id"] for c in (await scene.admin.get(path))["items"]] == [made["id"]]
@@ -221,7 +221,7 @@ async def test_channels_are_added_listed_and_removed(scene: Scene):
         {"kind": "webhook"},
         {"kind": "webhook", "url": "ftp://x.example/a"},
         {"kind": "email", "to": "ops@acme.example"},  # this gateway has no SMTP server
-        {"kind": "slack", "url": "https://hooks.example/T1", "events": ["escalation.nope"]},
+        {"kind": "slack", "url": "http://127.0.0.1:9/T1", "events": ["escalation.nope"]},
     ):
         with pytest.raises(GatewayProblem) as refused:
             await scene.admin.post(path, bad)
@@ -229,7 +229,7 @@ async def test_channels_are_added_listed_and_removed(scene: Scene):
     await scene.admin.call("DELETE", f"{path}/{made['id']}", token=scene.admin.token)
     assert (await scene.admin.get(path))["items"] == []
     with pytest.raises(GatewayProblem) as operator_refused:
-        await scene.jane.post(path, {"kind": "slack", "url": "https://hooks.example/T1"})
+        await scene.jane.post(path, {"kind": "slack", "url": "http://127.0.0.1:9/T1"})
     assert operator_refused.value.status == 403
 
 

@@ -140,14 +140,25 @@ async def test_calm_messages_are_not_frustrated(text: str) -> None:
 
 
 async def test_repeated_question_in_history_is_frustration() -> None:
-    """Asking the same question again (seen in the task history) counts as frustration."""
-    history = (Turn("a@people.example", "initiator", "say", "Where is my order A-1009 please"),)
+    """Asking the same question again after the brand answered it counts as frustration."""
+    history = (
+        Turn("a@people.example", "initiator", "say", "Where is my order A-1009 please"),
+        Turn("orders@acme-audio.example", "responder", "say", "It is on its way."),
+    )
     text = "Where is my order A-1009?"
     language = RulesLanguage()
     assert (await language.signals(text, ())).frustrated is False
     signals = await language.signals(text, history)
     assert signals.frustrated is True
     assert "asked before" in signals.why
+
+
+async def test_a_similar_message_before_any_answer_is_not_frustration() -> None:
+    """Two similar messages before the brand has said anything are a resend or a split
+    request, not someone going round in circles."""
+    history = (Turn("a@people.example", "initiator", "say", "Where is my order A-1009 please"),)
+    signals = await RulesLanguage().signals("Where is my order A-1009?", history)
+    assert signals.frustrated is False
 
 
 async def test_route_names_matched_terms() -> None:

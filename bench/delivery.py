@@ -1,0 +1,292 @@
+"""Delivery benchmark: personal agent -> gateway -> brand endpoint (synchronous reply) ->
+the personal agent's stream, end to end over real HTTP.
+
+Three processes: the gateway (`switchboard serve`, embedded default: SQLite + in-process bus),
+the reference brand agent (`switchboard example-agent`, which verifies the webhook and the
+envelope signature and answers in the webhook's response), and this load generator. Each
+conversation is one personal agent that sends a message, waits until the brand agent's reply
+shows up on its SSE inbox stream, and sends the next (a new task every 5 rounds). The round
+trip is measured from just before the POST to the reply's arrival on the stream.
+
+    python bench/delivery.py                       # 1 and 32 concurrent conversations
+    python bench/delivery.py --conversations 1 8 32 --seconds 10 --brand-agents 1
+
+First, `--drain N` envelopes (default 300) are queued while the endpoints are down; the time
+to deliver them all once the endpoints start gives deliveries per second in steady order.
+
+All conversations talk to one brand agent by default: its deliveries are strictly ordered,
+one in flight (PROTOCOL section 6), so at 32 conversations they queue behind each other.
+`--brand-agents N` spreads the conversations over N agents (N endpoints in parallel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from gateway.client import AgentClient, StaffClient  # noqa: E402
+from identity.keys import PrivateKey  # noqa: E402
+
+ADMIN = "sbt_bench_delivery_admin_0123456789"
+ROUNDS_PER_TASK = 5
+
+
+def spawn(command: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=REPO)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli(*args: str) -> list[str]:
+    """`python -m gateway.cli …`, or the command module called directly while the CLI of this
+    branch lacks one of its modules."""
+    from gateway.cli import _COMMAND_MODULES
+
+    if all(importlib.util.find_spec(name) for name in _COMMAND_MODULES):
+        return [sys.executable, "-m", "gateway.cli", *args]
+    module = {"serve": "serve", "example-agent": "example_agent"}[args[0]]
+    code = (
+        f"import argparse, sys; from gateway.cli import {module} as c;"
+        "p = argparse.ArgumentParser(); c.register(p.add_subparsers());"
+        "a = p.parse_args(sys.argv[1:]); sys.exit(a.run(a))"
+    )
+    return [sys.executable, "-c", code, *args]
+
+
+async def wait_http(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SystemExit(f"{url}: the process exited with {process.returncode}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url) as response:
+                    if response.status < 500:
+                        return
+            await asyncio.sleep(0.05)
+    raise SystemExit(f"{url} did not come up within 30 s")
+
+
+async def conversation(
+    person: AgentClient, brand_agent: str, until: float, latencies: list[float]
+) -> None:
+    """Send, wait for the reply on the stream, repeat until `until`."""
+    stream = person.stream(after=0, heartbeat=5)
+    task: str | None = None
+    rounds = 0
+    try:
+        while time.monotonic() < until:
+            if rounds % ROUNDS_PER_TASK == 0:
+                task = None
+            started = time.perf_counter()
+            sent = await person.send(brand_agent, "Hi, is anyone there?", task=task)
+            task = sent["task"]
+            while True:
+                item = await anext(stream)
+                if item["envelope"].get("reply_to") == sent["id"]:
+                    break
+            latencies.append(time.perf_counter() - started)
+            rounds += 1
+    finally:
+        await stream.aclose()
+
+
+async def queue_backlog(
+    gateway_url: str, session: aiohttp.ClientSession, agents: list[str], count: int
+) -> int:
+    """Send `count` envelopes (new tasks, from 10 people) while the endpoints are down."""
+    if count <= 0:
+        return 0
+    people = []
+    for n in range(10):
+        person = AgentClient(
+            gateway_url,
+            f"backlog{n}@people.example",
+            PrivateKey.generate(),
+            audience="gw.example",
+            session=session,
+        )
+        await person.register_personal()
+        people.append(person)
+    for n in range(count):
+        await people[n % 10].send(agents[n % len(agents)], "Hi, is anyone there?")
+    return count
+
+
+async def until_drained(gateway_url: str, session: aiohttp.ClientSession) -> None:
+    """Poll /metrics until no outbox row is pending."""
+    while True:
+        async with session.get(gateway_url + "/metrics") as response:
+            text = await response.text()
+        if re.search(r"^switchboard_outbox_pending 0(\.0)?$", text, re.MULTILINE):
+            return
+        await asyncio.sleep(0.02)
+
+
+async def run(args: argparse.Namespace) -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="sb-bench-delivery-"))
+    gateway_port, agent_ports = free_port(), [free_port() for _ in range(args.brand_agents)]
+    gateway_url = f"http://127.0.0.1:{gateway_port}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "SWITCHBOARD_DATA_DIR": str(data_dir / "var"),
+        "SWITCHBOARD_PORT": str(gateway_port),
+        "SWITCHBOARD_DOMAIN": "gw.example",
+        "SWITCHBOARD_PERSONAL_DOMAIN": "people.example",
+        "SWITCHBOARD_ADMIN_TOKEN": ADMIN,
+        "SWITCHBOARD_ALLOW_PRIVATE_ENDPOINTS": "127.0.0.0/8",
+        "SWITCHBOARD_LOG_LEVEL": "warning",
+        "SWITCHBOARD_RATE_PER_MINUTE": "1000000",
+    }
+    processes: list[subprocess.Popen[bytes]] = []
+    log = (data_dir / "processes.log").open("wb")
+    try:
+        processes.append(spawn(cli("serve"), env, log))
+        await wait_http(gateway_url + "/healthz", processes[0])
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            admin = StaffClient(gateway_url, ADMIN, session=session)
+            brand = await admin.create_brand("acme.example", "Acme")
+            staff = StaffClient(gateway_url, brand["token"], session=session)
+            await staff.call(
+                "PUT",
+                "/v1/brands/acme.example/policy",
+                token=staff.token,
+                body={
+                    "contact": {"rate_per_minute": 100_000},
+                    "escalation": {
+                        "human_requested": False,
+                        "frustration": False,
+                        "max_turns_without_progress": 1000,
+                    },
+                },
+            )
+            agents: list[str] = []
+            commands: list[list[str]] = []
+            for index, port in enumerate(agent_ports):
+                address = f"support{index}@acme.example"
+                key = PrivateKey.generate()
+                key_path = data_dir / f"support{index}.jwk"
+                key.save(key_path)
+                await staff.register_brand_agent(
+                    address, key, endpoint=f"http://127.0.0.1:{port}/webhook"
+                )
+                command = cli(
+                    "example-agent",
+                    "--port",
+                    str(port),
+                    "--gateway",
+                    gateway_url,
+                    "--key",
+                    str(key_path),
+                    "--address",
+                    address,
+                )
+                commands.append(command)
+                agents.append(address)
+            backlog = await queue_backlog(gateway_url, session, agents, args.drain)
+            for command in commands:
+                processes.append(spawn(command, env, log))
+            drain_started = time.perf_counter()
+            for index, port in enumerate(agent_ports):
+                await wait_http(f"http://127.0.0.1:{port}/", processes[index + 1])
+            if backlog:
+                await until_drained(gateway_url, session)
+                elapsed = time.perf_counter() - drain_started
+                print(
+                    f"drain: {backlog} envelopes queued while {len(agents)} endpoint(s) were"
+                    f" down, delivered (with sync replies accepted) in {elapsed:.2f} s ="
+                    f" {backlog / elapsed:.0f} deliveries/s (includes the agents' start-up)"
+                )
+
+            print(
+                f"delivery round trip: personal agent -> gateway -> {len(agents)} brand"
+                f" endpoint(s) (sync reply) -> SSE stream; {args.seconds:g} s per level"
+            )
+            print(
+                f"{'conversations':>13} {'round trips':>11} {'p50 ms':>8} {'p99 ms':>8}"
+                f" {'deliveries/s':>12}"
+            )
+            made = 0
+            for level in [1, *args.conversations] if args.warmup else args.conversations:
+                people = []
+                for _ in range(level):
+                    person = AgentClient(
+                        gateway_url,
+                        f"p{made}@people.example",
+                        PrivateKey.generate(),
+                        audience="gw.example",
+                        session=session,
+                    )
+                    made += 1
+                    await person.register_personal()
+                    people.append(person)
+                latencies: list[float] = []
+                started = time.perf_counter()
+                until = time.monotonic() + (
+                    2.0 if args.warmup and not people[1:] and made == 1 else args.seconds
+                )
+                await asyncio.gather(
+                    *(
+                        conversation(person, agents[n % len(agents)], until, latencies)
+                        for n, person in enumerate(people)
+                    )
+                )
+                elapsed = time.perf_counter() - started
+                if args.warmup and made == 1:
+                    continue  # the warm-up level
+                latencies.sort()
+                p50 = statistics.median(latencies) * 1000
+                p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+                print(
+                    f"{level:>13} {len(latencies):>11} {p50:>8.1f} {p99:>8.1f}"
+                    f" {len(latencies) / elapsed:>12.0f}"
+                )
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--conversations", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--brand-agents", type=int, default=1)
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false")
+    parser.add_argument(
+        "--drain", type=int, default=300, help="envelopes queued before the endpoints start"
+    )
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""The outbox worker: after-commit work of any kind, in order per partition, retried.
+
+Rows in the `outbox` table carry a `kind` ("delivery", "notification", …) and a `partition`
+(for deliveries, the recipient's address). A `Handler` registered for the kind does one
+attempt and says what came of it (`Attempt`); the worker records the attempt, then marks the
+row delivered, failed, or due again later by the retry schedule (`Backoff`).
+
+Order and fairness: at most one row per (kind, partition) is in flight, and the next one
+starts only when the previous is settled, so a partition's rows leave in the order they were
+committed. Partitions run concurrently (bounded by `concurrency`), so a slow endpoint only
+delays itself.
+
+Waking: the bus's `work.<kind>` messages (published by acceptance after each commit) wake the
+worker at once; a sweep every `sweep_s` finds anything else that is due (retries whose time
+has come, rows a crashed process left, rows another replica's wake-up went to). Rows are
+claimed with a lease (`OutboxStore.claim_head`), so replicas never work the same row at once;
+a lease left by a killed process expires, or is taken back at once by the same replica when it
+restarts (the lease owner id is stable per replica). Delivery is therefore at least once, and a
+repeat carries the same row id (the `webhook-id`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from gateway.bus import Bus, Subscription
+from gateway.clock import Clock
+from gateway.delivery.schedule import Backoff, Verdict
+from gateway.store.outbox import DELIVERED, FAILED, PENDING, AttemptWrite, OutboxRow, OutboxStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one attempt came to. Build with the class methods."""
+
+    verdict: Verdict
+    status: int | None = None
+    error: str | None = None
+    note: str | None = None
+    retry_after: float | None = None
+
+    @classmethod
+    def ok(cls, status: int | None = None, note: str | None = None) -> Attempt:
+        """Done: the row is delivered."""
+        return cls(Verdict.OK, status, None, note)
+
+    @classmethod
+    def retry(
+        cls, error: str, status: int | None = None, retry_after: float | None = None
+    ) -> Attempt:
+        """Try again by the schedule (not before `retry_after` seconds, when given)."""
+        return cls(Verdict.RETRY, status, error, None, retry_after)
+
+    @classmethod
+    def final(cls, reason: str, status: int | None = None) -> Attempt:
+        """Failed for good: no retry."""
+        return cls(Verdict.FINAL, status, reason)
+
+    @classmethod
+    def disable(cls, reason: str, status: int | None = None) -> Attempt:
+        """Failed for good, and the target is gone (the handler has disabled it)."""
+        return cls(Verdict.DISABLE, status, reason)
+
+
+class Handler(Protocol):
+    """Does one attempt for a row of its kind. Raising counts as a retryable failure."""
+
+    async def handle(self, row: OutboxRow) -> Attempt: ...
+
+
+GaveUp = Callable[[OutboxRow, str], Awaitable[None]]
+
+
+class OutboxWorker:
+    """Works the outbox for the registered kinds until stopped."""
+
+    def __init__(
+        self,
+        *,
+        store: OutboxStore,
+        bus: Bus,
+        clock: Clock,
+        backoff: Backoff,
+        owner: str,
+        handlers: Mapping[str, Handler] | None = None,
+        concurrency: int = 64,
+        sweep_s: float = 1.0,
+        lease_s: float = 60.0,
+        on_gave_up: GaveUp | None = None,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._clock = clock
+        self._backoff = backoff
+        self._owner = owner
+        self._handlers: dict[str, Handler] = dict(handlers or {})
+        self._concurrency = concurrency
+        self._sweep_s = sweep_s
+        self._lease_s = lease_s
+        self.on_gave_up = on_gave_up
+        self._draw = draw
+        self._wake = asyncio.Event()
+        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._dirty: set[tuple[str, str]] = set()
+        self._saturated = False
+        self._main: asyncio.Task[None] | None = None
+        self._subscriptions: list[Subscription] = []
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    def register(self, kind: str, handler: Handler) -> None:
+        """Add a handler for `kind` (before `start`)."""
+        if self._main is not None:
+            raise RuntimeError("register handlers before the worker starts")
+        self._handlers[kind] = handler
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self._handlers)
+
+    async def start(self) -> None:
+        for kind in self._handlers:
+            self._subscriptions.append(await self._bus.consume(f"work.{kind}", self._on_work))
+        self._main = asyncio.create_task(self._loop(), name="outbox-worker")
+        self.wake()
+
+    async def stop(self) -> None:
+        """Stop taking work, cancel what is in flight, and release this replica's leases."""
+        for subscription in self._subscriptions:
+            await subscription.stop()
+        self._subscriptions.clear()
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        tasks = [t for t in (self._main, *self._running.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._main = None
+        self._running.clear()
+        try:
+            await self._store.release(self._owner)
+        except Exception:
+            log.warning("outbox.release_failed", owner=self._owner)
+
+    def wake(self) -> None:
+        """Look for due work now."""
+        self._wake.set()
+
+    async def _on_work(self, _subject: str, _data: bytes) -> None:
+        self.wake()
+
+    # The loop ---------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._sweep_s)
+            self._wake.clear()
+            try:
+                await self._scan()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox.scan_failed")
+                await asyncio.sleep(min(self._sweep_s, 1.0))
+
+    async def _scan(self) -> None:
+        if not self._handlers:
+            return
+        heads = await self._store.due_heads(
+            self.kinds, self._clock.now(), limit=self._concurrency * 2, owner=self._owner
+        )
+        for _pk, kind, partition in heads:
+            key = (kind, partition)
+            if key in self._running:
+                self._dirty.add(key)
+                continue
+            if len(self._running) >= self._concurrency:
+                self._saturated = True
+                break
+            self._running[key] = asyncio.create_task(
+                self._drain(kind, partition), name=f"outbox-{kind}-{partition}"
+            )
+
+    async def _drain(self, kind: str, partition: str) -> None:
+        """Work one partition's due rows in order, one at a time."""
+        key = (kind, partition)
+        try:
+            self._dirty.discard(key)
+            row = await self._claim(kind, partition)
+            while True:
+                if row is None:
+                    if key not in self._dirty:
+                        return
+                    # A wake-up came while we worked: a new row may have been committed after
+                    # our last look, so look once more before leaving.
+                    self._dirty.discard(key)
+                    row = await self._claim(kind, partition)
+                    continue
+                row = await self._work(row)  # the next row, claimed with the record
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("outbox.partition_failed", kind=kind, partition=partition)
+        finally:
+            self._running.pop(key, None)
+            if self._saturated:
+                self._saturated = False
+                self.wake()
+
+    async def _claim(self, kind: str, partition: str) -> OutboxRow | None:
+        return await self._store.claim_head(
+            kind, partition, self._owner, self._clock.now(), self._lease_s
+        )
+
+    async def _work(self, row: OutboxRow) -> OutboxRow | None:
+        """One attempt, recorded; returns the partition's next row if it could be claimed."""
+        handler = self._handlers[row.kind]
+        started = time.perf_counter()
+        try:
+            attempt = await handler.handle(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("outbox.handler_failed", kind=row.kind, row=row.public_id)
+            attempt = Attempt.retry(f"handler failed: {type(exc).__name__}: {exc}"[:500])
+        duration_ms = int((time.perf_counter() - started) * 1000)
+        now = self._clock.now()
+        number = row.attempts + 1
+        status, next_at, last_error = DELIVERED, now, None
+        if attempt.verdict == Verdict.RETRY:
+            planned = self._backoff.next_attempt(
+                first_at=row.created_at,
+                now=now,
+                attempt=number,
+                retry_after=attempt.retry_after,
+                draw=self._draw,
+            )
+            if planned is None:
+                status, last_error = FAILED, self._gave_up_reason(number, attempt)
+                await self._gave_up(row, last_error)
+            else:
+                status, next_at, last_error = PENDING, planned, attempt.error
+                self._wake_at((planned - now).total_seconds())
+        elif attempt.verdict in (Verdict.FINAL, Verdict.DISABLE):
+            status, last_error = FAILED, attempt.error
+        kept, following = await self._store.record(
+            row,
+            self._owner,
+            AttemptWrite(
+                at=now,
+                outcome=str(attempt.verdict),
+                status_code=attempt.status,
+                error=attempt.error,
+                note=attempt.note,
+                duration_ms=duration_ms,
+                row_status=status,
+                next_attempt_at=next_at,
+                last_error=last_error,
+            ),
+            claim_next_s=self._lease_s,
+        )
+        log.info(
+            "outbox.attempt",
+            kind=row.kind,
+            row=row.public_id,
+            partition=row.partition,
+            attempt=number,
+            outcome=str(attempt.verdict),
+            status=attempt.status,
+            error=attempt.error,
+            row_status=status,
+            lease_kept=kept,
+        )
+        return following
+
+    def _gave_up_reason(self, number: int, attempt: Attempt) -> str:
+        hours = self._backoff.budget_s / 3600
+        budget = f"{hours:g} h" if hours >= 1 else f"{self._backoff.budget_s:g} s"
+        return f"gave up after {number} attempts over the {budget} retry budget: {attempt.error}"
+
+    async def _gave_up(self, row: OutboxRow, reason: str) -> None:
+        # Called before the row is marked failed: a crash in between repeats the call after
+        # restart (at least once), never skips it.
+        if self.on_gave_up is None:
+            return
+        try:
+            await self.on_gave_up(row, reason)
+        except Exception:
+            log.exception("outbox.gave_up_hook_failed", row=row.public_id)
+
+    def _wake_at(self, delay_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def fire() -> None:
+            if handle is not None:
+                self._timers.discard(handle)
+            self.wake()
+
+        handle = loop.call_later(max(0.0, delay_s), fire)
+        self._timers.add(handle)

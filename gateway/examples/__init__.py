@@ -1,0 +1,1 @@
+"""Runnable examples of programs that talk to the gateway (the reference brand agent)."""

@@ -1,0 +1,332 @@
+"""The outbox as the worker sees it: heads of partitions, leases, attempts.
+
+Rows are written by `Conversations.commit` (and by other writers with their own kinds); this
+module only moves them along. Order is per (kind, partition): a row is workable only when no
+older row of its partition is still pending, so a partition's head blocks the rest until it is
+delivered or fails for good.
+
+A worker claims a row with ONE guarded UPDATE (pending, due, lease free or its own, still the
+head): on PostgreSQL two replicas racing for a row serialise on its row lock and the loser
+sees zero rows updated; on SQLite the write lock does the same. Only portable SQL is used.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.clock import iso
+from gateway.store.records import dumps
+from gateway.store.tables import agents, envelopes, outbox, outbox_attempts, task_events
+
+PENDING = "pending"
+DELIVERED = "delivered"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One unit of after-commit work, as a handler receives it."""
+
+    pk: int
+    public_id: str
+    kind: str
+    partition: str
+    payload: dict[str, Any]
+    attempts: int
+    task_id: str | None
+    created_at: datetime
+    next_attempt_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTarget:
+    """A stored envelope and its recipient's endpoint, read together for one delivery."""
+
+    envelope: dict[str, Any]
+    agent_kind: str
+    endpoint_url: str | None
+    endpoint_status: str | None
+    endpoint_note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptWrite:
+    """One attempt to record, with the row's new state."""
+
+    at: datetime
+    outcome: str
+    status_code: int | None
+    error: str | None
+    note: str | None
+    duration_ms: int
+    row_status: str
+    next_attempt_at: datetime
+    last_error: str | None
+
+
+class OutboxStore:
+    """Reads and moves outbox rows. Every method is one short transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def due_heads(
+        self, kinds: Sequence[str], now: datetime, limit: int, owner: str
+    ) -> list[tuple[int, str, str]]:
+        """(pk, kind, partition) of partition heads that are due and not leased by another
+        owner, oldest first (`owner`'s own leases count as free: after a crash, the restarted
+        replica takes its rows back at once)."""
+        heads = (
+            select(func.min(outbox.c.pk).label("pk"))
+            .where(and_(outbox.c.status == PENDING, outbox.c.kind.in_(list(kinds))))
+            .group_by(outbox.c.kind, outbox.c.partition)
+            .subquery()
+        )
+        query = (
+            select(outbox.c.pk, outbox.c.kind, outbox.c.partition)
+            .join(heads, heads.c.pk == outbox.c.pk)
+            .where(
+                and_(
+                    outbox.c.next_attempt_at <= now,
+                    or_(
+                        outbox.c.leased_until.is_(None),
+                        outbox.c.leased_until < now,
+                        outbox.c.lease_owner == owner,
+                    ),
+                )
+            )
+            .order_by(outbox.c.pk)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(int(row.pk), row.kind, row.partition) for row in rows]
+
+    async def claim_head(
+        self, kind: str, partition: str, owner: str, now: datetime, lease_s: float
+    ) -> OutboxRow | None:
+        """Lease the partition's head if it is due; None when there is nothing to do now."""
+        async with self._engine.begin() as conn:
+            return await _claim(conn, kind, partition, owner, now, lease_s)
+
+    async def delivery_target(self, envelope_pk: int, address: str) -> DeliveryTarget | None:
+        """What one delivery needs in one read: the stored envelope and the recipient's
+        endpoint as it is now. None when either is gone."""
+        query = (
+            select(
+                envelopes.c.body,
+                agents.c.kind,
+                agents.c.endpoint_url,
+                agents.c.endpoint_status,
+                agents.c.endpoint_note,
+            )
+            .select_from(envelopes.join(agents, agents.c.address == address))
+            .where(envelopes.c.pk == envelope_pk)
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return DeliveryTarget(
+            envelope=json.loads(row.body),
+            agent_kind=row.kind,
+            endpoint_url=row.endpoint_url,
+            endpoint_status=row.endpoint_status,
+            endpoint_note=row.endpoint_note,
+        )
+
+    async def record(
+        self, row: OutboxRow, owner: str, attempt: AttemptWrite, claim_next_s: float | None = None
+    ) -> tuple[bool, OutboxRow | None]:
+        """Write the attempt and the row's new state, and (with `claim_next_s`) lease the
+        partition's next due head in the same transaction, saving a commit per row.
+
+        Returns whether the lease was still ours (if not, the attempt is kept and the row is
+        left to its new holder) and the next row, if one was claimed.
+        """
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                outbox_attempts.insert().values(
+                    outbox_pk=row.pk,
+                    at=attempt.at,
+                    outcome=attempt.outcome,
+                    status_code=attempt.status_code,
+                    error=attempt.error,
+                    note=attempt.note,
+                    duration_ms=attempt.duration_ms,
+                )
+            )
+            result = await conn.execute(
+                update(outbox)
+                .where(and_(outbox.c.pk == row.pk, outbox.c.lease_owner == owner))
+                .values(
+                    status=attempt.row_status,
+                    attempts=outbox.c.attempts + 1,
+                    next_attempt_at=attempt.next_attempt_at,
+                    last_error=attempt.last_error,
+                    updated_at=attempt.at,
+                    lease_owner=None,
+                    leased_until=None,
+                )
+            )
+            following = None
+            if claim_next_s is not None:
+                following = await _claim(
+                    conn, row.kind, row.partition, owner, attempt.at, claim_next_s
+                )
+        return bool(result.rowcount == 1), following
+
+    async def release(self, owner: str) -> None:
+        """Give up every lease `owner` holds (a clean stop), so any replica may go on at once."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(outbox)
+                .where(and_(outbox.c.lease_owner == owner, outbox.c.status == PENDING))
+                .values(lease_owner=None, leased_until=None)
+            )
+
+    async def pending_count(self, kinds: Iterable[str] | None = None) -> int:
+        query = select(func.count()).select_from(outbox).where(outbox.c.status == PENDING)
+        if kinds is not None:
+            query = query.where(outbox.c.kind.in_(list(kinds)))
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def for_task(self, task_id: str, kind: str) -> list[dict[str, Any]]:
+        """The task's rows of one kind with every attempt, oldest first (the task view)."""
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(outbox)
+                    .where(and_(outbox.c.task_id == task_id, outbox.c.kind == kind))
+                    .order_by(outbox.c.pk)
+                )
+            ).all()
+            if not rows:
+                return []
+            attempt_rows = (
+                await conn.execute(
+                    select(outbox_attempts)
+                    .where(outbox_attempts.c.outbox_pk.in_([row.pk for row in rows]))
+                    .order_by(outbox_attempts.c.pk)
+                )
+            ).all()
+            payloads = {row.pk: json.loads(row.payload) for row in rows}
+            envelope_pks = [
+                p["envelope_pk"] for p in payloads.values() if isinstance(p.get("envelope_pk"), int)
+            ]
+            ids = {
+                int(found.pk): found.envelope_id
+                for found in (
+                    await conn.execute(
+                        select(envelopes.c.pk, envelopes.c.envelope_id).where(
+                            envelopes.c.pk.in_(envelope_pks)
+                        )
+                    )
+                ).all()
+            }
+        by_row: dict[int, list[dict[str, Any]]] = {}
+        for attempt in attempt_rows:
+            by_row.setdefault(int(attempt.outbox_pk), []).append(
+                {
+                    "at": iso(attempt.at),
+                    "outcome": attempt.outcome,
+                    "status": attempt.status_code,
+                    "error": attempt.error,
+                    "note": attempt.note,
+                    "duration_ms": attempt.duration_ms,
+                }
+            )
+        return [
+            {
+                "id": row.public_id,
+                "recipient": row.partition,
+                "envelope": ids.get(payloads[row.pk].get("envelope_pk")),
+                "status": row.status,
+                "created_at": iso(row.created_at),
+                "next_attempt_at": iso(row.next_attempt_at) if row.status == PENDING else None,
+                "last_error": row.last_error,
+                "attempts": by_row.get(int(row.pk), []),
+            }
+            for row in rows
+        ]
+
+    async def add_task_event(
+        self, task_id: str, kind: str, data: dict[str, Any], now: datetime
+    ) -> None:
+        """Note something that happened to a task outside an envelope (a delivery gave up)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                task_events.insert().values(task_id=task_id, at=now, kind=kind, data=dumps(data))
+            )
+
+
+async def _claim(
+    conn: AsyncConnection, kind: str, partition: str, owner: str, now: datetime, lease_s: float
+) -> OutboxRow | None:
+    """Lease the partition's head if it is due; None when there is nothing to do now.
+
+    One statement: the head is the partition's oldest pending row (a scalar subquery), and
+    the update only happens while it is pending, due and not leased by another owner. On
+    PostgreSQL a concurrent claimer blocks on the row lock, then re-checks the lease
+    condition on the new row version and updates nothing.
+    """
+    head = (
+        select(func.min(outbox.c.pk))
+        .where(
+            and_(
+                outbox.c.kind == kind,
+                outbox.c.partition == partition,
+                outbox.c.status == PENDING,
+            )
+        )
+        .scalar_subquery()
+    )
+    statement = (
+        update(outbox)
+        .where(
+            and_(
+                outbox.c.pk == head,
+                outbox.c.status == PENDING,
+                outbox.c.next_attempt_at <= now,
+                or_(
+                    outbox.c.leased_until.is_(None),
+                    outbox.c.leased_until < now,
+                    outbox.c.lease_owner == owner,
+                ),
+            )
+        )
+        .values(lease_owner=owner, leased_until=now + timedelta(seconds=lease_s))
+        .returning(
+            outbox.c.pk,
+            outbox.c.public_id,
+            outbox.c.kind,
+            outbox.c.partition,
+            outbox.c.payload,
+            outbox.c.attempts,
+            outbox.c.task_id,
+            outbox.c.created_at,
+            outbox.c.next_attempt_at,
+        )
+    )
+    row = (await conn.execute(statement)).first()
+    if row is None:
+        return None
+    return OutboxRow(
+        pk=int(row.pk),
+        public_id=row.public_id,
+        kind=row.kind,
+        partition=row.partition,
+        payload=json.loads(row.payload),
+        attempts=int(row.attempts),
+        task_id=row.task_id,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+    )
