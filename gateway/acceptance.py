@@ -360,10 +360,14 @@ class Acceptance:
         )
         committed = await self._conversations.commit(batch)
         self._metrics.accepted(envelope.act)
-        for agent, seq in committed.inbox:
-            await self._bus.publish(f"inbox.{agent}", str(seq).encode())
-        for pk, kind, _partition in committed.outbox:
-            await self._bus.publish(f"work.{kind}", str(pk).encode())
+        try:
+            for agent, seq in committed.inbox:
+                await self._bus.publish(f"inbox.{agent}", str(seq).encode())
+            for pk, kind, _partition in committed.outbox:
+                await self._bus.publish(f"work.{kind}", str(pk).encode(), msg_id=str(pk))
+        except Exception as exc:
+            # Committed is accepted: a lost wake-up is the outbox sweeper's to repeat.
+            log.warning("bus.publish_failed", error=repr(exc))
         log.info(
             "envelope.accepted",
             act=envelope.act,

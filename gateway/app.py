@@ -210,7 +210,7 @@ async def _bus(settings: Settings) -> Bus:
     if settings.nats_url:
         from gateway.bus.nats import NatsBus
 
-        bus: Bus = await NatsBus.connect(settings.nats_url)
+        bus: Bus = await NatsBus.connect(settings.nats_url, settings.nats_prefix)
         return bus
     return MemoryBus()
 
