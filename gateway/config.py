@@ -53,6 +53,7 @@ class Settings:
     domain: str = "gateway.localhost"
     personal_domain: str = "people.localhost"
     data_dir: Path = Path("./var")
+    gateway_key_file: Path | None = None  # shared by replicas; default: in the data folder
     database_url: str | None = None
     nats_url: str | None = None
     nats_prefix: str = "switchboard"
@@ -105,6 +106,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "PERSONAL_DOMAIN", get("PERSONAL_DOMAIN") or defaults.personal_domain
         ),
         data_dir=Path(get("DATA_DIR") or str(defaults.data_dir)),
+        gateway_key_file=Path(key_file) if (key_file := get("GATEWAY_KEY_FILE")) else None,
         database_url=_database_url(get("DATABASE_URL")),
         nats_url=_nats_url(get("NATS_URL")),
         nats_prefix=_nats_prefix(get("NATS_PREFIX") or defaults.nats_prefix),

@@ -21,9 +21,14 @@ PER_SENDER = 10
 async def replicas(
     distributed: DistributedServices, tmp_path: Path
 ) -> AsyncIterator[tuple[Harness, Harness]]:
-    """Two gateways sharing the database, the bus prefix and the data folder (gateway key)."""
-    settings = make_settings(tmp_path / "var", **distributed.settings_changes())
-    async with start_gateway(settings) as first, start_gateway(settings) as second:
+    """Two gateways sharing the database, the bus prefix and the gateway key; each has a data
+    folder of its own (its replica id)."""
+    shared = {**distributed.settings_changes(), "gateway_key_file": tmp_path / "gateway_key.jwk"}
+    async with (
+        start_gateway(make_settings(tmp_path / "a", **shared)) as first,
+        start_gateway(make_settings(tmp_path / "b", **shared)) as second,
+    ):
+        assert first.services.gateway_key.public.jwk == second.services.gateway_key.public.jwk
         yield first, second
 
 
