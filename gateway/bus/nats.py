@@ -215,7 +215,7 @@ class NatsBus:
             servers=[url],
             name=name,
             connect_timeout=2,
-            reconnect_time_wait=0.5,  # type: ignore[arg-type]
+            reconnect_time_wait=0.5,
             max_reconnect_attempts=-1,
             ping_interval=10,
             max_outstanding_pings=3,

@@ -66,10 +66,12 @@ def _sqlite_constraint_names() -> dict[str, str]:
     names: dict[str, str] = {}
     for table in metadata.tables.values():
         for constraint in table.constraints:
+            if not isinstance(constraint, PrimaryKeyConstraint | UniqueConstraint):
+                continue
             columns = ", ".join(f"{table.name}.{column.name}" for column in constraint.columns)
             if isinstance(constraint, PrimaryKeyConstraint):
                 names[columns] = f"pk_{table.name}"
-            elif isinstance(constraint, UniqueConstraint) and isinstance(constraint.name, str):
+            elif isinstance(constraint.name, str):
                 names[columns] = constraint.name
     return names
 
