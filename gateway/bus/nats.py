@@ -95,7 +95,7 @@ def _decode_token(token: str) -> str:
 
 
 class BusUnavailable(Exception):
-    """NATS could not be reached when the gateway started."""
+    """NATS is not reachable: at start (the replica stops), or for a work publish."""
 
 
 class _FanOut:
@@ -271,6 +271,10 @@ class NatsBus:
         """Work through JetStream (acknowledged, de-duplicated by `msg_id`); the rest on core."""
         target = encode_subject(self.prefix, subject)
         if subject.split(".", 1)[0] == WORK_ROOT:
+            if not self._client.is_connected:
+                # Waiting out a reconnect here would hold the sender's request; the row is
+                # committed and the outbox worker's sweep finds it without this wake-up.
+                raise BusUnavailable(f"NATS is reconnecting; {subject} not published")
             headers = {"Nats-Msg-Id": msg_id} if msg_id is not None else None
             await self._js.publish(target, data, stream=self.stream, headers=headers)
         else:
