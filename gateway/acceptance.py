@@ -359,6 +359,7 @@ class Acceptance:
             ],
         )
         committed = await self._conversations.commit(batch)
+        structlog.contextvars.bind_contextvars(task_id=task.id)
         self._metrics.accepted(envelope.act)
         try:
             for agent, seq in committed.inbox:

@@ -103,8 +103,8 @@ def _lifecycle(
         conversations = Conversations(engine, new_id)
         keys = KeyCache()
         policies = PolicyCache(directory_store)
-        language = overrides.language or _language(settings)
         metrics = Metrics()
+        language = overrides.language or _language(settings, metrics)
         inbox_hub = InboxHub(bus, conversations)
         await inbox_hub.start()
         metrics.gauge(
@@ -216,7 +216,7 @@ async def _bus(settings: Settings) -> Bus:
     return MemoryBus()
 
 
-def _language(settings: Settings) -> Language:
+def _language(settings: Settings, metrics: Metrics) -> Language:
     from gateway.language.rules import RulesLanguage
 
     rules = RulesLanguage()
@@ -229,5 +229,10 @@ def _language(settings: Settings) -> Language:
             model=settings.language.openai_model,
             fallback=rules,
             timeout=settings.language.openai_timeout_s,
+            on_fallback=lambda reason: metrics.count(
+                "switchboard_language_fallbacks_total",
+                "Language calls answered by the rules after the model failed, by reason.",
+                reason=reason,
+            ),
         )
     return rules

@@ -74,18 +74,20 @@ class Registry:
         if len({key.kid for key in keys}) != len(keys):
             raise RequestInvalid("keys: the same key is listed twice", member="keys")
         if agent.kind == "brand":
-            brand = await self._directory.brand(address.domain)
-            if brand is None:
-                raise NotFound(
-                    f"no brand {address.domain}: an admin creates it with POST /v1/brands first",
-                    domain=address.domain,
-                )
+            # Who asks is checked before the brand is looked up, so callers without the right
+            # cannot probe which brands exist.
             if principal.role not in (Role.ADMIN, Role.BRAND_ADMIN) or (
                 principal.role == Role.BRAND_ADMIN and principal.brand != address.domain
             ):
                 if principal.role == Role.ANONYMOUS:
                     raise Unauthorized("registering a brand agent takes its brand admin's token")
                 raise Forbidden(f"only {address.domain}'s brand admin registers its agents")
+            brand = await self._directory.brand(address.domain)
+            if brand is None:
+                raise NotFound(
+                    f"no brand {address.domain}: an admin creates it with POST /v1/brands first",
+                    domain=address.domain,
+                )
             brand_domain: str | None = address.domain
         else:
             if address.domain != self._personal_domain:
@@ -120,7 +122,11 @@ class Registry:
         except TokenInvalid as exc:
             raise Unauthorized(f"the proof of possession failed: {exc.detail}") from exc
         if claims.address != address:
-            raise Unauthorized(f"the proof is for {claims.address}, not {address}")
+            # The key is proven; what it asks for is not its own: forbidden, not unauthorized.
+            raise Forbidden(
+                f"the proof is for {claims.address}, not {address}: sign the JWT with"
+                " iss = sub = the address you register"
+            )
 
     async def update_agent(self, address: str, changes: dict[str, Any]) -> AgentRecord:
         if changes.get("endpoint_url"):

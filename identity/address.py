@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from identity.errors import AddressInvalid
 
@@ -42,6 +43,12 @@ def parse_domain(text: str) -> str:
     """
     if not isinstance(text, str):
         raise AddressInvalid(f"a domain must be a string, not {type(text).__name__}")
+    return _parse_domain(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse_domain(text: str) -> str:
+    """The checks of `parse_domain`, memoised: the same few domains arrive again and again."""
     if not text:
         raise AddressInvalid("the domain is empty")
     if not text.isascii():
@@ -77,6 +84,12 @@ def parse_address(text: str) -> Address:
     """
     if not isinstance(text, str):
         raise AddressInvalid(f"an address must be a string, not {type(text).__name__}")
+    return _parse_address(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse_address(text: str) -> Address:
+    """The checks of `parse_address`, memoised (an `Address` is immutable, so sharing is safe)."""
     if not text.isascii():
         raise AddressInvalid(f"address {_show(text)} has non-ASCII characters")
     local, at, domain = text.lower().partition("@")
@@ -95,7 +108,7 @@ def parse_address(text: str) -> Address:
             f"local part {_show(local)} must start with a letter or digit and hold only letters, "
             "digits, '.', '_' and '-'"
         )
-    return Address(local, parse_domain(domain))
+    return Address(local, _parse_domain(domain))
 
 
 def parse_recipient(text: str) -> Address | str:

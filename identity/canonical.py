@@ -38,7 +38,7 @@ def canonicalize(obj: object) -> bytes:
             a lone surrogate, a non-string key, a value of a non-JSON type, or nesting too deep.
     """
     try:
-        if _plain(obj):
+        if is_plain(obj):
             return _ENCODER.encode(obj).encode("utf-8")
     except RecursionError:
         raise InvalidJson("the JSON value is nested too deeply to canonicalise") from None
@@ -52,14 +52,33 @@ def canonicalize(obj: object) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
-def _plain(value: object) -> bool:
-    """Tell whether the standard encoder's output for `value` is already canonical."""
+def canonicalize_plain(obj: object) -> bytes:
+    """`canonicalize` for a value the caller has already shown `is_plain`: skips that walk.
+
+    The envelope parser uses this: it has checked every member of its own shape and only
+    needs `is_plain` on the free-form parts (`meta` and data parts).
+    """
+    try:
+        return _ENCODER.encode(obj).encode("utf-8")
+    except (UnicodeEncodeError, TypeError, ValueError):
+        return canonicalize(obj)  # the complete serializer raises the precise error
+
+
+def is_plain(value: object) -> bool:
+    """Tell whether the standard encoder's output for `value` is already canonical.
+
+    Plain means: dicts, lists, strings, booleans, nulls and integers within ±(2**53 - 1), and
+    no member name outside the Basic Multilingual Plane. Floats are not plain.
+    """
     kind = type(value)
     if kind is dict:
-        items: object = value.items()  # type: ignore[attr-defined]
-        for key, item in items:  # type: ignore[attr-defined]
-            if type(key) is not str or (not key.isascii() and max(key) > "\uffff"):
-                return False
+        try:
+            names = "".join(value)  # type: ignore[arg-type]
+        except TypeError:
+            return False  # a non-string member name: the complete serializer refuses it
+        if not names.isascii() and max(names) > "\uffff":
+            return False  # astral names: code point order may differ from UTF-16 order
+        for item in value.values():  # type: ignore[attr-defined]
             item_kind = type(item)
             if item_kind is str or item is None or item_kind is bool:
                 continue
@@ -67,7 +86,7 @@ def _plain(value: object) -> bool:
                 if -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
                     continue
                 return False
-            if (item_kind is dict or item_kind is list) and _plain(item):
+            if (item_kind is dict or item_kind is list) and is_plain(item):
                 continue
             return False
         return True
@@ -80,7 +99,7 @@ def _plain(value: object) -> bool:
                 if -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
                     continue
                 return False
-            if (item_kind is dict or item_kind is list) and _plain(item):
+            if (item_kind is dict or item_kind is list) and is_plain(item):
                 continue
             return False
         return True

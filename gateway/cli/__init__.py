@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "gateway.cli.identity",
     "gateway.cli.serve",
     "gateway.cli.language",
+    "gateway.cli.demo",
 )
 
 

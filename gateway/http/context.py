@@ -23,6 +23,7 @@ from gateway.policies import PolicyCache
 from gateway.registry import Registry
 from gateway.store.conversations import Conversations
 from gateway.store.directory import Directory
+from identity.errors import InvalidJson
 from identity.keys import PrivateKey
 from routing.language import Language
 from routing.policy import Principal
@@ -63,12 +64,13 @@ async def principal(request: web.Request) -> Principal:
 
 
 async def read_json(request: web.Request) -> Any:
-    """The JSON body, or a `schema_invalid` problem saying why it is not JSON."""
+    """The JSON body, or an `invalid_json` problem saying why it is not JSON (the same code an
+    envelope that is not JSON gets)."""
     raw = await request.read()
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestInvalid(f"the body is not JSON: {exc}") from exc
+        raise InvalidJson(f"the body is not JSON: {exc}") from exc
 
 
 async def read_model(request: web.Request, model: type[M]) -> M:

@@ -40,9 +40,12 @@ class AgentRegister(_Model):
 
 
 class AgentPatch(_Model):
-    display_name: Text200 | None = None
-    description: Text2000 | None = None
-    skills: Annotated[list[Skill], Field(max_length=50)] | None = None
+    """Members left out stay as they are. Only `endpoint` may be null (removing it); a null
+    name, description or skills would erase what every card must have, so it is refused."""
+
+    display_name: Text200 = ""
+    description: Text2000 = ""
+    skills: Annotated[list[Skill], Field(max_length=50)] = []
     endpoint: Endpoint | None = None
 
 

@@ -1,0 +1,1 @@
+"""HTTP: aiohttp handlers, one module per resource, and the error mapping."""

@@ -1,0 +1,459 @@
+"""Registration and keys over HTTP: brands, brand and personal agents, cards, PATCH, rotation,
+and agent JWT failures, each refusal checked as an RFC 9457 problem."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from identity.b64 import b64url_decode, b64url_encode
+from identity.keys import PrivateKey
+from identity.tokens import issue_agent_token
+from tests.conftest import ADMIN_TOKEN
+from tests.integration.wire import assert_problem, request
+
+
+def _personal_body(address: str, key: PrivateKey, **more: Any) -> dict[str, Any]:
+    return {
+        "address": address,
+        "kind": "personal",
+        "display_name": "Alice",
+        "keys": [key.public.jwk],
+        **more,
+    }
+
+
+def _brand_body(address: str, key: PrivateKey, **more: Any) -> dict[str, Any]:
+    return {
+        "address": address,
+        "kind": "brand",
+        "display_name": "Support",
+        "description": "Speaker support",
+        "skills": ["troubleshooting"],
+        "keys": [key.public.jwk],
+        **more,
+    }
+
+
+def _jwt(gateway: Any, key: PrivateKey, address: str, **changes: Any) -> str:
+    return issue_agent_token(
+        key,
+        address,
+        changes.get("audience", gateway.settings.domain),
+        changes.get("now", datetime.now(UTC)),
+        ttl=changes.get("ttl", 300),
+    )
+
+
+# Brands --------------------------------------------------------------------------------------
+
+
+async def test_admin_creates_a_brand_and_gets_a_token(gateway):
+    """POST /v1/brands by the admin answers 201 {domain, display_name, token}."""
+    answer = await request(
+        gateway.session,
+        "POST",
+        gateway.url + "/v1/brands",
+        token=ADMIN_TOKEN,
+        body={"domain": "Acme.Example", "display_name": "Acme"},
+    )
+    assert answer.status == 201
+    assert answer.body["domain"] == "acme.example"
+    assert answer.body["display_name"] == "Acme"
+    assert answer.body["token"].startswith("sbt_")
+
+
+async def test_brand_creation_refusals(gateway):
+    """Anonymous 401, brand admin 403, duplicate 409 brand_exists, bad domain 400."""
+    staff, _ = await gateway.brand("acme.example")
+    url = gateway.url + "/v1/brands"
+    body = {"domain": "other.example", "display_name": "Other"}
+    anonymous = await request(gateway.session, "POST", url, body=body)
+    assert_problem(anonymous, 401, "unauthorized", "authenticate")
+    brand_admin = await request(gateway.session, "POST", url, token=staff.token, body=body)
+    assert_problem(brand_admin, 403, "forbidden", "create brands")
+    again = await request(
+        gateway.session,
+        "POST",
+        url,
+        token=ADMIN_TOKEN,
+        body={"domain": "acme.example", "display_name": "Acme"},
+    )
+    assert_problem(again, 409, "brand_exists", "acme.example")
+    bad = await request(
+        gateway.session,
+        "POST",
+        url,
+        token=ADMIN_TOKEN,
+        body={"domain": "no_dot", "display_name": "X"},
+    )
+    assert_problem(bad, 400, "address_invalid")
+    unknown_token = await request(gateway.session, "POST", url, token="sbt_nope", body=body)
+    assert_problem(unknown_token, 401, "unauthorized", "token")
+
+
+# Brand agents --------------------------------------------------------------------------------
+
+
+async def test_brand_agent_registration_is_for_that_brands_admin(gateway):
+    """Only acme's brand admin (or the admin) registers acme's agents."""
+    acme, _ = await gateway.brand("acme.example")
+    other, _ = await gateway.brand("other.example")
+    url = gateway.url + "/v1/agents"
+    key = PrivateKey.generate()
+    body = _brand_body("support@acme.example", key)
+    anonymous = await request(gateway.session, "POST", url, body=body)
+    assert_problem(anonymous, 401, "unauthorized")
+    stranger = await request(gateway.session, "POST", url, token=other.token, body=body)
+    assert_problem(stranger, 403, "forbidden", "acme.example")
+    alice = await gateway.person("alice")
+    as_agent = await request(gateway.session, "POST", url, token=alice.token(), body=body)
+    assert_problem(as_agent, 403, "forbidden")
+    ok = await request(gateway.session, "POST", url, token=acme.token, body=body)
+    assert ok.status == 201
+    assert ok.body["address"] == "support@acme.example"
+    assert ok.body["kind"] == "brand"
+    assert ok.body["keys"] == [{"kid": key.kid, "jwk": key.public.jwk, "status": "active"}]
+    assert ok.body["endpoint"] is None
+    taken = await request(gateway.session, "POST", url, token=acme.token, body=body)
+    assert_problem(taken, 409, "address_taken", "support@acme.example")
+
+
+async def test_brand_agent_of_unknown_brand(gateway):
+    """The admin registering an agent under a domain that is no brand gets 404 naming it."""
+    answer = await request(
+        gateway.session,
+        "POST",
+        gateway.url + "/v1/agents",
+        token=ADMIN_TOKEN,
+        body=_brand_body("support@ghost.example", PrivateKey.generate()),
+    )
+    assert_problem(answer, 404, "not_found", "ghost.example")
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "member"),
+    [
+        ({"kind": "robot"}, "schema_invalid", "kind"),
+        ({"keys": []}, "schema_invalid", "keys"),
+        ({"keys": [{"kty": "RSA", "n": "x"}]}, "key_invalid", ""),
+        ({"surprise": 1}, "schema_invalid", "surprise"),
+        ({"skills": "one"}, "schema_invalid", "skills"),
+        ({"address": "Not An Address"}, "address_invalid", ""),
+    ],
+)
+async def test_bad_registration_bodies(gateway, changes, code, member):
+    """Malformed registrations are 400 problems naming the member."""
+    acme, _ = await gateway.brand("acme.example")
+    body = {**_brand_body("support@acme.example", PrivateKey.generate()), **changes}
+    answer = await request(
+        gateway.session, "POST", gateway.url + "/v1/agents", token=acme.token, body=body
+    )
+    assert_problem(answer, 400, code, member)
+
+
+async def test_registration_body_that_is_not_json(gateway):
+    """A registration body that is not JSON is 400 invalid_json, like an envelope's."""
+    acme, _ = await gateway.brand("acme.example")
+    answer = await request(
+        gateway.session, "POST", gateway.url + "/v1/agents", token=acme.token, data=b"{nope"
+    )
+    assert_problem(answer, 400, "invalid_json", "json")
+
+
+# Personal agents -----------------------------------------------------------------------------
+
+
+async def test_personal_agent_registers_with_proof_of_possession(gateway):
+    """A personal agent registers itself with a JWT signed by the key it registers."""
+    key = PrivateKey.generate()
+    address = "alice@people.example"
+    answer = await request(
+        gateway.session,
+        "POST",
+        gateway.url + "/v1/agents",
+        token=_jwt(gateway, key, address),
+        body=_personal_body(address, key),
+    )
+    assert answer.status == 201
+    assert answer.body["kind"] == "personal"
+    assert [k["kid"] for k in answer.body["keys"]] == [key.kid]
+
+
+async def test_personal_registration_refusals(gateway):
+    """No proof 401; proof by another key 401; proof for another address or a registration
+    under a domain that is not the personal domain 403; a second registration 409."""
+    url = gateway.url + "/v1/agents"
+    key = PrivateKey.generate()
+    address = "alice@people.example"
+    body = _personal_body(address, key)
+    missing = await request(gateway.session, "POST", url, body=body)
+    assert_problem(missing, 401, "unauthorized", "holds its key")
+    other_key = PrivateKey.generate()
+    by_other = await request(
+        gateway.session, "POST", url, token=_jwt(gateway, other_key, address), body=body
+    )
+    assert_problem(by_other, 401, "unauthorized")
+    expired = await request(
+        gateway.session,
+        "POST",
+        url,
+        token=_jwt(gateway, key, address, now=datetime.now(UTC) - timedelta(minutes=10)),
+        body=body,
+    )
+    assert_problem(expired, 401, "unauthorized", "expired")
+    wrong_address = await request(
+        gateway.session, "POST", url, token=_jwt(gateway, key, "bob@people.example"), body=body
+    )
+    assert_problem(wrong_address, 403, "forbidden", "bob@people.example")
+    elsewhere = "alice@acme.example"
+    wrong_domain = await request(
+        gateway.session,
+        "POST",
+        url,
+        token=_jwt(gateway, key, elsewhere),
+        body=_personal_body(elsewhere, key),
+    )
+    assert_problem(wrong_domain, 403, "forbidden", "people.example")
+    ok = await request(gateway.session, "POST", url, token=_jwt(gateway, key, address), body=body)
+    assert ok.status == 201
+    again = await request(
+        gateway.session, "POST", url, token=_jwt(gateway, key, address), body=body
+    )
+    assert_problem(again, 409, "address_taken", address)
+
+
+# Cards and PATCH -----------------------------------------------------------------------------
+
+
+async def test_card_is_public_and_patch_is_for_the_owner(gateway):
+    """Anyone reads a card; the agent and its brand admin PATCH it; others may not."""
+    acme, agents = await gateway.brand("acme.example", [("support", "Speakers", ["lights"])])
+    support = agents["support"]
+    url = f"{gateway.url}/v1/agents/{support.address}"
+    card = await request(gateway.session, "GET", url)
+    assert card.status == 200
+    assert set(card.body) >= {
+        "address",
+        "kind",
+        "display_name",
+        "description",
+        "skills",
+        "keys",
+        "endpoint",
+    }
+    assert card.body["skills"] == ["lights"]
+    missing = await request(gateway.session, "GET", gateway.url + "/v1/agents/x@acme.example")
+    assert_problem(missing, 404, "not_found", "x@acme.example")
+
+    patched = await request(
+        gateway.session,
+        "PATCH",
+        url,
+        token=support.token(),
+        body={"description": "Speakers and headphones", "skills": ["lights", "pairing"]},
+    )
+    assert patched.status == 200
+    assert patched.body["description"] == "Speakers and headphones"
+    assert patched.body["display_name"] == card.body["display_name"]  # untouched
+    by_admin = await request(
+        gateway.session, "PATCH", url, token=acme.token, body={"display_name": "Help"}
+    )
+    assert by_admin.body["display_name"] == "Help"
+    assert by_admin.body["skills"] == ["lights", "pairing"]
+
+    alice = await gateway.person("alice")
+    other, _ = await gateway.brand("other.example")
+    for token, status, code in [
+        (None, 401, "unauthorized"),
+        (alice.token(), 403, "forbidden"),
+        (other.token, 403, "forbidden"),
+    ]:
+        refused = await request(
+            gateway.session, "PATCH", url, token=token, body={"description": "hacked"}
+        )
+        assert_problem(refused, status, code)
+    assert (await request(gateway.session, "GET", url)).body["description"] == (
+        "Speakers and headphones"
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"description": None},
+        {"display_name": None},
+        {"skills": None},
+        {"description": 5},
+        {"colour": "red"},
+        [],
+    ],
+)
+async def test_bad_patch_bodies_are_400(gateway, body):
+    """PATCH bodies with nulls for required members, wrong types or unknown members are 400
+    schema_invalid, never a 500 (a PATCH may omit a member, not erase it)."""
+    _, agents = await gateway.brand("acme.example", [("support", "Speakers", ["lights"])])
+    support = agents["support"]
+    answer = await request(
+        gateway.session,
+        "PATCH",
+        f"{gateway.url}/v1/agents/{support.address}",
+        token=support.token(),
+        body=body,
+    )
+    assert_problem(answer, 400, "schema_invalid")
+
+
+# Keys ----------------------------------------------------------------------------------------
+
+
+async def test_key_rotation_has_no_gap(gateway):
+    """Add a key, sign with it at once; revoke the old one, which then is refused; the last
+    active key cannot be revoked."""
+    await gateway.brand("acme.example", [("support", "Speakers", ["lights"])])
+    alice = await gateway.person("alice")
+    old = alice.key
+    new = PrivateKey.generate()
+    keys_url = f"{gateway.url}/v1/agents/{alice.address}/keys"
+    added = await request(
+        gateway.session, "POST", keys_url, token=alice.token(), body={"jwk": new.public.jwk}
+    )
+    assert added.status == 201
+    assert {k["kid"]: k["status"] for k in added.body["keys"]} == {
+        old.kid: "active",
+        new.kid: "active",
+    }
+    again = await request(
+        gateway.session, "POST", keys_url, token=alice.token(), body={"jwk": new.public.jwk}
+    )
+    assert again.status == 200  # already there: nothing changes
+
+    old_envelope = alice.envelope("acme.example", "signed with the old key")
+    alice.key = new
+    alice._token = None
+    assert (await alice.send("acme.example", "signed with the new key"))["duplicate"] is False
+    assert (await alice.post_envelope(old_envelope))["duplicate"] is False  # old still active
+
+    revoked = await request(gateway.session, "DELETE", f"{keys_url}/{old.kid}", token=alice.token())
+    assert revoked.status == 200
+    assert {k["kid"]: k["status"] for k in revoked.body["keys"]} == {
+        old.kid: "revoked",
+        new.kid: "active",
+    }
+    alice.key = old
+    late = await request(
+        gateway.session,
+        "POST",
+        gateway.url + "/v1/messages",
+        body=alice.envelope("acme.example", "old key again"),
+    )
+    assert_problem(late, 401, "key_revoked")
+    stale_jwt = await request(
+        gateway.session, "GET", gateway.url + "/v1/inbox", token=_jwt(gateway, old, alice.address)
+    )
+    assert_problem(stale_jwt, 401, "unauthorized", "revoked")
+    readd = await request(
+        gateway.session,
+        "POST",
+        keys_url,
+        token=_jwt(gateway, new, alice.address),
+        body={"jwk": old.public.jwk},
+    )
+    assert readd.status < 300
+    assert {k["kid"]: k["status"] for k in readd.body["keys"]}[old.kid] == "revoked"
+
+    last = await request(
+        gateway.session,
+        "DELETE",
+        f"{keys_url}/{new.kid}",
+        token=_jwt(gateway, new, alice.address),
+    )
+    # Unspecified: refused as 403 forbidden (the gateway will not leave an agent keyless).
+    assert_problem(last, 403, "forbidden", "last active key")
+    unknown = await request(
+        gateway.session,
+        "DELETE",
+        f"{keys_url}/nokid",
+        token=_jwt(gateway, new, alice.address),
+    )
+    assert_problem(unknown, 404, "not_found", "nokid")
+
+
+async def test_keys_are_managed_by_owner_or_its_brand_admin(gateway):
+    """Another agent may not add keys to alice; a brand admin manages its agents' keys."""
+    acme, agents = await gateway.brand("acme.example", [("support", "Speakers", ["lights"])])
+    alice = await gateway.person("alice")
+    bob = await gateway.person("bob")
+    jwk = {"jwk": PrivateKey.generate().public.jwk}
+    by_bob = await request(
+        gateway.session,
+        "POST",
+        f"{gateway.url}/v1/agents/{alice.address}/keys",
+        token=bob.token(),
+        body=jwk,
+    )
+    assert_problem(by_bob, 403, "forbidden")
+    by_admin = await request(
+        gateway.session,
+        "POST",
+        f"{gateway.url}/v1/agents/{agents['support'].address}/keys",
+        token=acme.token,
+        body=jwk,
+    )
+    assert by_admin.status == 201
+    bad = await request(
+        gateway.session,
+        "POST",
+        f"{gateway.url}/v1/agents/{alice.address}/keys",
+        token=alice.token(),
+        body={"jwk": {"kty": "OKP", "crv": "Ed25519", "x": "short"}},
+    )
+    assert_problem(bad, 400, "key_invalid")
+
+
+# Agent JWT failures --------------------------------------------------------------------------
+
+
+def _tamper(token: str) -> str:
+    header, claims, signature = token.split(".")
+    decoded = b64url_decode(claims).replace(b"alice", b"alicf")
+    return ".".join([header, b64url_encode(decoded), signature])
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (
+            lambda g, a: _jwt(g, a.key, a.address, now=datetime.now(UTC) - timedelta(minutes=6)),
+            "expired",
+        ),
+        (lambda g, a: _jwt(g, a.key, a.address, audience="elsewhere.example"), "elsewhere"),
+        (lambda g, a: _jwt(g, a.key, a.address)[:-4] + "AAAA", "signature"),
+        (lambda g, a: _tamper(_jwt(g, a.key, a.address)), ""),
+        (lambda g, a: "not.a.jwt", ""),
+        (lambda g, a: _jwt(g, PrivateKey.generate(), a.address), "not a key"),
+        (lambda g, a: _jwt(g, a.key, "ghost@people.example"), "ghost"),
+        (
+            lambda g, a: _jwt(g, a.key, a.address, now=datetime.now(UTC) + timedelta(minutes=10)),
+            "future",
+        ),
+    ],
+)
+async def test_bad_agent_jwts_are_401(gateway, make, words):
+    """Expired, wrong-audience, tampered, foreign-key and future JWTs are 401 unauthorized."""
+    alice = await gateway.person("alice")
+    answer = await request(
+        gateway.session, "GET", gateway.url + "/v1/inbox", token=make(gateway, alice)
+    )
+    assert_problem(answer, 401, "unauthorized", words)
+
+
+@pytest.mark.parametrize("header", ["Basic abc", "Bearer", "Bearer ", "token"])
+async def test_malformed_authorization_header_is_401(gateway, header):
+    """An Authorization header that is not `Bearer <credential>` is 401 unauthorized."""
+    answer = await request(
+        gateway.session, "GET", gateway.url + "/v1/inbox", headers={"Authorization": header}
+    )
+    assert_problem(answer, 401, "unauthorized", "bearer")

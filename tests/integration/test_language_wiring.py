@@ -1,0 +1,112 @@
+"""The gateway uses the configured language adapter: an OpenAI-compatible model when it
+answers, the rules (and a metric) when it does not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.config import LanguageSettings
+from tests.conftest import make_settings, start_gateway
+
+AGENTS = [
+    ("support", "Technical support for speakers.", ["troubleshooting", "wifi connectivity"]),
+    ("accounts", "Customer accounts and sign-in.", ["sign-in and passwords", "privacy"]),
+]
+
+
+def _completion(content: dict[str, Any]) -> web.Response:
+    return web.json_response(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": json.dumps(content)},
+                    "finish_reason": "stop",
+                }
+            ],
+        }
+    )
+
+
+async def _model(behaviour: str) -> tuple[TestServer, list[dict[str, Any]]]:
+    seen: list[dict[str, Any]] = []
+
+    async def completions(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append(body)
+        if behaviour == "down":
+            return web.json_response({"error": {"message": "boom"}}, status=500)
+        user = json.loads(next(m for m in body["messages"] if m["role"] == "user")["content"])
+        if "candidates" in user:
+            # A model that sends everything to accounts, whatever the words say.
+            return _completion(
+                {
+                    "address": "accounts@acme.example",
+                    "confidence": 0.9,
+                    "why": "the model chose accounts",
+                }
+            )
+        return _completion(
+            {"wants_human": False, "frustrated": False, "confidence": 0.5, "why": "calm"}
+        )
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server, seen
+
+
+def _settings(tmp_path: Path, model: TestServer) -> Any:
+    return make_settings(
+        tmp_path / "var",
+        language=LanguageSettings(
+            kind="openai",
+            openai_base_url=str(model.make_url("/v1")),
+            openai_api_key="test-key",
+            openai_model="test-model",
+            openai_timeout_s=2.0,
+        ),
+    )
+
+
+async def test_model_decides_the_route_when_it_answers(tmp_path):
+    """With SWITCHBOARD_LANGUAGE=openai the model's choice routes the first envelope."""
+    model, seen = await _model("answers")
+    try:
+        async with start_gateway(_settings(tmp_path, model)) as gateway:
+            await gateway.brand("acme.example", AGENTS)
+            alice = await gateway.person("alice")
+            answer = await alice.send("acme.example", "The wifi keeps dropping on my speaker.")
+            task = await alice.task(answer["task"])
+            assert task["responder"] == "accounts@acme.example"
+            assert seen, "the model server was never called"
+    finally:
+        await model.close()
+
+
+async def test_rules_answer_and_a_metric_counts_when_the_model_fails(tmp_path):
+    """A model answering 500 falls back to the rules: routing still works and /metrics
+    counts the fallback by reason."""
+    model, _seen = await _model("down")
+    try:
+        async with start_gateway(_settings(tmp_path, model)) as gateway:
+            await gateway.brand("acme.example", AGENTS)
+            alice = await gateway.person("alice")
+            answer = await alice.send("acme.example", "The wifi keeps dropping on my speaker.")
+            task = await alice.task(answer["task"])
+            assert task["responder"] == "support@acme.example"
+            async with gateway.session.get(gateway.url + "/metrics") as response:
+                text = await response.text()
+            assert 'switchboard_language_fallbacks_total{reason="http_500"}' in text
+    finally:
+        await model.close()
