@@ -370,9 +370,8 @@ async def _check_outbox(run: Run, database_url: str) -> int:
     engine = create_async_engine(database_url)
     try:
         async with engine.connect() as conn:
-            ids = dict(
-                (await conn.execute(select(envelopes.c.pk, envelopes.c.envelope_id))).tuples()
-            )
+            result = await conn.execute(select(envelopes.c.pk, envelopes.c.envelope_id))
+            ids = {int(row.pk): str(row.envelope_id) for row in result}
             rows = (
                 await conn.execute(
                     select(outbox.c.public_id, outbox.c.payload).where(outbox.c.kind == "delivery")
