@@ -319,7 +319,7 @@ def main() -> None:
         " (load generator, replicas, PostgreSQL and NATS share them)"
     )
     print("| mode | replicas | accepted/s | per replica | x embedded/replica | p50 ms | p99 ms |"
-          " server CPU s |")  # fmt: skip
+          " server CPU s | refused |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     for phase in phases:
         per_replica = phase.per_s / phase.replicas
