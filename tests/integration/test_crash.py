@@ -312,15 +312,16 @@ async def test_two_replicas_survive_sigkill_and_a_nats_restart(
                 client(replicas[n % 2], address, key)
                 for n, (address, key) in enumerate(zip(agents, agent_keys, strict=True))
             ]
-            inbox_counts = await _check_inboxes(run, readers)
+            inbox_orders = await _check_inboxes(run, readers)
             outbox_rows = await _check_outbox(run, distributed.database_url)
             delivered = 0
             if DELIVERY_BUILT:
-                delivered = await _check_deliveries(run, agents, endpoints, started)
+                delivered = await _check_deliveries(run, inbox_orders, endpoints, started)
             print(
                 f"\ncrash test: accepted={len(run.accepted)} duplicate_answers={run.duplicates}"
                 f" client_retries={run.retries} replica_a_starts={replicas[0].starts}"
-                f" nats_restarted={nats.restarted} inbox_items={sum(inbox_counts.values())}"
+                f" nats_restarted={nats.restarted} "
+                f" inbox_items={sum(len(ids) for ids in inbox_orders.values())}"
                 f" outbox_rows={outbox_rows} endpoint_posts="
                 f"{sum(len(v) for v in endpoints.received.values())}"
                 f" delivered_distinct={delivered}"
@@ -335,9 +336,10 @@ async def test_two_replicas_survive_sigkill_and_a_nats_restart(
         await nats.ensure_running()
 
 
-async def _check_inboxes(run: Run, readers: list[AgentClient]) -> dict[str, int]:
-    """Every inbox: seqs 1..n, each accepted envelope once, each sender's in its order."""
-    counts = {}
+async def _check_inboxes(run: Run, readers: list[AgentClient]) -> dict[str, list[str]]:
+    """Every inbox: seqs 1..n, each accepted envelope once, each sender's in its order.
+    Returns each inbox's envelope ids in seq order (which is also commit order)."""
+    orders = {}
     expected: dict[str, set[str]] = defaultdict(set)
     for envelope_id, (to, _sender, _n) in run.accepted.items():
         expected[to].add(envelope_id)
@@ -361,8 +363,8 @@ async def _check_inboxes(run: Run, readers: list[AgentClient]) -> dict[str, int]
             per_sender[sender].append(number)
         for sender, numbers in per_sender.items():
             assert numbers == sorted(numbers), f"{address}: {sender}'s envelopes out of order"
-        counts[address] = len(ids)
-    return counts
+        orders[address] = ids
+    return orders
 
 
 async def _check_outbox(run: Run, database_url: str) -> int:
@@ -388,19 +390,24 @@ async def _check_outbox(run: Run, database_url: str) -> int:
 
 
 async def _check_deliveries(
-    run: Run, agents: list[str], endpoints: Endpoints, started: float
+    run: Run, inbox_orders: dict[str, list[str]], endpoints: Endpoints, started: float
 ) -> int:
-    """Wait for the endpoints to have every accepted envelope; repeats share a webhook-id."""
+    """Wait for the endpoints to have every accepted envelope; repeats share a webhook-id;
+    each endpoint first saw its envelopes in the order they were committed."""
     while time.monotonic() - started < DEADLINE_S:
         got = {eid for posts in endpoints.received.values() for _, eid in posts}
         if got >= set(run.accepted):
             break
         await asyncio.sleep(0.2)
     ids_by_envelope: dict[str, set[str]] = defaultdict(set)
-    for address in agents:
+    for address, committed in inbox_orders.items():
+        first_seen: list[str] = []
         for webhook_id, envelope_id in endpoints.received[address]:
             assert run.accepted[envelope_id][0] == address, "delivered to the wrong endpoint"
+            if envelope_id not in ids_by_envelope:
+                first_seen.append(envelope_id)
             ids_by_envelope[envelope_id].add(webhook_id)
+        assert first_seen == committed, f"{address}: deliveries out of commit order"
     missing = set(run.accepted) - set(ids_by_envelope)
     assert not missing, f"{len(missing)} accepted envelopes never reached their endpoint"
     assert all(len(ids) == 1 for ids in ids_by_envelope.values()), "a repeat had a new id"
