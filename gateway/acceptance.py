@@ -434,12 +434,16 @@ class Acceptance:
         committed = await self._conversations.commit(batch)
         structlog.contextvars.bind_contextvars(task_id=task.id)
         self._metrics.accepted(envelope.act)
-        for agent, seq in committed.inbox:
-            await self._bus.publish(f"inbox.{agent}", str(seq).encode())
-        for pk, kind, _partition in committed.outbox:
-            await self._bus.publish(f"work.{kind}", str(pk).encode())
-        for subject in plan.effects.wake if plan.effects else ():
-            await self._bus.publish(subject, b"")
+        try:
+            for agent, seq in committed.inbox:
+                await self._bus.publish(f"inbox.{agent}", str(seq).encode())
+            for pk, kind, _partition in committed.outbox:
+                await self._bus.publish(f"work.{kind}", str(pk).encode(), msg_id=str(pk))
+            for subject in plan.effects.wake if plan.effects else ():
+                await self._bus.publish(subject, b"")
+        except Exception as exc:
+            # Committed is accepted: a lost wake-up is repeated by the outbox worker's sweep.
+            log.warning("bus.publish_failed", error=repr(exc))
         log.info(
             "envelope.accepted",
             act=envelope.act,

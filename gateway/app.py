@@ -115,7 +115,7 @@ def _lifecycle(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         clock = overrides.clock or SystemClock()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        gateway_key = _gateway_key(settings.data_dir)
+        gateway_key = _gateway_key(settings.gateway_key_file or settings.data_dir / KEY_FILE)
         admin_hash = _admin_token_hash(settings, overrides.announce or print)
 
         engine = create_engine(settings.sqlalchemy_url)
@@ -272,9 +272,10 @@ def _lifecycle(
     return lifecycle
 
 
-def _gateway_key(data_dir: Path) -> PrivateKey:
-    """The gateway's Ed25519 key: loaded from the data folder, made there on first start."""
-    path = data_dir / KEY_FILE
+def _gateway_key(path: Path) -> PrivateKey:
+    """The gateway's Ed25519 key: loaded from its file, made there on first start. Replicas
+    share one key (SWITCHBOARD_GATEWAY_KEY_FILE) and keep data folders of their own."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         return PrivateKey.load(path)
     key = PrivateKey.generate()
@@ -328,7 +329,7 @@ async def _bus(settings: Settings) -> Bus:
     if settings.nats_url:
         from gateway.bus.nats import NatsBus
 
-        bus: Bus = await NatsBus.connect(settings.nats_url)
+        bus: Bus = await NatsBus.connect(settings.nats_url, settings.nats_prefix)
         return bus
     return MemoryBus()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,8 +55,10 @@ class Settings:
     domain: str = "gateway.localhost"
     personal_domain: str = "people.localhost"
     data_dir: Path = Path("./var")
+    gateway_key_file: Path | None = None  # shared by replicas; default: in the data folder
     database_url: str | None = None
     nats_url: str | None = None
+    nats_prefix: str = "switchboard"
     admin_token: str | None = None
     host: str = "127.0.0.1"
     port: int = 8420
@@ -106,8 +109,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "PERSONAL_DOMAIN", get("PERSONAL_DOMAIN") or defaults.personal_domain
         ),
         data_dir=Path(get("DATA_DIR") or str(defaults.data_dir)),
+        gateway_key_file=Path(key_file) if (key_file := get("GATEWAY_KEY_FILE")) else None,
         database_url=_database_url(get("DATABASE_URL")),
         nats_url=_nats_url(get("NATS_URL")),
+        nats_prefix=_nats_prefix(get("NATS_PREFIX") or defaults.nats_prefix),
         admin_token=_admin_token(get("ADMIN_TOKEN")),
         host=get("HOST") or defaults.host,
         port=_int("PORT", get("PORT"), defaults.port, 1, 65535),
@@ -220,6 +225,14 @@ def _nats_url(value: str | None) -> str | None:
         return None
     if not (value.startswith("nats://") or value.startswith("tls://")):
         raise _fail("NATS_URL", f"expected nats://host:port, got {value!r}")
+    return value
+
+
+def _nats_prefix(value: str) -> str:
+    # The prefix is the first subject token and, uppercased, the JetStream stream's name, so
+    # two deployments (or two test runs) can share one NATS server without seeing each other.
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,32}", value) is None:
+        raise _fail("NATS_PREFIX", f"expected 1-32 letters, digits, '_' or '-', got {value!r}")
     return value
 
 

@@ -1,16 +1,24 @@
 """Shared fixtures: a real gateway on a real port, on a fresh data folder per test.
 
 `gateway` starts the aiohttp application with `aiohttp.test_utils.TestServer` (a real socket,
-real HTTP), on SQLite in a temporary folder. `Harness` adds the few steps almost every test
-needs: a brand with agents, personal agents, clients.
+real HTTP) in each backend: "embedded" (SQLite in a temporary folder, in-process bus) and
+"distributed" (a fresh PostgreSQL database and a private NATS subject prefix per test, on the
+servers named by SWITCHBOARD_TEST_DATABASE_URL / SWITCHBOARD_TEST_NATS_URL). Distributed tests
+skip when those servers are unreachable, and fail instead when CI=true. `Harness` adds the few
+steps almost every test needs: a brand with agents, personal agents, clients.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import secrets
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import pytest
@@ -91,11 +99,142 @@ def make_settings(data_dir: Path, **changes: Any) -> Settings:
     )
 
 
+@pytest.fixture(params=["embedded", pytest.param("distributed", marks=pytest.mark.distributed)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which backend a `gateway` runs on: every test using `gateway` runs on both."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Harness]:
-    """A gateway on the embedded default (SQLite in a temporary folder, in-process bus)."""
-    async with start_gateway(make_settings(tmp_path / "var")) as harness:
-        yield harness
+async def gateway(backend: str, tmp_path: Path) -> AsyncIterator[Harness]:
+    """A gateway on the embedded default or on PostgreSQL + NATS, in a temporary folder."""
+    if backend == "embedded":
+        async with start_gateway(make_settings(tmp_path / "var")) as harness:
+            yield harness
+        return
+    async with provision_distributed() as services:
+        settings = make_settings(tmp_path / "var", **services.settings_changes())
+        async with start_gateway(settings) as harness:
+            yield harness
+
+
+@dataclass(frozen=True)
+class DistributedServices:
+    """A private PostgreSQL database and NATS prefix for one test."""
+
+    database_url: str
+    nats_url: str
+    nats_prefix: str
+
+    def settings_changes(self) -> dict[str, Any]:
+        return {
+            "database_url": self.database_url,
+            "nats_url": self.nats_url,
+            "nats_prefix": self.nats_prefix,
+        }
+
+
+TEST_DATABASE_URL = os.environ.get(
+    "SWITCHBOARD_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+TEST_NATS_URL = os.environ.get("SWITCHBOARD_TEST_NATS_URL", "nats://127.0.0.1:4222")
+_HOW_TO_RUN = (
+    "start PostgreSQL (database 'test') and nats-server -js on 127.0.0.1, or point"
+    " SWITCHBOARD_TEST_DATABASE_URL / SWITCHBOARD_TEST_NATS_URL at them; .ci/run does both"
+)
+
+
+def unavailable(what: str, exc: BaseException) -> NoReturn:
+    """Skip a distributed test whose service is down, or fail it in CI (CI=true)."""
+    message = f"{what} is unreachable ({exc!r}): {_HOW_TO_RUN}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@asynccontextmanager
+async def provision_database() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database of its own for the block, dropped afterwards."""
+    import asyncpg
+
+    name = "sb_" + secrets.token_hex(6)
+    try:
+        admin = await asyncpg.connect(_asyncpg_dsn(TEST_DATABASE_URL), timeout=3)
+    except Exception as exc:
+        unavailable(f"PostgreSQL at {TEST_DATABASE_URL}", exc)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    try:
+        yield TEST_DATABASE_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        admin = await asyncpg.connect(_asyncpg_dsn(TEST_DATABASE_URL), timeout=3)
+        try:
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await admin.close()
+
+
+async def _nats_client() -> Any:
+    import nats
+
+    async def quiet(_exc: Exception) -> None:
+        return None
+
+    return await asyncio.wait_for(
+        nats.connect(TEST_NATS_URL, connect_timeout=2, allow_reconnect=False, error_cb=quiet), 3
+    )
+
+
+@asynccontextmanager
+async def provision_nats_prefix() -> AsyncIterator[str]:
+    """A NATS subject prefix (and so a work stream) of its own, deleted afterwards."""
+    from gateway.bus.nats import stream_name
+
+    try:
+        client = await _nats_client()
+        try:
+            await client.jetstream().account_info()
+        finally:
+            await client.close()
+    except Exception as exc:
+        unavailable(f"NATS JetStream at {TEST_NATS_URL}", exc)
+    prefix = "sbt" + secrets.token_hex(6)
+    try:
+        yield prefix
+    finally:
+        client = await _nats_client()
+        try:
+            with contextlib.suppress(Exception):  # absent if the test never made it
+                await client.jetstream().delete_stream(stream_name(prefix))
+        finally:
+            await client.close()
+
+
+@asynccontextmanager
+async def provision_distributed() -> AsyncIterator[DistributedServices]:
+    """PostgreSQL and NATS for one block, each private to it."""
+    async with provision_nats_prefix() as prefix, provision_database() as database_url:
+        yield DistributedServices(database_url, TEST_NATS_URL, prefix)
+
+
+@pytest.fixture
+async def distributed() -> AsyncIterator[DistributedServices]:
+    """PostgreSQL and NATS for one test, each private to it (for tests that start replicas)."""
+    async with provision_distributed() as services:
+        yield services
+
+
+@pytest.fixture
+async def nats_prefix() -> AsyncIterator[str]:
+    """A NATS prefix of this test's own on the test server."""
+    async with provision_nats_prefix() as prefix:
+        yield prefix
 
 
 class start_gateway:

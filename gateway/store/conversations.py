@@ -13,14 +13,70 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Row, and_, func, or_, select, update
+from sqlalchemy import (
+    PrimaryKeyConstraint,
+    Row,
+    UniqueConstraint,
+    and_,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.clock import iso
 from gateway.store.records import InboxItem, StoredEnvelope, TaskRecord, dumps
-from gateway.store.tables import envelopes, inbox, inbox_heads, outbox, task_events, tasks
+from gateway.store.tables import (
+    envelopes,
+    inbox,
+    inbox_heads,
+    metadata,
+    outbox,
+    task_events,
+    tasks,
+)
+
+REPLAY_CONSTRAINT = "uq_envelopes_replay"
+TASK_KEY_CONSTRAINT = "pk_tasks"
+
+
+def violated_constraint(exc: IntegrityError) -> str | None:
+    """The name of the unique or primary key constraint an insert broke, on either backend.
+
+    PostgreSQL (asyncpg) names it on the driver's exception. SQLite names only the columns
+    ("UNIQUE constraint failed: envelopes.sender, envelopes.envelope_id"), so those are
+    looked up among the schema's constraints. Matching names rather than message words keeps
+    a new constraint from being taken for the replay memory.
+    """
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        name = getattr(error, "constraint_name", None)
+        if isinstance(name, str) and name:
+            return name
+    message = str(exc.orig)
+    for marker in ("UNIQUE constraint failed: ", "PRIMARY KEY constraint failed: "):
+        if message.startswith(marker):
+            return _SQLITE_CONSTRAINTS.get(message[len(marker) :].strip())
+    return None
+
+
+def _sqlite_constraint_names() -> dict[str, str]:
+    names: dict[str, str] = {}
+    for table in metadata.tables.values():
+        for constraint in table.constraints:
+            if not isinstance(constraint, PrimaryKeyConstraint | UniqueConstraint):
+                continue
+            columns = ", ".join(f"{table.name}.{column.name}" for column in constraint.columns)
+            if isinstance(constraint, PrimaryKeyConstraint):
+                names[columns] = f"pk_{table.name}"
+            elif isinstance(constraint.name, str):
+                names[columns] = constraint.name
+    return names
+
+
+_SQLITE_CONSTRAINTS = _sqlite_constraint_names()
 
 
 class ReplayCollision(Exception):
@@ -144,9 +200,10 @@ class Conversations:
                 for item in caused:
                     rows.append(await _insert_outbox(conn, item, batch.now))
         except IntegrityError as exc:
-            if "replay" in str(exc.orig).lower() or "envelopes.sender" in str(exc.orig):
+            broken = violated_constraint(exc)
+            if broken == REPLAY_CONSTRAINT:
                 raise ReplayCollision() from exc
-            if batch.task is not None and batch.task.expected_version is None:
+            if broken == TASK_KEY_CONSTRAINT:
                 raise TaskChanged() from exc
             raise
         return Committed(tuple(seqs), tuple(rows))

@@ -40,7 +40,10 @@ def create_engine(url: str) -> AsyncEngine:
         engine = SqliteEngine(create_async_engine(url, connect_args={"timeout": 30}).sync_engine)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip on every checkout (five per accepted envelope). A
+    # connection that died with the server fails its statement once, and SQLAlchemy then
+    # discards the whole pool, so one request sees a PostgreSQL restart, not every one.
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

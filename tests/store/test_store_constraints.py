@@ -1,0 +1,145 @@
+"""The store's guarantees hold on SQLite and on PostgreSQL: constraints, not hope."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.store.conversations import (
+    Batch,
+    Conversations,
+    EnvelopeWrite,
+    ReplayCollision,
+    TaskChanged,
+    TaskWrite,
+)
+from gateway.store.database import create_engine, migrate, sqlite_begin_immediate
+from gateway.store.records import TaskRecord
+from identity.ids import new_id
+from tests.conftest import provision_database
+
+NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.distributed)])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A migrated engine on each backend (a private database on PostgreSQL)."""
+    if request.param == "sqlite":
+        made = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+        sqlite_begin_immediate(made)
+        await migrate(made)
+        yield made
+        await made.dispose()
+        return
+    async with provision_database() as url:
+        made = create_engine(url)
+        await migrate(made)
+        yield made
+        await made.dispose()
+
+
+def _task(task_id: str) -> TaskRecord:
+    return TaskRecord(
+        id=task_id,
+        initiator="alice@people.example",
+        responder="support@acme.example",
+        brand="acme.example",
+        state="submitted",
+        control="agent",
+        created_at=NOW,
+        updated_at=NOW,
+        completed_at=None,
+        escalated=False,
+        confirmed=False,
+        resolved_by=None,
+        turns_without_progress=1,
+        route_why=None,
+    )
+
+
+def _envelope(envelope_id: str, task_id: str, inbox_for: str = "support@acme.example"):
+    return EnvelopeWrite(
+        sender="alice@people.example",
+        envelope_id=envelope_id,
+        recipient=inbox_for,
+        task_id=task_id,
+        act="say",
+        digest="d" * 64,
+        body={"id": envelope_id},
+        answer={"id": envelope_id},
+        inbox_for=(inbox_for,),
+        deliver_to=(inbox_for,),
+    )
+
+
+def _new_task_batch(task_id: str, envelope_id: str) -> Batch:
+    return Batch(
+        now=NOW,
+        task=TaskWrite(_task(task_id), None),
+        envelopes=[_envelope(envelope_id, task_id)],
+    )
+
+
+async def test_replay_key_collision_is_recognised_by_constraint_name(engine):
+    """A second commit of the same (sender, envelope id) raises ReplayCollision, not a raw
+    IntegrityError, and leaves nothing of itself behind."""
+    store = Conversations(engine, new_id)
+    await store.commit(_new_task_batch("tsk_1", "env-1"))
+    with pytest.raises(ReplayCollision):
+        await store.commit(_new_task_batch("tsk_2", "env-1"))
+    assert await store.task("tsk_2") is None
+    assert [item.seq for item in await store.inbox("support@acme.example", 0, 10)] == [1]
+
+
+async def test_new_task_with_a_taken_id_is_a_task_change(engine):
+    """Inserting a task whose id exists already asks the caller to plan again."""
+    store = Conversations(engine, new_id)
+    await store.commit(_new_task_batch("tsk_1", "env-1"))
+    with pytest.raises(TaskChanged):
+        await store.commit(_new_task_batch("tsk_1", "env-2"))
+
+
+async def test_only_one_of_two_updates_from_one_version_wins(engine):
+    """Two concurrent updates planned from version 1: exactly one commits, the other is told
+    the task changed."""
+    store = Conversations(engine, new_id)
+    await store.commit(_new_task_batch("tsk_1", "env-1"))
+    record = replace(_task("tsk_1"), state="working")
+
+    async def update(envelope_id: str) -> str:
+        batch = Batch(
+            now=NOW,
+            task=TaskWrite(record, 1, (("state", {"to": "working"}),)),
+            envelopes=[_envelope(envelope_id, "tsk_1")],
+        )
+        try:
+            await store.commit(batch)
+        except TaskChanged:
+            return "changed"
+        return "committed"
+
+    outcomes = await asyncio.gather(update("env-2"), update("env-3"))
+    assert sorted(outcomes) == ["changed", "committed"]
+    found = await store.task_version("tsk_1")
+    assert found is not None and found[1] == 2
+
+
+async def test_concurrent_commits_to_one_inbox_get_gapless_seqs(engine):
+    """Sixty commits at once into one inbox: seqs are exactly 1..60, one per envelope."""
+    store = Conversations(engine, new_id)
+    ids = [f"env-{number}" for number in range(60)]
+    await asyncio.gather(
+        *(
+            store.commit(_new_task_batch(f"tsk_{n}", envelope_id))
+            for n, envelope_id in enumerate(ids)
+        )
+    )
+    items = await store.inbox("support@acme.example", 0, 100)
+    assert [item.seq for item in items] == list(range(1, 61))
+    assert sorted(item.envelope["id"] for item in items) == sorted(ids)
