@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,13 +103,14 @@ async def scene(settings_dir: Path, clock: ManualClock) -> AsyncIterator[Scene]:
         yield await build_scene(gw, clock)
 
 
-@pytest.fixture
-async def live_scene(backend: str, settings_dir: Path) -> AsyncIterator[Scene]:
-    """The same scene on a gateway whose worker runs in real time, on either backend.
+@asynccontextmanager
+async def live_gateway(backend: str, settings_dir: Path, **delivery: Any) -> AsyncIterator[Scene]:
+    """A scene on a gateway whose worker runs in real time (test-sized backoff, loopback
+    allowed, `delivery` changes applied), on either backend.
 
     The gateway keeps the system clock; the scene's clock only stamps the test's envelopes.
     """
-    changes: dict[str, object] = {"timer_interval_s": 0.0, "delivery": fast_delivery()}
+    changes: dict[str, Any] = {"timer_interval_s": 0.0, "delivery": fast_delivery(**delivery)}
     overrides = Overrides(announce=lambda _text: None)
     stamps = ManualClock(datetime.now(UTC))
     if backend == "embedded":
@@ -119,3 +121,10 @@ async def live_scene(backend: str, settings_dir: Path) -> AsyncIterator[Scene]:
         settings = make_settings(settings_dir, **changes, **services.settings_changes())
         async with start_gateway(settings, overrides) as gw:
             yield await build_scene(gw, stamps)
+
+
+@pytest.fixture
+async def live_scene(backend: str, settings_dir: Path) -> AsyncIterator[Scene]:
+    """The scene on a gateway whose outbox worker retries in real time, on both backends."""
+    async with live_gateway(backend, settings_dir) as scene:
+        yield scene
