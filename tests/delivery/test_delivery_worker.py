@@ -338,7 +338,7 @@ async def test_retry_budget_spent_records_agent_unreachable(tmp_path: Path, endp
         assert delivery["status"] == "failed"
         assert delivery["last_error"].startswith("gave up after")
         assert len(delivery["attempts"]) >= 2
-        event = [e for e in view["events"] if e["kind"] == "agent_unreachable"][0]
+        event = next(e for e in view["events"] if e["kind"] == "agent_unreachable")
         assert event["agent"] == agent.address and event["delivery"] == delivery["id"]
 
 
