@@ -43,6 +43,8 @@ from gateway.inbox import InboxHub
 from gateway.keyring import KeyCache
 from gateway.metrics import Metrics
 from gateway.notify.console import ConsoleStream
+from gateway.notify.handler import KIND as NOTIFICATION
+from gateway.notify.handler import NotificationHandler
 from gateway.operators import Desk
 from gateway.policies import PolicyCache
 from gateway.registry import Registry
@@ -56,6 +58,7 @@ from gateway.store.outbox import OutboxStore
 from gateway.store.outcomes import Outcomes
 from gateway.store.timers import Timers
 from gateway.timers import TimerRunner
+from gateway.unreachable import on_delivery_gave_up, on_endpoint_disabled
 from identity.envelope import MAX_REQUEST_BYTES
 from identity.errors import KeyInvalid
 from identity.ids import new_id
@@ -185,7 +188,9 @@ def _lifecycle(
             timeout_s=settings.delivery.timeout_s, allow=settings.delivery.allow_private
         )
         worker = _outbox_worker(settings.delivery, outbox, bus, clock, settings.data_dir)
-        worker.on_gave_up = unreachable_recorder(directory_store, outbox, clock)
+        worker.on_gave_up = on_delivery_gave_up(
+            escalator, bus, clock, unreachable_recorder(directory_store, outbox, clock)
+        )
         metrics.gauge(
             "switchboard_outbox_pending", "Outbox rows not yet settled.", outbox.pending_count
         )
@@ -198,6 +203,19 @@ def _lifecycle(
                 key=gateway_key,
                 clock=clock,
                 accept=acceptance.accept_object,
+                on_disabled=on_endpoint_disabled(escalator, bus, clock),
+            ),
+        )
+        worker.register(
+            NOTIFICATION,
+            NotificationHandler(
+                channels=desk.channels,
+                key=gateway_key,
+                sender=sender,
+                clock=clock,
+                smtp_url=settings.smtp_url,
+                mail_from=f"switchboard@{settings.domain}",
+                timeout=settings.delivery.timeout_s,
             ),
         )
 

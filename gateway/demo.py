@@ -1,16 +1,22 @@
 """`switchboard demo`: a whole conversation through a real gateway, told step by step.
 
 One process, a temporary data folder, a gateway on a free local port, a brand with three
-agents, a personal agent, and a scripted conversation: routing from the brand's domain, an
-`ask`, the answer, a `resolve`, the person's `confirm`. Every step goes over real HTTP with
-signed envelopes, exactly as agents on other machines would talk to the gateway.
+agents, a personal agent, and a scripted person: routing from the brand's domain, an `ask`,
+the answer, a `resolve`, the person's `confirm`; then an escalation to an operator and the
+outcome ledger. The brand's agents are the reference brand agent
+(`gateway/examples/brand_agent.py`), each a web service on its own local port registered as
+the agent's endpoint: the gateway delivers every envelope to it as a signed webhook, and it
+answers in the same round trip. Every step goes over real HTTP with signed envelopes, exactly
+as agents on other machines would talk to the gateway.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +25,8 @@ from aiohttp import web
 
 from gateway.app import Overrides, build_app
 from gateway.client import AgentClient, StaffClient
-from gateway.config import Settings
+from gateway.config import DeliverySettings, Settings
+from gateway.examples.brand_agent import BrandAgent
 from identity.keys import PrivateKey
 from identity.tokens import new_opaque_token
 
@@ -82,6 +89,25 @@ async def _next_item(agent: AgentClient, after: int) -> dict[str, Any]:
     return page["items"][0]  # type: ignore[no-any-return]
 
 
+async def _serve(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+async def _hop(staff: StaffClient, task_id: str, envelope_id: str) -> dict[str, Any]:
+    """The delivery of one envelope, once its attempt is recorded (brand admin's view)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        view = await staff.get(f"/v1/tasks/{task_id}")
+        for delivery in view.get("deliveries", []):
+            if delivery["envelope"] == envelope_id and delivery["status"] == "delivered":
+                return delivery  # type: ignore[no-any-return]
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"the delivery of {envelope_id} was not recorded within 10 s")
+
+
 async def run_demo(say: Callable[[str], None] = print, data_dir: Path | None = None) -> None:
     """Play the demo conversation against a gateway started here; raise if any step fails."""
     with tempfile.TemporaryDirectory(prefix="switchboard-demo-") as scratch:
@@ -92,11 +118,12 @@ async def run_demo(say: Callable[[str], None] = print, data_dir: Path | None = N
             data_dir=data_dir or Path(scratch) / "var",
             admin_token=admin_token,
             port=_free_port(),
+            # The brand's agents listen on this machine: let the gateway deliver to loopback.
+            delivery=DeliverySettings(allow_private=(ipaddress.ip_network("127.0.0.0/8"),)),
         )
-        runner = web.AppRunner(build_app(settings, Overrides(announce=lambda _t: None)))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", settings.port)
-        await site.start()
+        runners = [
+            await _serve(build_app(settings, Overrides(announce=lambda _t: None)), settings.port)
+        ]
         base = f"http://127.0.0.1:{settings.port}"
         story = Narrator(say)
         admin = StaffClient(base, admin_token)
@@ -107,16 +134,31 @@ async def run_demo(say: Callable[[str], None] = print, data_dir: Path | None = N
             staff = StaffClient(base, brand["token"])
             clients.append(staff)
             agents: dict[str, AgentClient] = {}
+            endpoints: dict[str, str] = {}
             for local, description, skills in AGENTS:
                 agent = AgentClient(
                     base, f"{local}@{BRAND}", PrivateKey.generate(), audience=settings.domain
                 )
+                port = _free_port()
+                service = BrandAgent(gateway_url=base, address=agent.address, key=agent.key)
+                runners.append(await _serve(service.app(), port))
+                endpoints[local] = f"http://127.0.0.1:{port}/webhook"
                 await staff.register_brand_agent(
-                    agent.address, agent.key, description=description, skills=skills
+                    agent.address,
+                    agent.key,
+                    description=description,
+                    skills=skills,
+                    endpoint=endpoints[local],
                 )
                 agents[local] = agent
                 clients.append(agent)
             story.line(f"Brand {BRAND} registered its agents: {', '.join(agents)}.")
+            story.line(
+                "Each is the reference brand agent (gateway/examples/brand_agent.py), a web"
+                " service on its own port:"
+            )
+            for local, url in endpoints.items():
+                story.line(f"  {local}@{BRAND} -> {url}")
             alice = AgentClient(
                 base,
                 f"alice@{settings.personal_domain}",
@@ -133,36 +175,24 @@ async def run_demo(say: Callable[[str], None] = print, data_dir: Path | None = N
             )
             task_id = opened["task"]
             story.line(f"Accepted: task {task_id}, state {opened['task_state']}.")
-            support = agents["support"]
-            item = await _next_item(support, 0)
-            story.line(f"The gateway routed it to {support.address}.")
-            story.envelope(item["envelope"], item["task"])
-
-            story.step("The support agent needs to know more: it sends an `ask`.")
-            await support.send(
-                alice.address,
-                "Is the orange light blinking slowly or quickly?",
-                act="ask",
-                task=task_id,
-                reply_to=item["envelope"]["id"],
-            )
             reply = await _next_item(alice, 0)
+            hop = await _hop(staff, task_id, opened["id"])
+            story.line(f"The gateway routed it to {hop['recipient']}.")
+            _webhook(story, hop, endpoints)
             story.envelope(reply["envelope"], reply["task"])
 
             story.step("Alice's agent answers inside the same task.")
-            await alice.send(BRAND, "Quickly, about twice a second.", task=task_id)
-            answer = await _next_item(support, item["seq"])
-            story.envelope(answer["envelope"], answer["task"])
-
-            story.step("The support agent solves it and marks the task resolved.")
-            await support.send(
-                alice.address,
-                "Fast orange blinking means a failed update. Hold the play button for 10 seconds"
-                " to restore the firmware; the light turns white when done.",
-                act="resolve",
-                task=task_id,
+            answer = await alice.send(
+                BRAND, "It's blinking fast, about twice a second.", task=task_id
             )
-            resolved = await _next_item(alice, reply["seq"])
+            second = await _next_item(alice, reply["seq"])
+            _webhook(story, await _hop(staff, task_id, answer["id"]), endpoints)
+            story.envelope(second["envelope"], second["task"])
+
+            story.step("Alice's agent reports the fix worked; the support agent resolves the task.")
+            thanks = await alice.send(BRAND, "Yes, that worked, thanks!", task=task_id)
+            resolved = await _next_item(alice, second["seq"])
+            _webhook(story, await _hop(staff, task_id, thanks["id"]), endpoints)
             story.envelope(resolved["envelope"], resolved["task"])
 
             story.step("Alice's agent confirms the fix.")
@@ -179,11 +209,46 @@ async def run_demo(say: Callable[[str], None] = print, data_dir: Path | None = N
             if view["state"] != "completed":
                 raise RuntimeError(f"the task ended {view['state']}, not completed")
 
-            await _escalation_story(story, base, staff, alice, agents["orders"])
+            ops = _OpsChannel()
+            ops_url = f"http://127.0.0.1:{(ops_port := _free_port())}/events"
+            runners.append(await _serve(ops.app(), ops_port))
+            await _escalation_story(story, base, staff, alice, endpoints, (ops, ops_url))
         finally:
             for client in clients:
                 await client.close()
-            await runner.cleanup()
+            for runner in reversed(runners):
+                await runner.cleanup()
+
+
+def _webhook(story: Narrator, delivery: dict[str, Any], endpoints: dict[str, str]) -> None:
+    """One line for the webhook hop: where it went, what came back, what the reply did."""
+    attempt = delivery["attempts"][-1]
+    local = str(delivery["recipient"]).partition("@")[0]
+    note = str(attempt.get("note") or "")
+    if note.startswith("reply accepted"):
+        outcome = "its reply came back in the same answer"
+    else:
+        outcome = "no reply in the answer"
+    story.line(
+        f"Webhook {delivery['id']} -> {endpoints.get(local, '?')}: HTTP {attempt['status']}"
+        f" in {attempt['duration_ms']} ms, {outcome}."
+    )
+
+
+class _OpsChannel:
+    """The brand's webhook notification channel: a tiny receiver keeping the events."""
+
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/events", self._receive)
+        return app
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        await self.events.put(await request.json())
+        return web.Response(status=204)
 
 
 async def _follow(operator: StaffClient, seen: asyncio.Queue[dict[str, Any]]) -> None:
@@ -192,10 +257,17 @@ async def _follow(operator: StaffClient, seen: asyncio.Queue[dict[str, Any]]) ->
 
 
 async def _escalation_story(
-    story: Narrator, base: str, staff: StaffClient, alice: AgentClient, orders: AgentClient
+    story: Narrator,
+    base: str,
+    staff: StaffClient,
+    alice: AgentClient,
+    endpoints: dict[str, str],
+    channel: tuple[_OpsChannel, str],
 ) -> None:
     """The person asks for a human: an operator is told, claims, answers and resolves."""
+    ops, ops_url = channel
     story.step("The brand adds an operator, Jane, who watches the live escalation queue.")
+    await staff.post(f"/v1/brands/{BRAND}/channels", {"kind": "webhook", "url": ops_url})
     added = await staff.post(
         f"/v1/brands/{BRAND}/operators",
         {"handle": "jane", "display_name": "Jane", "email": "jane@acme-audio.example"},
@@ -205,6 +277,7 @@ async def _escalation_story(
     follower = asyncio.create_task(_follow(jane, seen))
     try:
         story.line(f"Operator {added['address']} is on the console stream.")
+        story.line(f"The brand's ops channel (a webhook) listens at {ops_url}.")
         story.step("Alice's agent opens a new task, and asks for a person in plain English.")
         mark = await _last_seq(alice)
         opened = await alice.send(
@@ -223,6 +296,11 @@ async def _escalation_story(
             f" {escalation['priority']})."
         )
         story.line("Summary for the human: " + escalation["summary"].replace("\n", " | ")[:240])
+        notified = await asyncio.wait_for(ops.events.get(), 10)
+        story.line(f"Ops channel: {notified['type']}, signed webhook {notified['id']}.")
+        quiet = await _hop(staff, opened["task"], opened["id"])
+        _webhook(story, quiet, endpoints)
+        story.line(f"{quiet['recipient']} stays quiet: the brand's people hold the task.")
         status = await _next_item(alice, mark)
         story.envelope(status["envelope"], status["task"])
 

@@ -1,19 +1,31 @@
-"""Escalating a task whose brand agent cannot be reached (PROTOCOL section 6, last rule).
+"""What happens when a brand agent's endpoint cannot be reached (PROTOCOL section 6).
 
-The delivery worker calls `escalate_unreachable` when a delivery to a brand agent has used up
-its retry budget. The escalation opens with reason `agent_unreachable` (urgent by default) in
-one transaction with the task's control change, its event and the status envelopes; nothing
-happens when the task has ended or humans already hold it.
+Two hooks of the delivery side, wired in `gateway.app`:
+
+- `on_delivery_gave_up` (the outbox worker's `on_gave_up`): a delivery to a brand agent used
+  up its retry budget. The task records an `agent_unreachable` event, and
+  `escalate_unreachable` opens an escalation with reason `agent_unreachable` (urgent by
+  default) in one transaction with the task's control change, its event and the status
+  envelopes; nothing more happens when the task has ended or humans already hold it.
+- `on_endpoint_disabled` (the deliverer's `on_disabled`): the endpoint answered 410 Gone and
+  was switched off. The brand's event stream records an `endpoint.disabled` event, which goes
+  to the brand's notification channels like escalation events, so its admins hear of it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from gateway.bus import Bus
+from gateway.clock import Clock, iso
+from gateway.delivery.deliverer import KIND as DELIVERY
+from gateway.delivery.worker import GaveUp
 from gateway.escalations import Effects, Escalator
+from gateway.notify import ENDPOINT_DISABLED
 from gateway.store.conversations import Batch, TaskChanged, TaskWrite
-from gateway.store.escalations import EscalationRecord
+from gateway.store.escalations import AppendEvent, EscalationRecord
+from gateway.store.outbox import OutboxRow
 from routing.escalation import unreachable
 from routing.tasks import TERMINAL, Control, State
 
@@ -73,3 +85,61 @@ async def escalate_unreachable(
             await bus.publish(subject, b"")
         return record
     raise TaskChanged()
+
+
+def on_delivery_gave_up(escalator: Escalator, bus: Bus, clock: Clock, record: GaveUp) -> GaveUp:
+    """The worker's give-up hook: `record` the task event, then escalate a brand agent's task."""
+
+    async def gave_up(row: OutboxRow, reason: str) -> None:
+        await record(row, reason)
+        if row.kind != DELIVERY or row.task_id is None:
+            return
+        agent = await escalator.directory.agent(str(row.payload.get("agent")))
+        if agent is None or agent.kind != "brand":
+            return
+        await escalate_unreachable(
+            escalator,
+            bus,
+            task_id=row.task_id,
+            agent=agent.address,
+            attempts=row.attempts + 1,
+            last_error=reason,
+            now=clock.now(),
+        )
+
+    return gave_up
+
+
+def on_endpoint_disabled(
+    escalator: Escalator, bus: Bus, clock: Clock
+) -> Callable[[str, str], Awaitable[None]]:
+    """The deliverer's 410 hook: an `endpoint.disabled` event for the agent's brand."""
+
+    async def disabled(address: str, reason: str) -> None:
+        agent = await escalator.directory.agent(address)
+        if agent is None or agent.brand is None:
+            return  # a personal agent's endpoint: its inbox still fills, nobody to tell
+        now = clock.now()
+        event_id = escalator.new_id("evt")
+        base = escalator.settings.base_url.rstrip("/")
+        body = {
+            "id": event_id,
+            "type": ENDPOINT_DISABLED,
+            "at": iso(now),
+            "brand": agent.brand,
+            "agent": {
+                "address": agent.address,
+                "endpoint": agent.endpoint_url,
+                "status": "disabled",
+                "note": reason,
+            },
+            "link": f"{base}/v1/agents/{agent.address}",
+        }
+        # Not about an escalation: the event's escalation id is empty.
+        event = AppendEvent(agent.brand, event_id, ENDPOINT_DISABLED, "", body, escalator.new_id)
+        committed = await escalator.conversations.commit(Batch(now=now, extra=[event]))
+        for pk, kind, _partition in committed.outbox:
+            await bus.publish(f"work.{kind}", str(pk).encode())
+        await bus.publish(f"escalations.{agent.brand}", b"")
+
+    return disabled

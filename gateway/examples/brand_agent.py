@@ -10,7 +10,8 @@ It is what a brand writes (PROTOCOL section 6), kept short enough to copy:
 4. Check the envelope's own signature with the sender's public card (`GET /v1/agents/{from}`),
    or the gateway's keys for envelopes the gateway signs (operators, status).
 5. Reply in English by a few simple rules, either in the same round trip (`200 {"envelope":
-   …}`) or later by `POST /v1/messages` (`mode="async"`).
+   …}`) or later by `POST /v1/messages` (`mode="async"`); stay quiet while the task's
+   `control` is `human` (an operator holds it, and the gateway answers the agent with 409).
 """
 
 from __future__ import annotations
@@ -211,6 +212,8 @@ class BrandAgent:
             return 400, json.dumps({"error": f"envelope refused: {exc}"}).encode()
         if envelope.act in _NO_REPLY_ACTS or str(envelope.sender) == self.gateway_address:
             return 200, b"{}"
+        if (delivery.get("task") or {}).get("control") == "human":
+            return 200, b"{}"  # the brand's people hold the task: the gateway would refuse a reply
         act, text = answer(envelope.text)
         assert self._client is not None
         reply = self._client.envelope(

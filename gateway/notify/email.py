@@ -17,27 +17,23 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from gateway.notify import Notification, Result, headline
+from gateway.delivery.worker import Attempt
+from gateway.notify import Notification, digest, headline
 
 
 def mail(event: dict[str, Any], sender: str, to: str, message_id: str) -> EmailMessage:
     """The message for one event: a plain-text body and an HTML alternative."""
-    escalation = event.get("escalation", {})
-    link = str(event.get("link", ""))
-    lines = [
-        headline(event),
-        "",
-        f"Reason: {escalation.get('reason')} ({escalation.get('rule', '')})",
-        f"Priority: {escalation.get('priority')}",
-        f"State: {escalation.get('state')}; claimed by {escalation.get('claimed_by') or 'nobody'}",
-        "",
-        str(escalation.get("reason_text", "")),
-        "",
-        "Summary:",
-        str(escalation.get("summary", "")),
-        "",
-        f"Task: {link}",
-    ]
+    laid_out = digest(event)
+    lines = [headline(event), ""]
+    lines += [f"{label}: {value}" for label, value in laid_out.facts]
+    lines += ["", laid_out.text]
+    if laid_out.summary:
+        lines += ["", "Summary:", laid_out.summary]
+    lines += ["", f"{laid_out.link_label}: {laid_out.link}"]
+    facts = "<br>".join(
+        f"<b>{html.escape(label)}:</b> {html.escape(value)}" for label, value in laid_out.facts
+    )
+    summary = f"<pre>{html.escape(laid_out.summary)}</pre>" if laid_out.summary else ""
     message = EmailMessage()
     message["Subject"] = headline(event)
     message["From"] = sender
@@ -47,11 +43,11 @@ def mail(event: dict[str, Any], sender: str, to: str, message_id: str) -> EmailM
     message.add_alternative(
         "<html><body>"
         f"<h2>{html.escape(headline(event))}</h2>"
-        f"<p><b>Reason:</b> {html.escape(str(escalation.get('reason')))}<br>"
-        f"<b>Priority:</b> {html.escape(str(escalation.get('priority')))}</p>"
-        f"<p>{html.escape(str(escalation.get('reason_text', '')))}</p>"
-        f"<pre>{html.escape(str(escalation.get('summary', '')))}</pre>"
-        f'<p><a href="{html.escape(link, quote=True)}">Open the task</a></p>'
+        f"<p>{facts}</p>"
+        f"<p>{html.escape(laid_out.text)}</p>"
+        f"{summary}"
+        f'<p><a href="{html.escape(laid_out.link, quote=True)}">'
+        f"{html.escape(laid_out.link_label)}</a></p>"
         "</body></html>",
         subtype="html",
     )
@@ -74,20 +70,22 @@ class EmailChannel:
         self._to = to
         self._timeout = timeout
 
-    async def send(self, notification: Notification) -> Result:
+    async def send(self, notification: Notification) -> Attempt:
         domain = self._sender.rpartition("@")[2] or "switchboard"
         message_id = f"<{notification.id}.{notification.channel}@{domain}>"
         message = mail(notification.event, self._sender, self._to, message_id)
         try:
             await asyncio.to_thread(self._deliver, message)
         except smtplib.SMTPRecipientsRefused as exc:
-            return Result.final(f"the mail server refused {self._to}: {exc.recipients}")
+            return Attempt.final(f"the mail server refused {self._to}: {exc.recipients}")
         except smtplib.SMTPResponseException as exc:
             detail = f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"
-            return Result.final(detail) if 500 <= exc.smtp_code < 600 else Result.retry(detail)
+            if 500 <= exc.smtp_code < 600:
+                return Attempt.final(detail)
+            return Attempt.retry(detail)
         except (OSError, smtplib.SMTPException) as exc:
-            return Result.retry(f"could not reach {self._host}:{self._port}: {exc}")
-        return Result.ok(f"mailed to {self._to}")
+            return Attempt.retry(f"could not reach {self._host}:{self._port}: {exc}")
+        return Attempt.ok(note=f"mailed to {self._to}")
 
     def _deliver(self, message: EmailMessage) -> None:
         client: smtplib.SMTP

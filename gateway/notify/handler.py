@@ -1,35 +1,38 @@
 """The outbox worker's handler for rows of kind `notification` (one event, one channel).
 
-The generic outbox worker (gateway/delivery) owns retries, backoff and give-up; it calls
-`NotificationHandler.handle(payload)` once per attempt with the row's payload
-`{"channel": <id>, "event": <event>}` and acts on the `Result`. The handler looks the
-channel up at send time, so a channel removed or disabled meanwhile gets nothing more.
+The generic outbox worker (gateway/delivery/worker.py) owns ordering (one row in flight per
+channel, since the row's partition is the channel id), retries, backoff and give-up; it calls
+`NotificationHandler.handle(row)` once per attempt. The row's payload is
+`{"channel": <id>, "event": <event>}`. The handler looks the channel up at send time, so a
+channel removed or disabled meanwhile gets nothing more, and disables the channel when its
+receiver answers 410 Gone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
-
-import aiohttp
+from typing import Protocol
 
 from gateway.clock import Clock
-from gateway.notify import Notification, Result
+from gateway.delivery.schedule import Verdict
+from gateway.delivery.sender import WebhookSender
+from gateway.delivery.worker import Attempt
+from gateway.notify import Notification
 from gateway.notify.email import EmailChannel
 from gateway.notify.slack import SlackChannel
 from gateway.notify.webhook import WebhookChannel
 from gateway.store.channels import ChannelRecord, Channels
+from gateway.store.outbox import OutboxRow
 from identity.keys import PrivateKey
 
 KIND = "notification"
 
 
 class Sender(Protocol):
-    async def send(self, notification: Notification) -> Result: ...
+    async def send(self, notification: Notification) -> Attempt: ...
 
 
 class NotificationHandler:
-    """Sends one notification through its channel's sender."""
+    """Sends one notification through its channel's sender (the worker's `Handler`)."""
 
     kind = KIND
 
@@ -38,7 +41,7 @@ class NotificationHandler:
         *,
         channels: Channels,
         key: PrivateKey,
-        session: aiohttp.ClientSession,
+        sender: WebhookSender,
         clock: Clock,
         smtp_url: str | None,
         mail_from: str,
@@ -46,34 +49,32 @@ class NotificationHandler:
     ) -> None:
         self._channels = channels
         self._key = key
-        self._session = session
+        self._sender = sender
         self._clock = clock
         self._smtp_url = smtp_url
         self._mail_from = mail_from
         self._timeout = timeout
 
-    async def handle(self, payload: Mapping[str, Any]) -> Result:
-        """One attempt at the notification in an outbox row's payload."""
-        channel = await self._channels.get(str(payload.get("channel")))
+    async def handle(self, row: OutboxRow) -> Attempt:
+        """One attempt at the notification in an outbox row."""
+        channel = await self._channels.get(str(row.payload.get("channel")))
         if channel is None:
-            return Result.final("the channel was removed")
+            return Attempt.final("the channel was removed")
         if channel.status != "active":
-            return Result.final(f"the channel is {channel.status}")
+            return Attempt.final(f"the channel is {channel.status}")
         sender = self.sender(channel)
         if sender is None:
-            return Result.final("email channels need SWITCHBOARD_SMTP_URL on the gateway")
-        result = await sender.send(Notification(channel.id, dict(payload["event"])))
-        if result.status == "disable":
-            await self._channels.disable(channel.id, result.detail)
-        return result
+            return Attempt.final("email channels need SWITCHBOARD_SMTP_URL on the gateway")
+        attempt = await sender.send(Notification(channel.id, dict(row.payload["event"])))
+        if attempt.verdict == Verdict.DISABLE:
+            await self._channels.disable(channel.id, attempt.error or "410 Gone")
+        return attempt
 
     def sender(self, channel: ChannelRecord) -> Sender | None:
         if channel.kind == "webhook":
-            return WebhookChannel(
-                channel.target, self._key, self._session, timeout=self._timeout, clock=self._clock
-            )
+            return WebhookChannel(channel.target, self._key, self._sender, clock=self._clock)
         if channel.kind == "slack":
-            return SlackChannel(channel.target, self._session, timeout=self._timeout)
+            return SlackChannel(channel.target, self._sender, clock=self._clock)
         if self._smtp_url is None:
             return None
         return EmailChannel(self._smtp_url, self._mail_from, channel.target, timeout=self._timeout)

@@ -1,7 +1,9 @@
 """The `slack` channel: a Slack-compatible incoming-webhook message (`text` and `blocks`).
 
-The blocks give an operator what they need to decide whether to pick the task up: the
-reason, the priority, the summary and a link to the task.
+The blocks give a person what they need to decide whether to act: for an escalation the
+reason, the priority, the summary and a link to the task; for a disabled endpoint the agent,
+its URL and why. The POST goes through the gateway's SSRF-safe `WebhookSender`, like
+deliveries.
 """
 
 from __future__ import annotations
@@ -9,66 +11,62 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiohttp
-
-from gateway.notify import Notification, Result, headline, http_result
+from gateway.clock import Clock, SystemClock
+from gateway.delivery.errors import DeliveryError
+from gateway.delivery.sender import WebhookSender
+from gateway.delivery.worker import Attempt
+from gateway.errors import EndpointForbidden
+from gateway.notify import Notification, answered, digest, headline
 
 _SUMMARY_CHARS = 2800  # Slack caps a section's text at 3000 characters
 
 
 def slack_message(event: dict[str, Any]) -> dict[str, Any]:
     """The incoming-webhook body for one event."""
-    escalation = event.get("escalation", {})
-    summary = str(escalation.get("summary", ""))[:_SUMMARY_CHARS]
-    link = str(event.get("link", ""))
-    fields = [
-        f"*Reason:* {escalation.get('reason')}",
-        f"*Priority:* {escalation.get('priority')}",
-        f"*State:* {escalation.get('state')}",
-        f"*Claimed by:* {escalation.get('claimed_by') or 'nobody yet'}",
+    laid_out = digest(event)
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": headline(event)[:150]}},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*{label}:* {value}"} for label, value in laid_out.facts
+            ],
+        },
     ]
-    return {
-        "text": headline(event),
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": headline(event)[:150]}},
-            {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": str(escalation.get("reason_text", ""))[:2900]},
-            },
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"```{summary}```"}},
-            {
-                "type": "actions",
-                "elements": [
-                    {
-                        "type": "button",
-                        "text": {"type": "plain_text", "text": "Open the task"},
-                        "url": link,
-                    }
-                ],
-            },
-        ],
-    }
+    if laid_out.text:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": laid_out.text[:2900]}})
+    if laid_out.summary:
+        summary = laid_out.summary[:_SUMMARY_CHARS]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"```{summary}```"}})
+    blocks.append(
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": laid_out.link_label},
+                    "url": laid_out.link,
+                }
+            ],
+        }
+    )
+    return {"text": headline(event), "blocks": blocks}
 
 
 class SlackChannel:
     """POSTs one notification to a Slack incoming-webhook URL."""
 
-    def __init__(self, url: str, session: aiohttp.ClientSession, *, timeout: float = 15.0) -> None:
+    def __init__(self, url: str, sender: WebhookSender, *, clock: Clock | None = None) -> None:
         self._url = url
-        self._session = session
-        self._timeout = timeout
+        self._sender = sender
+        self._clock = clock or SystemClock()
 
-    async def send(self, notification: Notification) -> Result:
+    async def send(self, notification: Notification) -> Attempt:
         body = json.dumps(slack_message(notification.event), ensure_ascii=False).encode()
         try:
-            async with self._session.post(
-                self._url,
-                data=body,
-                headers={"content-type": "application/json"},
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-            ) as response:
-                return http_result(response.status, response.headers.get("Retry-After"))
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return Result.retry(f"could not reach Slack: {type(exc).__name__} {exc}")
+            answer = await self._sender.post(self._url, body, {})
+        except EndpointForbidden as exc:
+            return Attempt.final(f"endpoint_forbidden: {exc.detail}")
+        except DeliveryError as exc:
+            return Attempt.retry(f"could not reach Slack: {exc.code}: {exc.detail}")
+        return answered(answer, self._clock.now())

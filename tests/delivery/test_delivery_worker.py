@@ -334,11 +334,11 @@ async def test_retry_budget_spent_records_agent_unreachable(tmp_path: Path, endp
         task = (await alice.send(agent.address, "Hello?"))["task"]
         await settled(gateway, agent, task)
         view = await agent.task(task)
-        [delivery] = view["deliveries"]
+        delivery = view["deliveries"][0]  # then the status envelopes of the escalation
         assert delivery["status"] == "failed"
         assert delivery["last_error"].startswith("gave up after")
         assert len(delivery["attempts"]) >= 2
-        [event] = [e for e in view["events"] if e["kind"] == "agent_unreachable"]
+        event = next(e for e in view["events"] if e["kind"] == "agent_unreachable")
         assert event["agent"] == agent.address and event["delivery"] == delivery["id"]
 
 

@@ -1,12 +1,16 @@
 """A brand with one agent, a person, two operators, on a gateway whose clock tests move.
 
 The timer loop is off (`timer_interval_s=0`): tests fire timers with `run_due` themselves.
+`scene` runs on a clock the tests move; `live_scene` on the system clock with test-sized
+delivery backoff, so the gateway's own outbox worker retries in real time (notifications,
+deliveries), on both backends.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +22,8 @@ from gateway.app import Overrides
 from gateway.client import AgentClient, StaffClient
 from gateway.clock import ManualClock
 from gateway.config import DeliverySettings
-from tests.conftest import Harness, make_settings, start_gateway
+from tests.conftest import Harness, make_settings, provision_distributed, start_gateway
+from tests.delivery.webhook_endpoints import fast_delivery
 
 BRAND = "acme.example"
 
@@ -96,3 +101,30 @@ async def scene(settings_dir: Path, clock: ManualClock) -> AsyncIterator[Scene]:
     overrides = Overrides(clock=clock, announce=lambda _text: None)
     async with start_gateway(settings, overrides) as gw:
         yield await build_scene(gw, clock)
+
+
+@asynccontextmanager
+async def live_gateway(backend: str, settings_dir: Path, **delivery: Any) -> AsyncIterator[Scene]:
+    """A scene on a gateway whose worker runs in real time (test-sized backoff, loopback
+    allowed, `delivery` changes applied), on either backend.
+
+    The gateway keeps the system clock; the scene's clock only stamps the test's envelopes.
+    """
+    changes: dict[str, Any] = {"timer_interval_s": 0.0, "delivery": fast_delivery(**delivery)}
+    overrides = Overrides(announce=lambda _text: None)
+    stamps = ManualClock(datetime.now(UTC))
+    if backend == "embedded":
+        async with start_gateway(make_settings(settings_dir, **changes), overrides) as gw:
+            yield await build_scene(gw, stamps)
+        return
+    async with provision_distributed() as services:
+        settings = make_settings(settings_dir, **changes, **services.settings_changes())
+        async with start_gateway(settings, overrides) as gw:
+            yield await build_scene(gw, stamps)
+
+
+@pytest.fixture
+async def live_scene(backend: str, settings_dir: Path) -> AsyncIterator[Scene]:
+    """The scene on a gateway whose outbox worker retries in real time, on both backends."""
+    async with live_gateway(backend, settings_dir) as scene:
+        yield scene
