@@ -16,6 +16,7 @@ import asyncio
 import ipaddress
 import socket
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -295,7 +296,8 @@ async def _escalation_story(
             f"Jane's console: {event['type']} ({escalation['reason']}, priority"
             f" {escalation['priority']})."
         )
-        story.line("Summary for the human: " + escalation["summary"].replace("\n", " | ")[:240])
+        summary = textwrap.shorten(escalation["summary"].replace("\n", " | "), 300)
+        story.line("Summary for the human: " + summary)
         notified = await asyncio.wait_for(ops.events.get(), 10)
         story.line(f"Ops channel: {notified['type']}, signed webhook {notified['id']}.")
         quiet = await _hop(staff, opened["task"], opened["id"])
