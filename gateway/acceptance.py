@@ -37,7 +37,7 @@ from gateway.store.directory import Directory
 from gateway.store.records import AgentRecord, StoredEnvelope, TaskRecord
 from identity.address import Address
 from identity.envelope import Envelope, check_size, parse, parse_json, verify
-from routing.errors import RateLimited, TaskNotFound, UnknownRecipient
+from routing.errors import RateLimited, RoutingError, TaskNotFound, UnknownRecipient
 from routing.escalation import count_turn
 from routing.language import Candidate, Language
 from routing.policy import Party, check_contact
@@ -72,6 +72,7 @@ class _Plan:
     before: TaskRecord | None = None
     side: Side = Side.INITIATOR
     effects: Effects | None = None
+    charged: tuple[str, str] | None = None  # the rate bucket a token was taken from
 
 
 class Acceptance:
@@ -130,23 +131,35 @@ class Acceptance:
             )
         verify(envelope, self._keys.states(sender), now)
 
-        prior = await self._conversations.by_replay_key(str(envelope.sender), envelope.id)
-        if prior is not None:
-            return self._repeat(prior, envelope)
+        # Rule 5 (replay) costs no read on the normal path: the envelope table's unique
+        # (sender, id) refuses a repeat inside the commit (ReplayCollision below). Only when
+        # rules 6-7 would refuse is the replay memory read first, since rule 5 comes before
+        # them: an exact resend of an accepted envelope is a duplicate even if the task has
+        # moved on since, and the same id with other content is a replay conflict.
 
         # Envelopes on one task are planned and committed one at a time in this process, so
         # they do not race each other into the version guard; the guard and the retries
         # below remain for races between replicas.
+        charged: tuple[str, str] | None = None
         async with self._task_turn(envelope.task):
             for attempt in range(_COMMIT_ATTEMPTS):
                 # Only the first attempt takes a rate token: a retry after losing a race on
                 # the task is the same envelope, not another one.
-                plan = await self._with_effects(
-                    await self._plan(envelope, sender, now, charge=attempt == 0),
-                    envelope,
-                    sender,
-                    now,
-                )
+                try:
+                    plan = await self._with_effects(
+                        await self._plan(envelope, sender, now, charge=attempt == 0),
+                        envelope,
+                        sender,
+                        now,
+                    )
+                except RoutingError:
+                    prior = await self._conversations.by_replay_key(
+                        str(envelope.sender), envelope.id
+                    )
+                    if prior is not None:
+                        return self._repeat(prior, envelope)
+                    raise
+                charged = charged or plan.charged
                 # A new task's id exists only from the plan on: bind it for the lines after.
                 structlog.contextvars.bind_contextvars(task_id=plan.task.id)
                 try:
@@ -155,6 +168,7 @@ class Acceptance:
                     await asyncio.sleep(0.001 * (attempt + 1))
                     continue
                 except ReplayCollision:
+                    self._refund(charged)  # a duplicate is not another envelope
                     prior = await self._conversations.by_replay_key(
                         str(envelope.sender), envelope.id
                     )
@@ -225,8 +239,9 @@ class Acceptance:
             personal_to_personal=self._personal_to_personal,
         )
         rate = (policy.contact.rate_per_minute if policy else None) or self._rate_per_minute
+        charged = None
         if charge:
-            self._take_token(str(envelope.sender), recipient.brand or "*", rate, now)
+            charged = self._take_token(str(envelope.sender), recipient.brand or "*", rate, now)
 
         if envelope.task is None:
             assert route is not None
@@ -253,7 +268,7 @@ class Acceptance:
                     {"by": sender.address, "responder": recipient.address, "why": route.why},
                 ),
             )
-            return _Plan(task, None, recipient, events, step.effect)
+            return _Plan(task, None, recipient, events, step.effect, charged=charged)
 
         if task_and_version is None:
             raise TaskNotFound(
@@ -271,7 +286,8 @@ class Acceptance:
             completed_at=task.completed_at,
             now=now,
         )
-        return self._planned_update(task, version, recipient, step, side, envelope, now)
+        planned = self._planned_update(task, version, recipient, step, side, envelope, now)
+        return replace(planned, charged=charged)
 
     def _planned_update(
         self,
@@ -386,7 +402,7 @@ class Acceptance:
             )
         return agent
 
-    def _take_token(self, sender: str, scope: str, rate: int, now: datetime) -> None:
+    def _take_token(self, sender: str, scope: str, rate: int, now: datetime) -> tuple[str, str]:
         key = (sender, scope)
         bucket, retry_after = take(self._buckets.get(key), now.timestamp(), rate)
         self._buckets[key] = bucket
@@ -396,6 +412,13 @@ class Acceptance:
                 f" {retry_after:.1f} s",
                 retry_after=retry_after,
             )
+        return key
+
+    def _refund(self, key: tuple[str, str] | None) -> None:
+        """Give back the token a duplicate took (the bucket caps itself at its next take)."""
+        bucket = self._buckets.get(key) if key is not None else None
+        if key is not None and bucket is not None:
+            self._buckets[key] = Bucket(bucket.tokens + 1.0, bucket.updated)
 
     # The commit -----------------------------------------------------------------------------
 
