@@ -48,6 +48,7 @@ from routing.tasks import TERMINAL, Control, Side, State, transition
 log = structlog.get_logger(__name__)
 
 _COMMIT_ATTEMPTS = 8
+_TASKS_REMEMBERED = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,9 @@ class Acceptance:
         self._after_commit = after_commit
         self._task_locks: dict[str, list[Any]] = {}  # task id -> [lock, holders]
         self._escalator = escalator
+        # Recently written tasks with their version, so an envelope in a live conversation
+        # needs no read of its task (insertion order: least recently written first).
+        self._tasks: dict[str, tuple[TaskRecord, int]] = {}
 
     async def accept_bytes(self, body: bytes) -> Accepted:
         """Rules 1-2 on the raw request body, then the rest."""
@@ -141,18 +145,25 @@ class Acceptance:
         # they do not race each other into the version guard; the guard and the retries
         # below remain for races between replicas.
         charged: tuple[str, str] | None = None
+        fresh = False  # read the task from the database rather than this process's memory
         async with self._task_turn(envelope.task):
             for attempt in range(_COMMIT_ATTEMPTS):
                 # Only the first attempt takes a rate token: a retry after losing a race on
                 # the task is the same envelope, not another one.
+                remembered = not fresh and envelope.task in self._tasks
                 try:
                     plan = await self._with_effects(
-                        await self._plan(envelope, sender, now, charge=attempt == 0),
+                        await self._plan(envelope, sender, now, charge=attempt == 0, fresh=fresh),
                         envelope,
                         sender,
                         now,
                     )
-                except RoutingError:
+                except RoutingError as refusal:
+                    if remembered and not isinstance(refusal, RateLimited):
+                        # The remembered task may be behind another writer's change (an
+                        # operator, a timer, another replica): never refuse on it unread.
+                        fresh = True
+                        continue
                     prior = await self._conversations.by_replay_key(
                         str(envelope.sender), envelope.id
                     )
@@ -165,6 +176,8 @@ class Acceptance:
                 try:
                     accepted = await self._commit(envelope, plan, now)
                 except TaskChanged:
+                    self._tasks.pop(plan.task.id, None)
+                    fresh = True
                     await asyncio.sleep(0.001 * (attempt + 1))
                     continue
                 except ReplayCollision:
@@ -174,6 +187,7 @@ class Acceptance:
                     )
                     assert prior is not None
                     return self._repeat(prior, envelope)
+                self._remember(plan.task, (plan.expected_version or 0) + 1)
                 if self._after_commit is not None:
                     await self._after_commit(accepted, plan)
                 return accepted
@@ -212,12 +226,40 @@ class Acceptance:
 
     # Rules 6-7 ------------------------------------------------------------------------------
 
+    async def _task_version(self, task_id: str, fresh: bool) -> tuple[TaskRecord, int] | None:
+        """The task and its version: from memory unless `fresh`, else read (and remembered).
+
+        A remembered task may be behind a change made elsewhere; the commit's version guard
+        catches that (TaskChanged: read again, plan again), and a refusal is only ever made
+        on a task read from the database (see `accept_object`).
+        """
+        if not fresh:
+            found = self._tasks.get(task_id)
+            if found is not None:
+                return found
+        found = await self._conversations.task_version(task_id)
+        if found is not None:
+            self._remember(*found)
+        return found
+
+    def _remember(self, task: TaskRecord, version: int) -> None:
+        known = self._tasks.pop(task.id, None)
+        if known is not None and known[1] > version:
+            task, version = known  # a read older than a commit made meanwhile
+        elif len(self._tasks) >= _TASKS_REMEMBERED:
+            del self._tasks[next(iter(self._tasks))]  # the least recently written
+        self._tasks[task.id] = (task, version)
+
     async def _plan(
-        self, envelope: Envelope, sender: AgentRecord, now: datetime, *, charge: bool = True
+        self,
+        envelope: Envelope,
+        sender: AgentRecord,
+        now: datetime,
+        *,
+        charge: bool = True,
+        fresh: bool = False,
     ) -> _Plan:
-        task_and_version = (
-            await self._conversations.task_version(envelope.task) if envelope.task else None
-        )
+        task_and_version = await self._task_version(envelope.task, fresh) if envelope.task else None
         if task_and_version is not None and sender.address not in (
             task_and_version[0].initiator,
             task_and_version[0].responder,

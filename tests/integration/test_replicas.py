@@ -176,3 +176,24 @@ async def test_a_key_revoked_on_one_replica_is_refused_on_the_other_within_the_b
         assert time.monotonic() < deadline, "replica B still accepts the revoked key after 5 s"
         await asyncio.sleep(0.05)
     print(f"replica B accepted {accepted_on_b} envelope(s) with the revoked key before refusing")
+
+
+async def test_a_task_moved_on_by_the_other_replica_is_read_again_before_a_refusal(replicas):
+    """Replica A remembers a task as `working`; replica B completes it. A `confirm` (valid only
+    on a completed task) sent through A is accepted, because A reads the task again rather than
+    refusing on what it remembers; a later `say` through A moves the task on from there."""
+    first, second = replicas
+    _, agents = await first.brand("acme.example", [("support", "Support", ["help"])])
+    support = agents["support"]
+    alice = await first.person("alice")
+    opened = await alice.send(support.address, "My speaker blinks.")
+    task = opened["task"]
+    on_a = first.agent(support.address, support.key)
+    assert (await on_a.send(alice.address, "Which colour?", task=task))["task_state"] == "working"
+    on_b = second.agent(support.address, support.key)
+    resolved = await on_b.send(alice.address, "Fixed.", act="resolve", task=task)
+    assert resolved["task_state"] == "completed"
+    confirmed = await alice.send(support.address, "", act="confirm", task=task)
+    assert confirmed["task_state"] == "completed" and confirmed["duplicate"] is False
+    reopened = await alice.send(support.address, "It blinks again.", task=task)
+    assert reopened["task_state"] != "completed"
