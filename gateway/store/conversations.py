@@ -8,6 +8,7 @@ commit. Accepted means durable: the gateway answers 202 only after `commit` retu
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +39,8 @@ from gateway.store.tables import (
     task_events,
     tasks,
 )
+
+_MAX_GROUP = 64  # batches in one shared transaction at most
 
 REPLAY_CONSTRAINT = "uq_envelopes_replay"
 TASK_KEY_CONSTRAINT = "pk_tasks"
@@ -152,53 +155,79 @@ class Committed:
 
 
 class Conversations:
-    def __init__(self, engine: AsyncEngine, new_id: Any) -> None:
+    """The conversation tables. `commit` is group commit: see its docstring."""
+
+    def __init__(self, engine: AsyncEngine, new_id: Any, *, max_group: int = _MAX_GROUP) -> None:
         self._engine = engine
         self._new_id = new_id
+        self._max_group = max_group
+        self._pending: list[tuple[Batch, asyncio.Future[Committed]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def commit(self, batch: Batch) -> Committed:
-        seqs: list[tuple[str, int]] = []
-        rows: list[tuple[int, str, str]] = []
+        """Write `batch` durably; return once its transaction has committed.
+
+        Batches committed at the same time in this process share one transaction: a single
+        writer task takes every batch queued while the previous transaction was being
+        written, writes them in turn, commits once and answers each caller. One BEGIN,
+        COMMIT and fsync then serve many envelopes (the database's write lock is held once).
+        If the shared transaction fails (a replay, a lost version guard, an extra write's
+        refusal, a deadlock between replicas), it is rolled back whole and each of its
+        batches is written again in a transaction of its own, so each caller gets its own
+        outcome: a batch is never half written and never fails for another's fault.
+
+        Raises:
+            ReplayCollision: The (sender, id) of one of the envelopes is stored already.
+            TaskChanged: The task moved on since it was read.
+        """
+        future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
+        self._pending.append((batch, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="conversations-writer")
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            group = self._pending[: self._max_group]
+            del self._pending[: self._max_group]
+            # Take head rows in one order in every group: fewer lock waits across replicas.
+            group.sort(key=lambda item: _first_inbox(item[0]))
+            try:
+                results = await self._write([batch for batch, _ in group])
+            except BaseException as exc:
+                if len(group) == 1 or not isinstance(exc, Exception):
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        self._fail_pending(exc)
+                        raise
+                    continue
+                for batch, future in group:
+                    try:
+                        (result,) = await self._write([batch])
+                    except Exception as single:
+                        if not future.done():
+                            future.set_exception(single)
+                    else:
+                        if not future.done():
+                            future.set_result(result)
+                continue
+            for (_, future), result in zip(group, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    def _fail_pending(self, exc: BaseException) -> None:
+        """The writer is stopping (the gateway shuts down): nobody waits for ever."""
+        pending, self._pending = self._pending, []
+        for _, future in pending:
+            if not future.done():
+                future.set_exception(exc)
+
+    async def _write(self, group: list[Batch]) -> list[Committed]:
         try:
             async with self._engine.begin() as conn:
-                if batch.task is not None:
-                    await _write_task(conn, batch.task, batch.now)
-                brief = batch.task.record.brief() if batch.task else None
-                for write in batch.envelopes:
-                    pk = await _insert_envelope(conn, write, batch.now)
-                    for agent in write.inbox_for:
-                        seq = await _next_seq(conn, agent)
-                        await conn.execute(
-                            inbox.insert().values(
-                                agent=agent,
-                                seq=seq,
-                                envelope_pk=pk,
-                                task_id=write.task_id,
-                                task_state=brief["state"] if brief else None,
-                                task_control=brief["control"] if brief else None,
-                                created_at=batch.now,
-                            )
-                        )
-                        seqs.append((agent, seq))
-                    for agent in write.deliver_to:
-                        rows.append(
-                            await _insert_outbox(
-                                conn,
-                                OutboxWrite(
-                                    public_id=self._new_id("dlv"),
-                                    kind="delivery",
-                                    partition=agent,
-                                    payload={"envelope_pk": pk, "agent": agent, "task": brief},
-                                    task_id=write.task_id,
-                                ),
-                                batch.now,
-                            )
-                        )
-                caused = list(batch.outbox)
-                for extra in batch.extra:
-                    caused.extend(await extra.apply(conn, batch.now))
-                for item in caused:
-                    rows.append(await _insert_outbox(conn, item, batch.now))
+                return [await self._apply(conn, batch) for batch in group]
         except IntegrityError as exc:
             broken = violated_constraint(exc)
             if broken == REPLAY_CONSTRAINT:
@@ -206,6 +235,48 @@ class Conversations:
             if broken == TASK_KEY_CONSTRAINT:
                 raise TaskChanged() from exc
             raise
+
+    async def _apply(self, conn: AsyncConnection, batch: Batch) -> Committed:
+        seqs: list[tuple[str, int]] = []
+        rows: list[tuple[int, str, str]] = []
+        if batch.task is not None:
+            await _write_task(conn, batch.task, batch.now)
+        brief = batch.task.record.brief() if batch.task else None
+        for write in batch.envelopes:
+            pk = await _insert_envelope(conn, write, batch.now)
+            for agent in write.inbox_for:
+                seq = await _next_seq(conn, agent)
+                await conn.execute(
+                    inbox.insert().values(
+                        agent=agent,
+                        seq=seq,
+                        envelope_pk=pk,
+                        task_id=write.task_id,
+                        task_state=brief["state"] if brief else None,
+                        task_control=brief["control"] if brief else None,
+                        created_at=batch.now,
+                    )
+                )
+                seqs.append((agent, seq))
+            for agent in write.deliver_to:
+                rows.append(
+                    await _insert_outbox(
+                        conn,
+                        OutboxWrite(
+                            public_id=self._new_id("dlv"),
+                            kind="delivery",
+                            partition=agent,
+                            payload={"envelope_pk": pk, "agent": agent, "task": brief},
+                            task_id=write.task_id,
+                        ),
+                        batch.now,
+                    )
+                )
+        caused = list(batch.outbox)
+        for extra in batch.extra:
+            caused.extend(await extra.apply(conn, batch.now))
+        for item in caused:
+            rows.append(await _insert_outbox(conn, item, batch.now))
         return Committed(tuple(seqs), tuple(rows))
 
     async def by_replay_key(self, sender: str, envelope_id: str) -> StoredEnvelope | None:
@@ -400,6 +471,13 @@ async def _insert_outbox(
         .returning(outbox.c.pk)
     )
     return int(result.scalar_one()), item.kind, item.partition
+
+
+def _first_inbox(batch: Batch) -> str:
+    for write in batch.envelopes:
+        for agent in write.inbox_for:
+            return agent
+    return ""
 
 
 def _task(row: Row[Any]) -> TaskRecord:
