@@ -19,6 +19,7 @@ from sqlalchemy import (
     Row,
     UniqueConstraint,
     and_,
+    bindparam,
     func,
     or_,
     select,
@@ -247,15 +248,16 @@ class Conversations:
             for agent in write.inbox_for:
                 seq = await _next_seq(conn, agent)
                 await conn.execute(
-                    inbox.insert().values(
-                        agent=agent,
-                        seq=seq,
-                        envelope_pk=pk,
-                        task_id=write.task_id,
-                        task_state=brief["state"] if brief else None,
-                        task_control=brief["control"] if brief else None,
-                        created_at=batch.now,
-                    )
+                    _INSERT_INBOX,
+                    {
+                        "agent": agent,
+                        "seq": seq,
+                        "envelope_pk": pk,
+                        "task_id": write.task_id,
+                        "task_state": brief["state"] if brief else None,
+                        "task_control": brief["control"] if brief else None,
+                        "created_at": batch.now,
+                    },
                 )
                 seqs.append((agent, seq))
             for agent in write.deliver_to:
@@ -386,6 +388,25 @@ class Conversations:
         return _envelope(row) if row else None
 
 
+# The hot path's statements, built once: the values come as execute() parameters, so no
+# statement is constructed (nor its cache key walked over bound values) per envelope.
+_INSERT_ENVELOPE = envelopes.insert().returning(envelopes.c.pk)
+_INSERT_INBOX = inbox.insert()
+_INSERT_TASK = tasks.insert()
+_INSERT_EVENT = task_events.insert()
+_UPDATE_TASK = update(tasks).where(
+    and_(tasks.c.id == bindparam("guard_id"), tasks.c.version == bindparam("guard_version"))
+)
+_BUMP_INBOX_HEAD = {
+    is_postgresql: dialect.insert(inbox_heads)
+    .on_conflict_do_update(
+        index_elements=[inbox_heads.c.agent], set_={"last_seq": inbox_heads.c.last_seq + 1}
+    )
+    .returning(inbox_heads.c.last_seq)
+    for is_postgresql, dialect in ((True, postgresql), (False, sqlite))
+}
+
+
 async def _write_task(conn: AsyncConnection, write: TaskWrite, now: datetime) -> None:
     record = write.record
     values = {
@@ -404,37 +425,40 @@ async def _write_task(conn: AsyncConnection, write: TaskWrite, now: datetime) ->
     }
     if write.expected_version is None:
         await conn.execute(
-            tasks.insert().values(id=record.id, created_at=record.created_at, version=1, **values)
+            _INSERT_TASK, {"id": record.id, "created_at": record.created_at, "version": 1, **values}
         )
     else:
         result = await conn.execute(
-            update(tasks)
-            .where(and_(tasks.c.id == record.id, tasks.c.version == write.expected_version))
-            .values(version=write.expected_version + 1, **values)
+            _UPDATE_TASK,
+            {
+                "guard_id": record.id,
+                "guard_version": write.expected_version,
+                "version": write.expected_version + 1,
+                **values,
+            },
         )
         if result.rowcount != 1:
             raise TaskChanged()
     for kind, data in write.events:
         await conn.execute(
-            task_events.insert().values(task_id=record.id, at=now, kind=kind, data=dumps(data))
+            _INSERT_EVENT, {"task_id": record.id, "at": now, "kind": kind, "data": dumps(data)}
         )
 
 
 async def _insert_envelope(conn: AsyncConnection, write: EnvelopeWrite, now: datetime) -> int:
     result = await conn.execute(
-        envelopes.insert()
-        .values(
-            sender=write.sender,
-            envelope_id=write.envelope_id,
-            recipient=write.recipient,
-            task_id=write.task_id,
-            act=write.act,
-            digest=write.digest,
-            body=dumps(write.body),
-            answer=dumps(write.answer) if write.answer is not None else None,
-            accepted_at=now,
-        )
-        .returning(envelopes.c.pk)
+        _INSERT_ENVELOPE,
+        {
+            "sender": write.sender,
+            "envelope_id": write.envelope_id,
+            "recipient": write.recipient,
+            "task_id": write.task_id,
+            "act": write.act,
+            "digest": write.digest,
+            "body": dumps(write.body),
+            "answer": dumps(write.answer) if write.answer is not None else None,
+            "accepted_at": now,
+        },
     )
     return int(result.scalar_one())
 
@@ -442,13 +466,8 @@ async def _insert_envelope(conn: AsyncConnection, write: EnvelopeWrite, now: dat
 async def _next_seq(conn: AsyncConnection, agent: str) -> int:
     """The agent's next inbox seq. The upsert takes the head row's lock until commit, so
     writers to one inbox serialise and seqs become visible in order."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(inbox_heads).values(agent=agent, last_seq=1)
-    statement = statement.on_conflict_do_update(
-        index_elements=[inbox_heads.c.agent],
-        set_={"last_seq": inbox_heads.c.last_seq + 1},
-    ).returning(inbox_heads.c.last_seq)
-    return int((await conn.execute(statement)).scalar_one())
+    statement = _BUMP_INBOX_HEAD[conn.dialect.name == "postgresql"]
+    return int((await conn.execute(statement, {"agent": agent, "last_seq": 1})).scalar_one())
 
 
 async def _insert_outbox(
