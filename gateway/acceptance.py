@@ -37,7 +37,7 @@ from gateway.store.directory import Directory
 from gateway.store.records import AgentRecord, StoredEnvelope, TaskRecord
 from identity.address import Address
 from identity.envelope import Envelope, check_size, parse, parse_json, verify
-from routing.errors import RateLimited, TaskNotFound, UnknownRecipient
+from routing.errors import RateLimited, RoutingError, TaskNotFound, UnknownRecipient
 from routing.escalation import count_turn
 from routing.language import Candidate, Language
 from routing.policy import Party, check_contact
@@ -48,6 +48,7 @@ from routing.tasks import TERMINAL, Control, Side, State, transition
 log = structlog.get_logger(__name__)
 
 _COMMIT_ATTEMPTS = 8
+_TASKS_REMEMBERED = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ class _Plan:
     before: TaskRecord | None = None
     side: Side = Side.INITIATOR
     effects: Effects | None = None
+    charged: tuple[str, str] | None = None  # the rate bucket a token was taken from
 
 
 class Acceptance:
@@ -109,6 +111,9 @@ class Acceptance:
         self._after_commit = after_commit
         self._task_locks: dict[str, list[Any]] = {}  # task id -> [lock, holders]
         self._escalator = escalator
+        # Recently written tasks with their version, so an envelope in a live conversation
+        # needs no read of its task (insertion order: least recently written first).
+        self._tasks: dict[str, tuple[TaskRecord, int]] = {}
 
     async def accept_bytes(self, body: bytes) -> Accepted:
         """Rules 1-2 on the raw request body, then the rest."""
@@ -130,36 +135,59 @@ class Acceptance:
             )
         verify(envelope, self._keys.states(sender), now)
 
-        prior = await self._conversations.by_replay_key(str(envelope.sender), envelope.id)
-        if prior is not None:
-            return self._repeat(prior, envelope)
+        # Rule 5 (replay) costs no read on the normal path: the envelope table's unique
+        # (sender, id) refuses a repeat inside the commit (ReplayCollision below). Only when
+        # rules 6-7 would refuse is the replay memory read first, since rule 5 comes before
+        # them: an exact resend of an accepted envelope is a duplicate even if the task has
+        # moved on since, and the same id with other content is a replay conflict.
 
         # Envelopes on one task are planned and committed one at a time in this process, so
         # they do not race each other into the version guard; the guard and the retries
         # below remain for races between replicas.
+        charged: tuple[str, str] | None = None
+        fresh = False  # read the task from the database rather than this process's memory
         async with self._task_turn(envelope.task):
             for attempt in range(_COMMIT_ATTEMPTS):
                 # Only the first attempt takes a rate token: a retry after losing a race on
                 # the task is the same envelope, not another one.
-                plan = await self._with_effects(
-                    await self._plan(envelope, sender, now, charge=attempt == 0),
-                    envelope,
-                    sender,
-                    now,
-                )
+                remembered = not fresh and envelope.task in self._tasks
+                try:
+                    plan = await self._with_effects(
+                        await self._plan(envelope, sender, now, charge=attempt == 0, fresh=fresh),
+                        envelope,
+                        sender,
+                        now,
+                    )
+                except RoutingError as refusal:
+                    if remembered and not isinstance(refusal, RateLimited):
+                        # The remembered task may be behind another writer's change (an
+                        # operator, a timer, another replica): never refuse on it unread.
+                        fresh = True
+                        continue
+                    prior = await self._conversations.by_replay_key(
+                        str(envelope.sender), envelope.id
+                    )
+                    if prior is not None:
+                        return self._repeat(prior, envelope)
+                    raise
+                charged = charged or plan.charged
                 # A new task's id exists only from the plan on: bind it for the lines after.
                 structlog.contextvars.bind_contextvars(task_id=plan.task.id)
                 try:
                     accepted = await self._commit(envelope, plan, now)
                 except TaskChanged:
+                    self._tasks.pop(plan.task.id, None)
+                    fresh = True
                     await asyncio.sleep(0.001 * (attempt + 1))
                     continue
                 except ReplayCollision:
+                    self._refund(charged)  # a duplicate is not another envelope
                     prior = await self._conversations.by_replay_key(
                         str(envelope.sender), envelope.id
                     )
                     assert prior is not None
                     return self._repeat(prior, envelope)
+                self._remember(plan.task, (plan.expected_version or 0) + 1)
                 if self._after_commit is not None:
                     await self._after_commit(accepted, plan)
                 return accepted
@@ -198,12 +226,40 @@ class Acceptance:
 
     # Rules 6-7 ------------------------------------------------------------------------------
 
+    async def _task_version(self, task_id: str, fresh: bool) -> tuple[TaskRecord, int] | None:
+        """The task and its version: from memory unless `fresh`, else read (and remembered).
+
+        A remembered task may be behind a change made elsewhere; the commit's version guard
+        catches that (TaskChanged: read again, plan again), and a refusal is only ever made
+        on a task read from the database (see `accept_object`).
+        """
+        if not fresh:
+            found = self._tasks.get(task_id)
+            if found is not None:
+                return found
+        found = await self._conversations.task_version(task_id)
+        if found is not None:
+            self._remember(*found)
+        return found
+
+    def _remember(self, task: TaskRecord, version: int) -> None:
+        known = self._tasks.pop(task.id, None)
+        if known is not None and known[1] > version:
+            task, version = known  # a read older than a commit made meanwhile
+        elif len(self._tasks) >= _TASKS_REMEMBERED:
+            del self._tasks[next(iter(self._tasks))]  # the least recently written
+        self._tasks[task.id] = (task, version)
+
     async def _plan(
-        self, envelope: Envelope, sender: AgentRecord, now: datetime, *, charge: bool = True
+        self,
+        envelope: Envelope,
+        sender: AgentRecord,
+        now: datetime,
+        *,
+        charge: bool = True,
+        fresh: bool = False,
     ) -> _Plan:
-        task_and_version = (
-            await self._conversations.task_version(envelope.task) if envelope.task else None
-        )
+        task_and_version = await self._task_version(envelope.task, fresh) if envelope.task else None
         if task_and_version is not None and sender.address not in (
             task_and_version[0].initiator,
             task_and_version[0].responder,
@@ -225,8 +281,9 @@ class Acceptance:
             personal_to_personal=self._personal_to_personal,
         )
         rate = (policy.contact.rate_per_minute if policy else None) or self._rate_per_minute
+        charged = None
         if charge:
-            self._take_token(str(envelope.sender), recipient.brand or "*", rate, now)
+            charged = self._take_token(str(envelope.sender), recipient.brand or "*", rate, now)
 
         if envelope.task is None:
             assert route is not None
@@ -253,7 +310,7 @@ class Acceptance:
                     {"by": sender.address, "responder": recipient.address, "why": route.why},
                 ),
             )
-            return _Plan(task, None, recipient, events, step.effect)
+            return _Plan(task, None, recipient, events, step.effect, charged=charged)
 
         if task_and_version is None:
             raise TaskNotFound(
@@ -271,7 +328,8 @@ class Acceptance:
             completed_at=task.completed_at,
             now=now,
         )
-        return self._planned_update(task, version, recipient, step, side, envelope, now)
+        planned = self._planned_update(task, version, recipient, step, side, envelope, now)
+        return replace(planned, charged=charged)
 
     def _planned_update(
         self,
@@ -386,7 +444,7 @@ class Acceptance:
             )
         return agent
 
-    def _take_token(self, sender: str, scope: str, rate: int, now: datetime) -> None:
+    def _take_token(self, sender: str, scope: str, rate: int, now: datetime) -> tuple[str, str]:
         key = (sender, scope)
         bucket, retry_after = take(self._buckets.get(key), now.timestamp(), rate)
         self._buckets[key] = bucket
@@ -396,6 +454,13 @@ class Acceptance:
                 f" {retry_after:.1f} s",
                 retry_after=retry_after,
             )
+        return key
+
+    def _refund(self, key: tuple[str, str] | None) -> None:
+        """Give back the token a duplicate took (the bucket caps itself at its next take)."""
+        bucket = self._buckets.get(key) if key is not None else None
+        if key is not None and bucket is not None:
+            self._buckets[key] = Bucket(bucket.tokens + 1.0, bucket.updated)
 
     # The commit -----------------------------------------------------------------------------
 

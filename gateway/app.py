@@ -27,6 +27,7 @@ from gateway.delivery.deliverer import EndpointDeliverer, unreachable_recorder
 from gateway.delivery.schedule import Backoff
 from gateway.delivery.sender import WebhookSender
 from gateway.delivery.worker import OutboxWorker
+from gateway.directory_cache import CachedDirectory
 from gateway.endpoints import EndpointGuard
 from gateway.escalations import Escalator
 from gateway.http import agents, brands, directory, inbox, messages, ops, tasks, wellknown
@@ -51,7 +52,6 @@ from gateway.registry import Registry
 from gateway.store.channels import Channels
 from gateway.store.conversations import Conversations
 from gateway.store.database import create_engine, migrate, sqlite_begin_immediate
-from gateway.store.directory import Directory
 from gateway.store.escalations import Escalations
 from gateway.store.operators import Operators
 from gateway.store.outbox import OutboxStore
@@ -126,7 +126,8 @@ def _lifecycle(
             sqlite_begin_immediate(engine)
         await migrate(engine)
         bus = overrides.bus_factory() if overrides.bus_factory else await _bus(settings)
-        directory_store = Directory(engine)
+        directory_store = CachedDirectory(engine, ttl_s=settings.directory_cache_ttl_s, bus=bus)
+        await directory_store.start()
         conversations = Conversations(engine, new_id)
         keys = KeyCache()
         policies = PolicyCache(directory_store)
@@ -282,6 +283,7 @@ def _lifecycle(
                     await timer_loop
             await console.stop()
             await worker.stop()
+            await directory_store.stop()
             await sender.close()
             await inbox_hub.stop()
             await bus.close()

@@ -69,6 +69,7 @@ class Settings:
     smtp_url: str | None = None
     public_url: str | None = None
     timer_interval_s: float = 1.0
+    directory_cache_ttl_s: float = 5.0  # safety net; the bus invalidates at once
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     language: LanguageSettings = field(default_factory=LanguageSettings)
 
@@ -125,6 +126,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         smtp_url=get("SMTP_URL"),
         public_url=get("PUBLIC_URL"),
         timer_interval_s=_float("TIMER_INTERVAL", get("TIMER_INTERVAL"), 1.0, 0.0, 3600.0),
+        directory_cache_ttl_s=_float(
+            "DIRECTORY_CACHE_TTL", get("DIRECTORY_CACHE_TTL"), 5.0, 0.0, 3600.0
+        ),
         delivery=DeliverySettings(
             timeout_s=_float("DELIVERY_TIMEOUT", get("DELIVERY_TIMEOUT"), 15.0, 0.1, 300.0),
             retry_budget_s=_float(

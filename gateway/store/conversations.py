@@ -8,6 +8,7 @@ commit. Accepted means durable: the gateway answers 202 only after `commit` retu
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Row,
     UniqueConstraint,
     and_,
+    bindparam,
     func,
     or_,
     select,
@@ -38,6 +40,8 @@ from gateway.store.tables import (
     task_events,
     tasks,
 )
+
+_MAX_GROUP = 64  # batches in one shared transaction at most
 
 REPLAY_CONSTRAINT = "uq_envelopes_replay"
 TASK_KEY_CONSTRAINT = "pk_tasks"
@@ -152,53 +156,79 @@ class Committed:
 
 
 class Conversations:
-    def __init__(self, engine: AsyncEngine, new_id: Any) -> None:
+    """The conversation tables. `commit` is group commit: see its docstring."""
+
+    def __init__(self, engine: AsyncEngine, new_id: Any, *, max_group: int = _MAX_GROUP) -> None:
         self._engine = engine
         self._new_id = new_id
+        self._max_group = max_group
+        self._pending: list[tuple[Batch, asyncio.Future[Committed]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def commit(self, batch: Batch) -> Committed:
-        seqs: list[tuple[str, int]] = []
-        rows: list[tuple[int, str, str]] = []
+        """Write `batch` durably; return once its transaction has committed.
+
+        Batches committed at the same time in this process share one transaction: a single
+        writer task takes every batch queued while the previous transaction was being
+        written, writes them in turn, commits once and answers each caller. One BEGIN,
+        COMMIT and fsync then serve many envelopes (the database's write lock is held once).
+        If the shared transaction fails (a replay, a lost version guard, an extra write's
+        refusal, a deadlock between replicas), it is rolled back whole and each of its
+        batches is written again in a transaction of its own, so each caller gets its own
+        outcome: a batch is never half written and never fails for another's fault.
+
+        Raises:
+            ReplayCollision: The (sender, id) of one of the envelopes is stored already.
+            TaskChanged: The task moved on since it was read.
+        """
+        future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
+        self._pending.append((batch, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="conversations-writer")
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            group = self._pending[: self._max_group]
+            del self._pending[: self._max_group]
+            # Take head rows in one order in every group: fewer lock waits across replicas.
+            group.sort(key=lambda item: _first_inbox(item[0]))
+            try:
+                results = await self._write([batch for batch, _ in group])
+            except BaseException as exc:
+                if len(group) == 1 or not isinstance(exc, Exception):
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        self._fail_pending(exc)
+                        raise
+                    continue
+                for batch, future in group:
+                    try:
+                        (result,) = await self._write([batch])
+                    except Exception as single:
+                        if not future.done():
+                            future.set_exception(single)
+                    else:
+                        if not future.done():
+                            future.set_result(result)
+                continue
+            for (_, future), result in zip(group, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    def _fail_pending(self, exc: BaseException) -> None:
+        """The writer is stopping (the gateway shuts down): nobody waits for ever."""
+        pending, self._pending = self._pending, []
+        for _, future in pending:
+            if not future.done():
+                future.set_exception(exc)
+
+    async def _write(self, group: list[Batch]) -> list[Committed]:
         try:
             async with self._engine.begin() as conn:
-                if batch.task is not None:
-                    await _write_task(conn, batch.task, batch.now)
-                brief = batch.task.record.brief() if batch.task else None
-                for write in batch.envelopes:
-                    pk = await _insert_envelope(conn, write, batch.now)
-                    for agent in write.inbox_for:
-                        seq = await _next_seq(conn, agent)
-                        await conn.execute(
-                            inbox.insert().values(
-                                agent=agent,
-                                seq=seq,
-                                envelope_pk=pk,
-                                task_id=write.task_id,
-                                task_state=brief["state"] if brief else None,
-                                task_control=brief["control"] if brief else None,
-                                created_at=batch.now,
-                            )
-                        )
-                        seqs.append((agent, seq))
-                    for agent in write.deliver_to:
-                        rows.append(
-                            await _insert_outbox(
-                                conn,
-                                OutboxWrite(
-                                    public_id=self._new_id("dlv"),
-                                    kind="delivery",
-                                    partition=agent,
-                                    payload={"envelope_pk": pk, "agent": agent, "task": brief},
-                                    task_id=write.task_id,
-                                ),
-                                batch.now,
-                            )
-                        )
-                caused = list(batch.outbox)
-                for extra in batch.extra:
-                    caused.extend(await extra.apply(conn, batch.now))
-                for item in caused:
-                    rows.append(await _insert_outbox(conn, item, batch.now))
+                return [await self._apply(conn, batch) for batch in group]
         except IntegrityError as exc:
             broken = violated_constraint(exc)
             if broken == REPLAY_CONSTRAINT:
@@ -206,6 +236,49 @@ class Conversations:
             if broken == TASK_KEY_CONSTRAINT:
                 raise TaskChanged() from exc
             raise
+
+    async def _apply(self, conn: AsyncConnection, batch: Batch) -> Committed:
+        seqs: list[tuple[str, int]] = []
+        rows: list[tuple[int, str, str]] = []
+        if batch.task is not None:
+            await _write_task(conn, batch.task, batch.now)
+        brief = batch.task.record.brief() if batch.task else None
+        for write in batch.envelopes:
+            pk = await _insert_envelope(conn, write, batch.now)
+            for agent in write.inbox_for:
+                seq = await _next_seq(conn, agent)
+                await conn.execute(
+                    _INSERT_INBOX,
+                    {
+                        "agent": agent,
+                        "seq": seq,
+                        "envelope_pk": pk,
+                        "task_id": write.task_id,
+                        "task_state": brief["state"] if brief else None,
+                        "task_control": brief["control"] if brief else None,
+                        "created_at": batch.now,
+                    },
+                )
+                seqs.append((agent, seq))
+            for agent in write.deliver_to:
+                rows.append(
+                    await _insert_outbox(
+                        conn,
+                        OutboxWrite(
+                            public_id=self._new_id("dlv"),
+                            kind="delivery",
+                            partition=agent,
+                            payload={"envelope_pk": pk, "agent": agent, "task": brief},
+                            task_id=write.task_id,
+                        ),
+                        batch.now,
+                    )
+                )
+        caused = list(batch.outbox)
+        for extra in batch.extra:
+            caused.extend(await extra.apply(conn, batch.now))
+        for item in caused:
+            rows.append(await _insert_outbox(conn, item, batch.now))
         return Committed(tuple(seqs), tuple(rows))
 
     async def by_replay_key(self, sender: str, envelope_id: str) -> StoredEnvelope | None:
@@ -315,6 +388,25 @@ class Conversations:
         return _envelope(row) if row else None
 
 
+# The hot path's statements, built once: the values come as execute() parameters, so no
+# statement is constructed (nor its cache key walked over bound values) per envelope.
+_INSERT_ENVELOPE = envelopes.insert().returning(envelopes.c.pk)
+_INSERT_INBOX = inbox.insert()
+_INSERT_TASK = tasks.insert()
+_INSERT_EVENT = task_events.insert()
+_UPDATE_TASK = update(tasks).where(
+    and_(tasks.c.id == bindparam("guard_id"), tasks.c.version == bindparam("guard_version"))
+)
+_BUMP_INBOX_HEAD = {
+    is_postgresql: dialect.insert(inbox_heads)
+    .on_conflict_do_update(
+        index_elements=[inbox_heads.c.agent], set_={"last_seq": inbox_heads.c.last_seq + 1}
+    )
+    .returning(inbox_heads.c.last_seq)
+    for is_postgresql, dialect in ((True, postgresql), (False, sqlite))
+}
+
+
 async def _write_task(conn: AsyncConnection, write: TaskWrite, now: datetime) -> None:
     record = write.record
     values = {
@@ -333,37 +425,40 @@ async def _write_task(conn: AsyncConnection, write: TaskWrite, now: datetime) ->
     }
     if write.expected_version is None:
         await conn.execute(
-            tasks.insert().values(id=record.id, created_at=record.created_at, version=1, **values)
+            _INSERT_TASK, {"id": record.id, "created_at": record.created_at, "version": 1, **values}
         )
     else:
         result = await conn.execute(
-            update(tasks)
-            .where(and_(tasks.c.id == record.id, tasks.c.version == write.expected_version))
-            .values(version=write.expected_version + 1, **values)
+            _UPDATE_TASK,
+            {
+                "guard_id": record.id,
+                "guard_version": write.expected_version,
+                "version": write.expected_version + 1,
+                **values,
+            },
         )
         if result.rowcount != 1:
             raise TaskChanged()
     for kind, data in write.events:
         await conn.execute(
-            task_events.insert().values(task_id=record.id, at=now, kind=kind, data=dumps(data))
+            _INSERT_EVENT, {"task_id": record.id, "at": now, "kind": kind, "data": dumps(data)}
         )
 
 
 async def _insert_envelope(conn: AsyncConnection, write: EnvelopeWrite, now: datetime) -> int:
     result = await conn.execute(
-        envelopes.insert()
-        .values(
-            sender=write.sender,
-            envelope_id=write.envelope_id,
-            recipient=write.recipient,
-            task_id=write.task_id,
-            act=write.act,
-            digest=write.digest,
-            body=dumps(write.body),
-            answer=dumps(write.answer) if write.answer is not None else None,
-            accepted_at=now,
-        )
-        .returning(envelopes.c.pk)
+        _INSERT_ENVELOPE,
+        {
+            "sender": write.sender,
+            "envelope_id": write.envelope_id,
+            "recipient": write.recipient,
+            "task_id": write.task_id,
+            "act": write.act,
+            "digest": write.digest,
+            "body": dumps(write.body),
+            "answer": dumps(write.answer) if write.answer is not None else None,
+            "accepted_at": now,
+        },
     )
     return int(result.scalar_one())
 
@@ -371,13 +466,8 @@ async def _insert_envelope(conn: AsyncConnection, write: EnvelopeWrite, now: dat
 async def _next_seq(conn: AsyncConnection, agent: str) -> int:
     """The agent's next inbox seq. The upsert takes the head row's lock until commit, so
     writers to one inbox serialise and seqs become visible in order."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(inbox_heads).values(agent=agent, last_seq=1)
-    statement = statement.on_conflict_do_update(
-        index_elements=[inbox_heads.c.agent],
-        set_={"last_seq": inbox_heads.c.last_seq + 1},
-    ).returning(inbox_heads.c.last_seq)
-    return int((await conn.execute(statement)).scalar_one())
+    statement = _BUMP_INBOX_HEAD[conn.dialect.name == "postgresql"]
+    return int((await conn.execute(statement, {"agent": agent, "last_seq": 1})).scalar_one())
 
 
 async def _insert_outbox(
@@ -400,6 +490,13 @@ async def _insert_outbox(
         .returning(outbox.c.pk)
     )
     return int(result.scalar_one()), item.kind, item.partition
+
+
+def _first_inbox(batch: Batch) -> str:
+    for write in batch.envelopes:
+        for agent in write.inbox_for:
+            return agent
+    return ""
 
 
 def _task(row: Row[Any]) -> TaskRecord:

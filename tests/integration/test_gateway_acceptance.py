@@ -291,6 +291,43 @@ async def test_same_id_other_content_is_replay_conflict(gateway, refused):
     )
 
 
+async def test_resend_after_the_task_closed_is_still_a_duplicate(gateway):
+    """Rule 5 comes before rules 6-7: a resend of an accepted `resolve` after the task has
+    completed (which would now be refused as a transition) answers 200 duplicate."""
+    _, support, alice = await _world(gateway)
+    opened = await alice.send("acme.example", "My speaker blinks.")
+    resolve = support.envelope(alice.address, "Fixed.", act="resolve", task=opened["task"])
+    first = await support.post_envelope(resolve)
+    assert first["task_state"] == "completed"
+    await alice.send("acme.example", "", act="confirm", task=opened["task"])
+    again = await request(gateway.session, "POST", gateway.url + "/v1/messages", body=resolve)
+    assert again.status == 200
+    assert again.body == {**first, "duplicate": True}
+
+
+async def test_conflicting_replay_to_a_missing_recipient_is_replay_conflict(gateway, refused):
+    """The same id with other content is 409 replay_conflict even when its new recipient does
+    not exist (rule 5 before rule 6)."""
+    _, _, alice = await _world(gateway)
+    envelope = alice.envelope("acme.example", "first words")
+    await alice.post_envelope(envelope)
+    changed = _resign(envelope, alice.key, to="nobody.example")
+    await refused(changed, 409, "replay_conflict", envelope["id"])
+
+
+async def test_duplicates_take_no_rate_token(gateway, refused):
+    """Resending an accepted envelope does not use up the sender's rate: with a rate of 2,
+    one envelope resent five times still leaves room for a second new one."""
+    staff, _, alice = await _world(gateway)
+    await staff.set_policy("acme.example", {"contact": {"rate_per_minute": 2}})
+    envelope = alice.envelope("acme.example", "one")
+    assert (await alice.post_envelope(envelope))["duplicate"] is False
+    for _ in range(5):
+        assert (await alice.post_envelope(envelope))["duplicate"] is True
+    assert (await alice.send("acme.example", "two"))["duplicate"] is False
+    await refused(alice.envelope("acme.example", "three"), 429, "rate_limited")
+
+
 async def test_replayed_id_from_another_sender_is_a_new_envelope(gateway):
     """Replay memory is per sender: bob may use an id alice used."""
     _, _, alice = await _world(gateway)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.client import GatewayProblem
+from identity.keys import PrivateKey
 from tests.conftest import DistributedServices, Harness, make_settings, start_gateway
 
 pytestmark = pytest.mark.distributed
@@ -119,3 +121,79 @@ async def test_a_long_poll_on_one_replica_wakes_for_an_envelope_accepted_on_the_
     page = await asyncio.wait_for(waiting, 35)
     assert [item["envelope"]["body"]["text"] for item in page["items"]] == ["Are you there?"]
     assert time.monotonic() - started < 10, "the wake-up did not cross replicas"
+
+
+@pytest.fixture
+async def replicas_long_ttl(
+    distributed: DistributedServices, tmp_path: Path
+) -> AsyncIterator[tuple[Harness, Harness]]:
+    """Two replicas whose directory caches would keep an entry for ten minutes: only the
+    `directory.changed` broadcast can make one forget another's change in time."""
+    shared = {
+        **distributed.settings_changes(),
+        "gateway_key_file": tmp_path / "gateway_key.jwk",
+        "directory_cache_ttl_s": 600.0,
+    }
+    async with (
+        start_gateway(make_settings(tmp_path / "a", **shared)) as first,
+        start_gateway(make_settings(tmp_path / "b", **shared)) as second,
+    ):
+        yield first, second
+
+
+async def test_a_key_revoked_on_one_replica_is_refused_on_the_other_within_the_bound(
+    replicas_long_ttl,
+):
+    """Replica B has alice's old key cached (it accepted an envelope signed with it); once
+    replica A revokes the key, A refuses it at once and B refuses it as soon as the broadcast
+    arrives, within 5 s (the bound documented in gateway/directory_cache.py), far inside B's
+    ten-minute TTL."""
+    first, second = replicas_long_ttl
+    _, agents = await first.brand("acme.example", [("support", "Support", ["help"])])
+    support = agents["support"]
+    alice = await first.person("alice")
+    old = alice.key
+    on_b = second.agent(alice.address, old)
+    assert (await on_b.send(support.address, "warm B's cache"))["duplicate"] is False
+    new = PrivateKey.generate()
+    keys_path = f"/v1/agents/{alice.address}/keys"
+    await alice.call("POST", keys_path, token=alice.token(), body={"jwk": new.public.jwk})
+    await alice.call("DELETE", f"{keys_path}/{old.kid}", token=alice.token())
+
+    with pytest.raises(GatewayProblem) as on_a:
+        await first.agent(alice.address, old).send(support.address, "old key on A")
+    assert on_a.value.status == 401 and on_a.value.code == "key_revoked"
+
+    deadline = time.monotonic() + 5.0
+    accepted_on_b = 0
+    while True:
+        try:
+            await on_b.send(support.address, "old key on B")
+        except GatewayProblem as problem:
+            assert problem.status == 401 and problem.code == "key_revoked"
+            break
+        accepted_on_b += 1
+        assert time.monotonic() < deadline, "replica B still accepts the revoked key after 5 s"
+        await asyncio.sleep(0.05)
+    print(f"replica B accepted {accepted_on_b} envelope(s) with the revoked key before refusing")
+
+
+async def test_a_task_moved_on_by_the_other_replica_is_read_again_before_a_refusal(replicas):
+    """Replica A remembers a task as `working`; replica B completes it. A `confirm` (valid only
+    on a completed task) sent through A is accepted, because A reads the task again rather than
+    refusing on what it remembers; a later `say` through A moves the task on from there."""
+    first, second = replicas
+    _, agents = await first.brand("acme.example", [("support", "Support", ["help"])])
+    support = agents["support"]
+    alice = await first.person("alice")
+    opened = await alice.send(support.address, "My speaker blinks.")
+    task = opened["task"]
+    on_a = first.agent(support.address, support.key)
+    assert (await on_a.send(alice.address, "Which colour?", task=task))["task_state"] == "working"
+    on_b = second.agent(support.address, support.key)
+    resolved = await on_b.send(alice.address, "Fixed.", act="resolve", task=task)
+    assert resolved["task_state"] == "completed"
+    confirmed = await alice.send(support.address, "", act="confirm", task=task)
+    assert confirmed["task_state"] == "completed" and confirmed["duplicate"] is False
+    reopened = await alice.send(support.address, "It blinks again.", task=task)
+    assert reopened["task_state"] != "completed"

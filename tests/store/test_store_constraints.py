@@ -143,3 +143,23 @@ async def test_concurrent_commits_to_one_inbox_get_gapless_seqs(engine):
     items = await store.inbox("support@acme.example", 0, 100)
     assert [item.seq for item in items] == list(range(1, 61))
     assert sorted(item.envelope["id"] for item in items) == sorted(ids)
+
+
+async def test_concurrent_commits_share_a_transaction_and_a_bad_one_fails_alone(engine):
+    """Thirty batches committed at once, one of them a replay of a stored envelope: the replay
+    alone gets ReplayCollision, the other 29 commit, the inbox seqs are exactly 2..30 after the
+    first, and the replay's task was not written."""
+    store = Conversations(engine, new_id)
+    await store.commit(_new_task_batch("tsk_0", "env-0"))
+    batches = [_new_task_batch(f"tsk_{n}", f"env-{n}") for n in range(1, 30)]
+    batches.insert(13, _new_task_batch("tsk_replay", "env-0"))
+    outcomes = await asyncio.gather(
+        *(store.commit(batch) for batch in batches), return_exceptions=True
+    )
+    refused = [n for n, outcome in enumerate(outcomes) if isinstance(outcome, Exception)]
+    assert refused == [13] and isinstance(outcomes[13], ReplayCollision)
+    seqs = sorted(seq for o in outcomes if not isinstance(o, BaseException) for _, seq in o.inbox)
+    assert seqs == list(range(2, 31))
+    items = await store.inbox("support@acme.example", 0, 100)
+    assert [item.seq for item in items] == list(range(1, 31))
+    assert await store.task("tsk_replay") is None
