@@ -10,6 +10,12 @@ trip is measured from just before the POST to the reply's arrival on the stream.
 
     python bench/delivery.py                       # 1 and 32 concurrent conversations
     python bench/delivery.py --conversations 1 8 32 --seconds 10 --brand-agents 1
+    python bench/delivery.py --profile /tmp/prof   # gateway under cProfile, SQL counted
+
+Besides wall-clock figures (which depend on what else the host is running), each level reports
+the CPU time each process spent per round trip (user + system, from /proc): `gw µs` for the
+gateway, `agent µs` for the brand agent, `gen µs` for this generator. CPU per round trip is the
+figure to compare across changes on a shared host.
 
 First, `--drain N` envelopes (default 300) are queued while the endpoints are down; the time
 to deliver them all once the endpoints start gives deliveries per second in steady order.
@@ -47,6 +53,18 @@ from identity.keys import PrivateKey  # noqa: E402
 
 ADMIN = "sbt_bench_delivery_admin_0123456789"
 ROUNDS_PER_TASK = 5
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc; 0 elsewhere)."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def spawn(command: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
@@ -164,7 +182,15 @@ async def run(args: argparse.Namespace) -> None:
     processes: list[subprocess.Popen[bytes]] = []
     log = (data_dir / "processes.log").open("wb")
     try:
-        processes.append(spawn(cli("serve"), env, log))
+        gateway_command = cli("serve")
+        if args.profile is not None:
+            gateway_command = [
+                sys.executable,
+                "-m",
+                "bench.profiled_gateway",
+                str(args.profile.resolve()),
+            ]
+        processes.append(spawn(gateway_command, env, log))
         await wait_http(gateway_url + "/healthz", processes[0])
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             admin = StaffClient(gateway_url, ADMIN, session=session)
@@ -227,7 +253,7 @@ async def run(args: argparse.Namespace) -> None:
             )
             print(
                 f"{'conversations':>13} {'round trips':>11} {'p50 ms':>8} {'p99 ms':>8}"
-                f" {'deliveries/s':>12}"
+                f" {'deliveries/s':>12} {'gw µs':>7} {'agent µs':>8} {'gen µs':>7}"
             )
             made = 0
             for level in [1, *args.conversations] if args.warmup else args.conversations:
@@ -244,6 +270,11 @@ async def run(args: argparse.Namespace) -> None:
                     await person.register_personal()
                     people.append(person)
                 latencies: list[float] = []
+                last = args.warmup and made > 1 and level == args.conversations[-1]
+                if args.profile is not None and (last or not args.warmup):
+                    processes[0].send_signal(signal.SIGUSR1)  # profile this level only
+                pids = [process.pid for process in processes]
+                cpu_before = [cpu_seconds(pid) for pid in pids] + [cpu_seconds()]
                 started = time.perf_counter()
                 until = time.monotonic() + (
                     2.0 if args.warmup and not people[1:] and made == 1 else args.seconds
@@ -255,14 +286,21 @@ async def run(args: argparse.Namespace) -> None:
                     )
                 )
                 elapsed = time.perf_counter() - started
+                cpu_after = [cpu_seconds(pid) for pid in pids] + [cpu_seconds()]
                 if args.warmup and made == 1:
                     continue  # the warm-up level
                 latencies.sort()
                 p50 = statistics.median(latencies) * 1000
                 p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+                count = max(1, len(latencies))
+                used = [after - before for before, after in zip(cpu_before, cpu_after)]
+                gateway_us = used[0] / count * 1e6
+                agent_us = sum(used[1:-1]) / count * 1e6
+                generator_us = used[-1] / count * 1e6
                 print(
                     f"{level:>13} {len(latencies):>11} {p50:>8.1f} {p99:>8.1f}"
-                    f" {len(latencies) / elapsed:>12.0f}"
+                    f" {len(latencies) / elapsed:>12.0f} {gateway_us:>7.0f} {agent_us:>8.0f}"
+                    f" {generator_us:>7.0f}"
                 )
     finally:
         for process in processes:
@@ -284,6 +322,12 @@ def main() -> None:
     parser.add_argument("--no-warmup", dest="warmup", action="store_false")
     parser.add_argument(
         "--drain", type=int, default=300, help="envelopes queued before the endpoints start"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="run the gateway under bench.profiled_gateway, profiling the last level, into DIR",
     )
     asyncio.run(run(parser.parse_args()))
 
