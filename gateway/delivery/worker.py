@@ -10,9 +10,15 @@ starts only when the previous is settled, so a partition's rows leave in the ord
 committed. Partitions run concurrently (bounded by `concurrency`), so a slow endpoint only
 delays itself.
 
-Waking: the bus's `work.<kind>` messages (published by acceptance after each commit) wake the
-worker at once; a sweep every `sweep_s` finds anything else that is due (retries whose time
-has come, rows a crashed process left, rows another replica's wake-up went to). Rows are
+Waking: the bus's `work.<kind>` messages (published by acceptance after each commit, naming
+the row) start the row's partition at once: one indexed read finds the partition, and the
+partition's drain claims its head; a wake-up for a partition already being drained here only
+tells that drain to look once more before it stops (no scan either way). A drain claims the
+partition's next row in the same transaction that records the previous attempt, and each claim
+also reads what a delivery needs (envelope and endpoint), so a busy partition costs one
+transaction per attempt. A sweep every `sweep_s` finds anything else that is due (retries
+whose time has come, rows a crashed process left, rows another replica's wake-up went to, a
+wake-up that named no row). Rows are
 claimed with a lease (`OutboxStore.claim_head`), so replicas never work the same row at once;
 a lease left by a killed process expires, or is taken back at once by the same replica when it
 restarts (the lease owner id is stable per replica). Delivery is therefore at least once, and a
@@ -112,7 +118,9 @@ class OutboxWorker:
         self._draw = draw
         self._wake = asyncio.Event()
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._dirty: set[tuple[str, str]] = set()
+        # Wake-ups counted per running partition: a drain that finds nothing more looks once
+        # again if the count moved since its last look (the row may have committed after it).
+        self._woken: dict[tuple[str, str], int] = {}
         self._saturated = False
         self._main: asyncio.Task[None] | None = None
         self._subscriptions: list[Subscription] = []
@@ -159,8 +167,36 @@ class OutboxWorker:
         """Look for due work now."""
         self._wake.set()
 
-    async def _on_work(self, _subject: str, _data: bytes) -> None:
-        self.wake()
+    async def _on_work(self, subject: str, data: bytes) -> None:
+        kind = subject.rsplit(".", 1)[-1]
+        try:
+            pk = int(data)
+        except ValueError:
+            self.wake()  # a wake-up that names no row: look everywhere
+            return
+        try:
+            found = await self._store.partition_of(pk)
+        except Exception:
+            log.warning("outbox.wake_lookup_failed", kind=kind, row=pk)
+            self.wake()
+            return
+        if found is not None and found[0] == kind:
+            self._start(kind, found[1])
+
+    def _start(self, kind: str, partition: str) -> bool:
+        """Drain the partition, or tell its running drain to look again; False when full."""
+        key = (kind, partition)
+        if key in self._running:
+            self._woken[key] += 1
+            return True
+        if len(self._running) >= self._concurrency:
+            self._saturated = True
+            return False
+        self._woken[key] = 0
+        self._running[key] = asyncio.create_task(
+            self._drain(kind, partition), name=f"outbox-{kind}-{partition}"
+        )
+        return True
 
     # The loop ---------------------------------------------------------------------------
 
@@ -184,32 +220,25 @@ class OutboxWorker:
             self.kinds, self._clock.now(), limit=self._concurrency * 2, owner=self._owner
         )
         for _pk, kind, partition in heads:
-            key = (kind, partition)
-            if key in self._running:
-                self._dirty.add(key)
-                continue
-            if len(self._running) >= self._concurrency:
-                self._saturated = True
+            if not self._start(kind, partition):
                 break
-            self._running[key] = asyncio.create_task(
-                self._drain(kind, partition), name=f"outbox-{kind}-{partition}"
-            )
 
     async def _drain(self, kind: str, partition: str) -> None:
         """Work one partition's due rows in order, one at a time."""
         key = (kind, partition)
         try:
-            self._dirty.discard(key)
+            looked = self._woken[key]
             row = await self._claim(kind, partition)
             while True:
                 if row is None:
-                    if key not in self._dirty:
-                        return
-                    # A wake-up came while we worked: a new row may have been committed after
+                    if self._woken[key] == looked:
+                        return  # nothing due, and no wake-up since the last look
+                    # A wake-up came while we looked: its row may have been committed after
                     # our last look, so look once more before leaving.
-                    self._dirty.discard(key)
+                    looked = self._woken[key]
                     row = await self._claim(kind, partition)
                     continue
+                looked = self._woken[key]
                 row = await self._work(row)  # the next row, claimed with the record
         except asyncio.CancelledError:
             raise
@@ -217,6 +246,7 @@ class OutboxWorker:
             log.exception("outbox.partition_failed", kind=kind, partition=partition)
         finally:
             self._running.pop(key, None)
+            self._woken.pop(key, None)
             if self._saturated:
                 self._saturated = False
                 self.wake()

@@ -43,6 +43,7 @@ class OutboxRow:
     task_id: str | None
     created_at: datetime
     next_attempt_at: datetime
+    target: DeliveryTarget | None = None  # read with the claim, for rows naming an envelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,31 +117,22 @@ class OutboxStore:
         async with self._engine.begin() as conn:
             return await _claim(conn, kind, partition, owner, now, lease_s)
 
-    async def delivery_target(self, envelope_pk: int, address: str) -> DeliveryTarget | None:
-        """What one delivery needs in one read: the stored envelope and the recipient's
-        endpoint as it is now. None when either is gone."""
-        query = (
-            select(
-                envelopes.c.body,
-                agents.c.kind,
-                agents.c.endpoint_url,
-                agents.c.endpoint_status,
-                agents.c.endpoint_note,
-            )
-            .select_from(envelopes.join(agents, agents.c.address == address))
-            .where(envelopes.c.pk == envelope_pk)
+    async def partition_of(self, pk: int) -> tuple[str, str] | None:
+        """(kind, partition) of a row that is still pending, None otherwise: what a wake-up
+        naming the row needs to find its partition, without scanning for heads."""
+        query = select(outbox.c.kind, outbox.c.partition).where(
+            and_(outbox.c.pk == pk, outbox.c.status == PENDING)
         )
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
-        if row is None:
-            return None
-        return DeliveryTarget(
-            envelope=json.loads(row.body),
-            agent_kind=row.kind,
-            endpoint_url=row.endpoint_url,
-            endpoint_status=row.endpoint_status,
-            endpoint_note=row.endpoint_note,
-        )
+        return None if row is None else (row.kind, row.partition)
+
+    async def delivery_target(self, envelope_pk: int, address: str) -> DeliveryTarget | None:
+        """What one delivery needs in one read: the stored envelope and the recipient's
+        endpoint as it is now. None when either is gone. (A claimed row normally carries its
+        target already, read in the claiming transaction.)"""
+        async with self._engine.connect() as conn:
+            return await _target(conn, envelope_pk, address)
 
     async def record(
         self, row: OutboxRow, owner: str, attempt: AttemptWrite, claim_next_s: float | None = None
@@ -319,14 +311,44 @@ async def _claim(
     row = (await conn.execute(statement)).first()
     if row is None:
         return None
+    payload = json.loads(row.payload)
+    target = None
+    if isinstance(payload.get("envelope_pk"), int) and isinstance(payload.get("agent"), str):
+        target = await _target(conn, payload["envelope_pk"], payload["agent"])
     return OutboxRow(
         pk=int(row.pk),
         public_id=row.public_id,
         kind=row.kind,
         partition=row.partition,
-        payload=json.loads(row.payload),
+        payload=payload,
         attempts=int(row.attempts),
         task_id=row.task_id,
         created_at=row.created_at,
         next_attempt_at=row.next_attempt_at,
+        target=target,
+    )
+
+
+async def _target(conn: AsyncConnection, envelope_pk: int, address: str) -> DeliveryTarget | None:
+    """The stored envelope and the recipient's endpoint, in one query."""
+    query = (
+        select(
+            envelopes.c.body,
+            agents.c.kind,
+            agents.c.endpoint_url,
+            agents.c.endpoint_status,
+            agents.c.endpoint_note,
+        )
+        .select_from(envelopes.join(agents, agents.c.address == address))
+        .where(envelopes.c.pk == envelope_pk)
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    return DeliveryTarget(
+        envelope=json.loads(row.body),
+        agent_kind=row.kind,
+        endpoint_url=row.endpoint_url,
+        endpoint_status=row.endpoint_status,
+        endpoint_note=row.endpoint_note,
     )
