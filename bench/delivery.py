@@ -293,7 +293,7 @@ async def run(args: argparse.Namespace) -> None:
                 p50 = statistics.median(latencies) * 1000
                 p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
                 count = max(1, len(latencies))
-                used = [after - before for before, after in zip(cpu_before, cpu_after)]
+                used = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
                 gateway_us = used[0] / count * 1e6
                 agent_us = sum(used[1:-1]) / count * 1e6
                 generator_us = used[-1] / count * 1e6

@@ -2,13 +2,18 @@
 
 Any replica may serve any inbox: the items are in the database, and every replica subscribes
 to `inbox.>` on the bus, so a commit on replica A wakes a reader on replica B at once.
+
+Each wake-up carries the new item's seq, and the hub remembers the highest seq it has heard of
+per agent: a reader already past it has nothing to read, so it waits without asking the store
+(a stream reads the store once per item, not once per item plus once to find nothing more). A
+lost wake-up costs no more than before: at the end of each wait the store is read regardless.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator
 
 from gateway.bus import Bus, Subscription
@@ -16,6 +21,7 @@ from gateway.store.conversations import Conversations
 from gateway.store.records import InboxItem
 
 _PREFIX = "inbox."
+_HEADS_KEPT = 100_000  # agents whose newest seq is remembered (the least recently woken go)
 
 
 class InboxHub:
@@ -24,6 +30,7 @@ class InboxHub:
         self._conversations = conversations
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._subscription: Subscription | None = None
+        self._heads: OrderedDict[str, int] = OrderedDict()
 
     async def start(self) -> None:
         self._subscription = await self._bus.subscribe(_PREFIX + ">", self._wake)
@@ -35,8 +42,19 @@ class InboxHub:
             for event in events:
                 event.set()
 
-    async def _wake(self, subject: str, _data: bytes) -> None:
-        for event in self._waiters.get(subject[len(_PREFIX) :], ()):
+    async def _wake(self, subject: str, data: bytes) -> None:
+        agent = subject[len(_PREFIX) :]
+        try:
+            seq = int(data)
+        except ValueError:
+            self._heads.pop(agent, None)  # a wake-up without a seq: the store must be asked
+        else:
+            if seq > self._heads.get(agent, 0):
+                self._heads[agent] = seq
+                self._heads.move_to_end(agent)
+                if len(self._heads) > _HEADS_KEPT:
+                    self._heads.popitem(last=False)
+        for event in self._waiters.get(agent, ()):
             event.set()
 
     async def read(self, agent: str, after: int, limit: int, wait: float) -> list[InboxItem]:
@@ -47,10 +65,13 @@ class InboxHub:
             event = asyncio.Event()
             self._waiters[agent].add(event)
             try:
-                items = await self._conversations.inbox(agent, after, limit)
                 remaining = deadline - loop.time()
-                if items or remaining <= 0:
-                    return items
+                head = self._heads.get(agent)
+                if head is None or head > after or remaining <= 0:
+                    items = await self._conversations.inbox(agent, after, limit)
+                    remaining = deadline - loop.time()
+                    if items or remaining <= 0:
+                        return items
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), remaining)
             finally:
