@@ -20,6 +20,11 @@ figure to compare across changes on a shared host.
 First, `--drain N` envelopes (default 300) are queued while the endpoints are down; the time
 to deliver them all once the endpoints start gives deliveries per second in steady order.
 
+Then the same closed loop runs against the ecosystem's reference: the `a2a-sdk` server
+(`bench.a2a_peer`, an echo agent) answering A2A `SendMessage` synchronously, one request and its
+reply per round trip with no gateway in between (`--no-a2a` skips it). `peer µs` is that
+server's CPU per round trip.
+
 All conversations talk to one brand agent by default: its deliveries are strictly ordered,
 one in flight (PROTOCOL section 6), so at 32 conversations they queue behind each other.
 `--brand-agents N` spreads the conversations over N agents (N endpoints in parallel).
@@ -53,6 +58,89 @@ from identity.keys import PrivateKey  # noqa: E402
 
 ADMIN = "sbt_bench_delivery_admin_0123456789"
 ROUNDS_PER_TASK = 5
+
+
+A2A_HEADERS = {"Content-Type": "application/json", "A2A-Version": "1.0"}
+
+
+async def a2a_conversation(
+    session: aiohttp.ClientSession, url: str, context: str, until: float, latencies: list[float]
+) -> None:
+    """SendMessage, read the echoed reply, repeat until `until`."""
+    number = 0
+    while time.monotonic() < until:
+        request = {
+            "jsonrpc": "2.0",
+            "id": number,
+            "method": "SendMessage",
+            "params": {
+                "message": {
+                    "messageId": f"{context}-{number}",
+                    "contextId": context,
+                    "role": "ROLE_USER",
+                    "parts": [{"text": "Hi, is anyone there?"}],
+                }
+            },
+        }
+        started = time.perf_counter()
+        async with session.post(url, json=request, headers=A2A_HEADERS) as response:
+            answer = await response.json()
+        if "result" not in answer:
+            raise SystemExit(f"the a2a-sdk peer did not answer SendMessage: {answer}")
+        latencies.append(time.perf_counter() - started)
+        number += 1
+
+
+async def a2a_levels(args: argparse.Namespace, env: dict[str, str], log: Any) -> None:
+    """The a2a-sdk reference server under the same closed loop, level by level."""
+    port = free_port()
+    peer = spawn([sys.executable, "-m", "bench.a2a_peer", "--port", str(port)], env, log)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        await wait_http(url + ".well-known/agent-card.json", peer)
+        print("a2a-sdk peer (echo agent), SendMessage answered synchronously, same loop:")
+        print(
+            f"{'conversations':>13} {'round trips':>11} {'p50 ms':>8} {'p99 ms':>8}"
+            f" {'rt/s':>12} {'peer µs':>7} {'gen µs':>7}"
+        )
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            levels = [(1, True)] if args.warmup else []
+            for level, warm_up in [*levels, *((n, False) for n in args.conversations)]:
+                latencies: list[float] = []
+                before = (cpu_seconds(peer.pid), cpu_seconds())
+                started = time.perf_counter()
+                until = time.monotonic() + (2.0 if warm_up else args.seconds)
+                await asyncio.gather(
+                    *(
+                        a2a_conversation(session, url, f"ctx-{level}-{n}", until, latencies)
+                        for n in range(level)
+                    )
+                )
+                elapsed = time.perf_counter() - started
+                after = (cpu_seconds(peer.pid), cpu_seconds())
+                if warm_up:
+                    continue
+                print_level(level, latencies, elapsed, [after[0] - before[0], after[1] - before[1]])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            peer.send_signal(signal.SIGTERM)
+        try:
+            peer.wait(10)
+        except subprocess.TimeoutExpired:
+            peer.kill()
+
+
+def print_level(level: int, latencies: list[float], elapsed: float, used: list[float]) -> None:
+    """One table row: round trips, p50, p99, rate, then CPU µs per round trip per process."""
+    latencies.sort()
+    count = max(1, len(latencies))
+    p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    cpu = " ".join(f"{seconds / count * 1e6:>7.0f}" for seconds in used)
+    print(
+        f"{level:>13} {len(latencies):>11} {p50:>8.1f} {p99:>8.1f}"
+        f" {len(latencies) / elapsed:>12.0f} {cpu}"
+    )
 
 
 def cpu_seconds(pid: int | None = None) -> float:
@@ -289,19 +377,8 @@ async def run(args: argparse.Namespace) -> None:
                 cpu_after = [cpu_seconds(pid) for pid in pids] + [cpu_seconds()]
                 if args.warmup and made == 1:
                     continue  # the warm-up level
-                latencies.sort()
-                p50 = statistics.median(latencies) * 1000
-                p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-                count = max(1, len(latencies))
                 used = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
-                gateway_us = used[0] / count * 1e6
-                agent_us = sum(used[1:-1]) / count * 1e6
-                generator_us = used[-1] / count * 1e6
-                print(
-                    f"{level:>13} {len(latencies):>11} {p50:>8.1f} {p99:>8.1f}"
-                    f" {len(latencies) / elapsed:>12.0f} {gateway_us:>7.0f} {agent_us:>8.0f}"
-                    f" {generator_us:>7.0f}"
-                )
+                print_level(level, latencies, elapsed, [used[0], sum(used[1:-1]), used[-1]])
     finally:
         for process in processes:
             with contextlib.suppress(ProcessLookupError):
@@ -312,6 +389,9 @@ async def run(args: argparse.Namespace) -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
         log.close()
+    if args.a2a:
+        with (data_dir / "a2a_peer.log").open("wb") as peer_log:
+            await a2a_levels(args, env, peer_log)
 
 
 def main() -> None:
@@ -323,6 +403,7 @@ def main() -> None:
     parser.add_argument(
         "--drain", type=int, default=300, help="envelopes queued before the endpoints start"
     )
+    parser.add_argument("--no-a2a", dest="a2a", action="store_false")
     parser.add_argument(
         "--profile",
         type=Path,
