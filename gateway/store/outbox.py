@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.clock import iso
@@ -72,6 +72,85 @@ class AttemptWrite:
     last_error: str | None
 
 
+# The statements of the hot path, built once: building a SQLAlchemy statement costs more CPU
+# than executing it (~150 us of ~350 us on SQLite); bound parameters carry the values.
+
+_PARTITION_OF = select(outbox.c.kind, outbox.c.partition).where(
+    and_(outbox.c.pk == bindparam("row_pk"), outbox.c.status == PENDING)
+)
+
+_TARGET = (
+    select(
+        envelopes.c.body,
+        agents.c.kind,
+        agents.c.endpoint_url,
+        agents.c.endpoint_status,
+        agents.c.endpoint_note,
+    )
+    .select_from(envelopes.join(agents, agents.c.address == bindparam("address")))
+    .where(envelopes.c.pk == bindparam("envelope_pk"))
+)
+
+# The head is the partition's oldest pending row (a scalar subquery); the update only happens
+# while it is pending, due and not leased by another owner. (Parameters of an UPDATE may not
+# be named like its columns, hence the prefixes.)
+_CLAIM = (
+    update(outbox)
+    .where(
+        and_(
+            outbox.c.pk
+            == select(func.min(outbox.c.pk))
+            .where(
+                and_(
+                    outbox.c.kind == bindparam("claim_kind"),
+                    outbox.c.partition == bindparam("claim_partition"),
+                    outbox.c.status == PENDING,
+                )
+            )
+            .scalar_subquery(),
+            outbox.c.status == PENDING,
+            outbox.c.next_attempt_at <= bindparam("claim_now"),
+            or_(
+                outbox.c.leased_until.is_(None),
+                outbox.c.leased_until < bindparam("claim_now"),
+                outbox.c.lease_owner == bindparam("claim_owner"),
+            ),
+        )
+    )
+    .values(
+        lease_owner=bindparam("claim_owner"),
+        leased_until=bindparam("claim_until", type_=outbox.c.leased_until.type),
+    )
+    .returning(
+        outbox.c.pk,
+        outbox.c.public_id,
+        outbox.c.kind,
+        outbox.c.partition,
+        outbox.c.payload,
+        outbox.c.attempts,
+        outbox.c.task_id,
+        outbox.c.created_at,
+        outbox.c.next_attempt_at,
+    )
+)
+
+_ADD_ATTEMPT = outbox_attempts.insert()
+
+_SETTLE = (
+    update(outbox)
+    .where(and_(outbox.c.pk == bindparam("row_pk"), outbox.c.lease_owner == bindparam("owner")))
+    .values(
+        status=bindparam("new_status"),
+        attempts=outbox.c.attempts + 1,
+        next_attempt_at=bindparam("new_next_attempt_at", type_=outbox.c.next_attempt_at.type),
+        last_error=bindparam("new_last_error"),
+        updated_at=bindparam("new_updated_at", type_=outbox.c.updated_at.type),
+        lease_owner=None,
+        leased_until=None,
+    )
+)
+
+
 class OutboxStore:
     """Reads and moves outbox rows. Every method is one short transaction."""
 
@@ -120,11 +199,8 @@ class OutboxStore:
     async def partition_of(self, pk: int) -> tuple[str, str] | None:
         """(kind, partition) of a row that is still pending, None otherwise: what a wake-up
         naming the row needs to find its partition, without scanning for heads."""
-        query = select(outbox.c.kind, outbox.c.partition).where(
-            and_(outbox.c.pk == pk, outbox.c.status == PENDING)
-        )
         async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+            row = (await conn.execute(_PARTITION_OF, {"row_pk": pk})).first()
         return None if row is None else (row.kind, row.partition)
 
     async def delivery_target(self, envelope_pk: int, address: str) -> DeliveryTarget | None:
@@ -145,28 +221,27 @@ class OutboxStore:
         """
         async with self._engine.begin() as conn:
             await conn.execute(
-                outbox_attempts.insert().values(
-                    outbox_pk=row.pk,
-                    at=attempt.at,
-                    outcome=attempt.outcome,
-                    status_code=attempt.status_code,
-                    error=attempt.error,
-                    note=attempt.note,
-                    duration_ms=attempt.duration_ms,
-                )
+                _ADD_ATTEMPT,
+                {
+                    "outbox_pk": row.pk,
+                    "at": attempt.at,
+                    "outcome": attempt.outcome,
+                    "status_code": attempt.status_code,
+                    "error": attempt.error,
+                    "note": attempt.note,
+                    "duration_ms": attempt.duration_ms,
+                },
             )
             result = await conn.execute(
-                update(outbox)
-                .where(and_(outbox.c.pk == row.pk, outbox.c.lease_owner == owner))
-                .values(
-                    status=attempt.row_status,
-                    attempts=outbox.c.attempts + 1,
-                    next_attempt_at=attempt.next_attempt_at,
-                    last_error=attempt.last_error,
-                    updated_at=attempt.at,
-                    lease_owner=None,
-                    leased_until=None,
-                )
+                _SETTLE,
+                {
+                    "row_pk": row.pk,
+                    "owner": owner,
+                    "new_status": attempt.row_status,
+                    "new_next_attempt_at": attempt.next_attempt_at,
+                    "new_last_error": attempt.last_error,
+                    "new_updated_at": attempt.at,
+                },
             )
             following = None
             if claim_next_s is not None:
@@ -270,45 +345,15 @@ async def _claim(
     PostgreSQL a concurrent claimer blocks on the row lock, then re-checks the lease
     condition on the new row version and updates nothing.
     """
-    head = (
-        select(func.min(outbox.c.pk))
-        .where(
-            and_(
-                outbox.c.kind == kind,
-                outbox.c.partition == partition,
-                outbox.c.status == PENDING,
-            )
-        )
-        .scalar_subquery()
-    )
-    statement = (
-        update(outbox)
-        .where(
-            and_(
-                outbox.c.pk == head,
-                outbox.c.status == PENDING,
-                outbox.c.next_attempt_at <= now,
-                or_(
-                    outbox.c.leased_until.is_(None),
-                    outbox.c.leased_until < now,
-                    outbox.c.lease_owner == owner,
-                ),
-            )
-        )
-        .values(lease_owner=owner, leased_until=now + timedelta(seconds=lease_s))
-        .returning(
-            outbox.c.pk,
-            outbox.c.public_id,
-            outbox.c.kind,
-            outbox.c.partition,
-            outbox.c.payload,
-            outbox.c.attempts,
-            outbox.c.task_id,
-            outbox.c.created_at,
-            outbox.c.next_attempt_at,
-        )
-    )
-    row = (await conn.execute(statement)).first()
+    until = now + timedelta(seconds=lease_s)
+    parameters = {
+        "claim_kind": kind,
+        "claim_partition": partition,
+        "claim_owner": owner,
+        "claim_now": now,
+        "claim_until": until,
+    }
+    row = (await conn.execute(_CLAIM, parameters)).first()
     if row is None:
         return None
     payload = json.loads(row.payload)
@@ -331,18 +376,7 @@ async def _claim(
 
 async def _target(conn: AsyncConnection, envelope_pk: int, address: str) -> DeliveryTarget | None:
     """The stored envelope and the recipient's endpoint, in one query."""
-    query = (
-        select(
-            envelopes.c.body,
-            agents.c.kind,
-            agents.c.endpoint_url,
-            agents.c.endpoint_status,
-            agents.c.endpoint_note,
-        )
-        .select_from(envelopes.join(agents, agents.c.address == address))
-        .where(envelopes.c.pk == envelope_pk)
-    )
-    row = (await conn.execute(query)).first()
+    row = (await conn.execute(_TARGET, {"envelope_pk": envelope_pk, "address": address})).first()
     if row is None:
         return None
     return DeliveryTarget(
