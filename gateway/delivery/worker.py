@@ -11,18 +11,21 @@ committed. Partitions run concurrently (bounded by `concurrency`), so a slow end
 delays itself.
 
 Waking: the bus's `work.<kind>` messages (published by acceptance after each commit, naming
-the row) start the row's partition at once: one indexed read finds the partition, and the
-partition's drain claims its head; a wake-up for a partition already being drained here only
-tells that drain to look once more before it stops (no scan either way). A drain claims the
-partition's next row in the same transaction that records the previous attempt, and each claim
-also reads what a delivery needs (envelope and endpoint), so a busy partition costs one
-transaction per attempt. A sweep every `sweep_s` finds anything else that is due (retries
-whose time has come, rows a crashed process left, rows another replica's wake-up went to, a
-wake-up that named no row). Rows are
-claimed with a lease (`OutboxStore.claim_head`), so replicas never work the same row at once;
-a lease left by a killed process expires, or is taken back at once by the same replica when it
-restarts (the lease owner id is stable per replica). Delivery is therefore at least once, and a
-repeat carries the same row id (the `webhook-id`).
+the row) start the row's partition at once, with no scan. When no partition of the kind is
+being drained here, one transaction claims the head of the woken row's partition (finding the
+partition in the same statement) and the delivery starts; otherwise one indexed read finds
+the partition, and either its running drain is told to look once more before it stops, or a
+new drain claims its head. A drain claims the partition's next row in the same transaction
+that records the previous attempt, and each claim also reads what a delivery needs (envelope
+and endpoint), so a busy partition costs one transaction per attempt. A sweep every
+`sweep_s` finds anything else that is due (retries whose time has come, rows a crashed
+process left, rows another replica's wake-up went to, a wake-up that named no row).
+
+Rows are claimed with a lease (`OutboxStore.claim_head`), so replicas never work the same row
+at once, and nor do two claimers in this process: a lease is never taken again by its own
+holder. A lease left by a killed process expires, or is released at once by the same replica
+when it restarts (the lease owner id is stable per replica). Delivery is therefore at least
+once, and a repeat carries the same row id (the `webhook-id`).
 """
 
 from __future__ import annotations
@@ -121,6 +124,9 @@ class OutboxWorker:
         # Wake-ups counted per running partition: a drain that finds nothing more looks once
         # again if the count moved since its last look (the row may have committed after it).
         self._woken: dict[tuple[str, str], int] = {}
+        # A row claimed by a wake-up for a partition whose drain was already running here: the
+        # drain takes it before it stops.
+        self._handoff: dict[tuple[str, str], OutboxRow] = {}
         self._saturated = False
         self._main: asyncio.Task[None] | None = None
         self._subscriptions: list[Subscription] = []
@@ -137,6 +143,10 @@ class OutboxWorker:
         return tuple(self._handlers)
 
     async def start(self) -> None:
+        try:  # what this replica held when it last stopped or was killed is free again
+            await self._store.release(self._owner)
+        except Exception:
+            log.warning("outbox.release_failed", owner=self._owner)
         for kind in self._handlers:
             self._subscriptions.append(await self._bus.consume(f"work.{kind}", self._on_work))
         self._main = asyncio.create_task(self._loop(), name="outbox-worker")
@@ -175,26 +185,37 @@ class OutboxWorker:
             self.wake()  # a wake-up that names no row: look everywhere
             return
         try:
-            found = await self._store.partition_of(pk)
+            if any(running == kind for running, _ in self._running):
+                found = await self._store.partition_of(pk)
+                if found is not None and found[0] == kind:
+                    self._start(kind, found[1])
+            elif len(self._running) >= self._concurrency:
+                self._saturated = True
+            else:
+                row = await self._store.claim_woken(
+                    kind, pk, self._owner, self._clock.now(), self._lease_s
+                )
+                if row is not None:
+                    self._start(kind, row.partition, row)
         except Exception:
-            log.warning("outbox.wake_lookup_failed", kind=kind, row=pk)
+            log.warning("outbox.wake_failed", kind=kind, row=pk)
             self.wake()
-            return
-        if found is not None and found[0] == kind:
-            self._start(kind, found[1])
 
-    def _start(self, kind: str, partition: str) -> bool:
-        """Drain the partition, or tell its running drain to look again; False when full."""
+    def _start(self, kind: str, partition: str, claimed: OutboxRow | None = None) -> bool:
+        """Drain the partition (from `claimed`, its head, already leased), or tell its running
+        drain to look again (handing it `claimed`); False when no drain can start now."""
         key = (kind, partition)
         if key in self._running:
             self._woken[key] += 1
+            if claimed is not None:
+                self._handoff[key] = claimed
             return True
-        if len(self._running) >= self._concurrency:
+        if len(self._running) >= self._concurrency and claimed is None:
             self._saturated = True
             return False
         self._woken[key] = 0
         self._running[key] = asyncio.create_task(
-            self._drain(kind, partition), name=f"outbox-{kind}-{partition}"
+            self._drain(kind, partition, claimed), name=f"outbox-{kind}-{partition}"
         )
         return True
 
@@ -223,14 +244,19 @@ class OutboxWorker:
             if not self._start(kind, partition):
                 break
 
-    async def _drain(self, kind: str, partition: str) -> None:
+    async def _drain(self, kind: str, partition: str, claimed: OutboxRow | None) -> None:
         """Work one partition's due rows in order, one at a time."""
         key = (kind, partition)
+        row = claimed
         try:
             looked = self._woken[key]
-            row = await self._claim(kind, partition)
+            if row is None:
+                row = await self._claim(kind, partition)
             while True:
                 if row is None:
+                    row = self._handoff.pop(key, None)  # claimed for us by a wake-up
+                    if row is not None:
+                        continue
                     if self._woken[key] == looked:
                         return  # nothing due, and no wake-up since the last look
                     # A wake-up came while we looked: its row may have been committed after
@@ -244,12 +270,25 @@ class OutboxWorker:
             raise
         except Exception:
             log.exception("outbox.partition_failed", kind=kind, partition=partition)
+            self._leave(key)  # before any await: no more hand-offs to this drain
+            # Our leases are never taken again by us while we run: give them back, so that
+            # the sweep starts the partition afresh.
+            for held in (row, self._handoff.pop(key, None)):
+                if held is not None:
+                    with contextlib.suppress(Exception):
+                        await self._store.release_row(held.pk, self._owner)
         finally:
-            self._running.pop(key, None)
-            self._woken.pop(key, None)
+            self._leave(key)
             if self._saturated:
                 self._saturated = False
                 self.wake()
+
+    def _leave(self, key: tuple[str, str]) -> None:
+        """Forget the running drain of `key`, if it is the current task (a new drain of the
+        same partition may have started since this one left)."""
+        if self._running.get(key) is asyncio.current_task():
+            del self._running[key]
+            self._woken.pop(key, None)
 
     async def _claim(self, kind: str, partition: str) -> OutboxRow | None:
         return await self._store.claim_head(

@@ -5,9 +5,12 @@ module only moves them along. Order is per (kind, partition): a row is workable 
 older row of its partition is still pending, so a partition's head blocks the rest until it is
 delivered or fails for good.
 
-A worker claims a row with ONE guarded UPDATE (pending, due, lease free or its own, still the
+A worker claims a row with ONE guarded UPDATE (pending, due, lease free or expired, still the
 head): on PostgreSQL two replicas racing for a row serialise on its row lock and the loser
 sees zero rows updated; on SQLite the write lock does the same. Only portable SQL is used.
+A lease is never taken again by its own holder while it runs, so two claimers inside one
+process are kept apart the same way; a restarted replica first releases what its previous
+life held (`release`), and takes those rows back at once.
 """
 
 from __future__ import annotations
@@ -91,47 +94,61 @@ _TARGET = (
     .where(envelopes.c.pk == bindparam("envelope_pk"))
 )
 
-# The head is the partition's oldest pending row (a scalar subquery); the update only happens
-# while it is pending, due and not leased by another owner. (Parameters of an UPDATE may not
-# be named like its columns, hence the prefixes.)
-_CLAIM = (
-    update(outbox)
-    .where(
-        and_(
-            outbox.c.pk
-            == select(func.min(outbox.c.pk))
-            .where(
-                and_(
-                    outbox.c.kind == bindparam("claim_kind"),
-                    outbox.c.partition == bindparam("claim_partition"),
-                    outbox.c.status == PENDING,
-                )
-            )
-            .scalar_subquery(),
-            outbox.c.status == PENDING,
-            outbox.c.next_attempt_at <= bindparam("claim_now"),
-            or_(
-                outbox.c.leased_until.is_(None),
-                outbox.c.leased_until < bindparam("claim_now"),
-                outbox.c.lease_owner == bindparam("claim_owner"),
-            ),
+# A claim leases a partition's head, the partition's oldest pending row (a scalar subquery),
+# while it is pending, due and not leased. `_CLAIM` names the partition; `_CLAIM_WOKEN` names
+# one of its rows (the one a wake-up is about) and finds the partition from it. (Parameters of
+# an UPDATE may not be named like its columns, hence the prefixes.)
+_RETURNED = (
+    outbox.c.pk,
+    outbox.c.public_id,
+    outbox.c.kind,
+    outbox.c.partition,
+    outbox.c.payload,
+    outbox.c.attempts,
+    outbox.c.task_id,
+    outbox.c.created_at,
+    outbox.c.next_attempt_at,
+)
+
+
+def _claim_statement(kind: Any, partition: Any) -> Any:
+    mates = outbox.alias("mates")
+    head = (
+        select(func.min(mates.c.pk))
+        .where(
+            and_(mates.c.kind == kind, mates.c.partition == partition, mates.c.status == PENDING)
         )
+        .scalar_subquery()
     )
-    .values(
-        lease_owner=bindparam("claim_owner"),
-        leased_until=bindparam("claim_until", type_=outbox.c.leased_until.type),
+    return (
+        update(outbox)
+        .where(
+            and_(
+                outbox.c.pk == head,
+                outbox.c.status == PENDING,
+                outbox.c.next_attempt_at <= bindparam("claim_now"),
+                or_(
+                    outbox.c.leased_until.is_(None),
+                    outbox.c.leased_until < bindparam("claim_now"),
+                ),
+            )
+        )
+        .values(
+            lease_owner=bindparam("claim_owner"),
+            leased_until=bindparam("claim_until", type_=outbox.c.leased_until.type),
+        )
+        .returning(*_RETURNED)
     )
-    .returning(
-        outbox.c.pk,
-        outbox.c.public_id,
-        outbox.c.kind,
-        outbox.c.partition,
-        outbox.c.payload,
-        outbox.c.attempts,
-        outbox.c.task_id,
-        outbox.c.created_at,
-        outbox.c.next_attempt_at,
-    )
+
+
+_CLAIM = _claim_statement(bindparam("claim_kind"), bindparam("claim_partition"))
+
+_woken = outbox.alias("woken")
+_CLAIM_WOKEN = _claim_statement(
+    bindparam("claim_kind"),
+    select(_woken.c.partition)
+    .where(and_(_woken.c.pk == bindparam("claim_row"), _woken.c.kind == bindparam("claim_kind")))
+    .scalar_subquery(),
 )
 
 _ADD_ATTEMPT = outbox_attempts.insert()
@@ -160,9 +177,8 @@ class OutboxStore:
     async def due_heads(
         self, kinds: Sequence[str], now: datetime, limit: int, owner: str
     ) -> list[tuple[int, str, str]]:
-        """(pk, kind, partition) of partition heads that are due and not leased by another
-        owner, oldest first (`owner`'s own leases count as free: after a crash, the restarted
-        replica takes its rows back at once)."""
+        """(pk, kind, partition) of partition heads that are due and not leased, oldest first
+        (`owner` is kept for the callers; a replica's own leases are in flight, not free)."""
         heads = (
             select(func.min(outbox.c.pk).label("pk"))
             .where(and_(outbox.c.status == PENDING, outbox.c.kind.in_(list(kinds))))
@@ -175,11 +191,7 @@ class OutboxStore:
             .where(
                 and_(
                     outbox.c.next_attempt_at <= now,
-                    or_(
-                        outbox.c.leased_until.is_(None),
-                        outbox.c.leased_until < now,
-                        outbox.c.lease_owner == owner,
-                    ),
+                    or_(outbox.c.leased_until.is_(None), outbox.c.leased_until < now),
                 )
             )
             .order_by(outbox.c.pk)
@@ -195,6 +207,15 @@ class OutboxStore:
         """Lease the partition's head if it is due; None when there is nothing to do now."""
         async with self._engine.begin() as conn:
             return await _claim(conn, kind, partition, owner, now, lease_s)
+
+    async def claim_woken(
+        self, kind: str, pk: int, owner: str, now: datetime, lease_s: float
+    ) -> OutboxRow | None:
+        """Lease the head of the partition that row `pk` (of `kind`) belongs to, finding the
+        partition in the same statement: a wake-up's row starts its delivery with one
+        transaction. None when that head is not due, leased, or there is none."""
+        async with self._engine.begin() as conn:
+            return await _claim(conn, kind, "", owner, now, lease_s, woken=pk)
 
     async def partition_of(self, pk: int) -> tuple[str, str] | None:
         """(kind, partition) of a row that is still pending, None otherwise: what a wake-up
@@ -256,6 +277,22 @@ class OutboxStore:
             await conn.execute(
                 update(outbox)
                 .where(and_(outbox.c.lease_owner == owner, outbox.c.status == PENDING))
+                .values(lease_owner=None, leased_until=None)
+            )
+
+    async def release_row(self, pk: int, owner: str) -> None:
+        """Give up `owner`'s lease on one row (its attempt could not be recorded), so the
+        sweep may take it again at once rather than when the lease runs out."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(outbox)
+                .where(
+                    and_(
+                        outbox.c.pk == pk,
+                        outbox.c.lease_owner == owner,
+                        outbox.c.status == PENDING,
+                    )
+                )
                 .values(lease_owner=None, leased_until=None)
             )
 
@@ -336,24 +373,34 @@ class OutboxStore:
 
 
 async def _claim(
-    conn: AsyncConnection, kind: str, partition: str, owner: str, now: datetime, lease_s: float
+    conn: AsyncConnection,
+    kind: str,
+    partition: str,
+    owner: str,
+    now: datetime,
+    lease_s: float,
+    woken: int | None = None,
 ) -> OutboxRow | None:
-    """Lease the partition's head if it is due; None when there is nothing to do now.
+    """Lease the partition's head (the partition of row `woken`, when given) if it is due;
+    None when there is nothing to do now. The delivery target is read with it.
 
     One statement: the head is the partition's oldest pending row (a scalar subquery), and
-    the update only happens while it is pending, due and not leased by another owner. On
-    PostgreSQL a concurrent claimer blocks on the row lock, then re-checks the lease
-    condition on the new row version and updates nothing.
+    the update only happens while it is pending, due and not leased. On PostgreSQL a
+    concurrent claimer blocks on the row lock, then re-checks the lease condition on the new
+    row version and updates nothing.
     """
-    until = now + timedelta(seconds=lease_s)
-    parameters = {
+    parameters: dict[str, Any] = {
         "claim_kind": kind,
-        "claim_partition": partition,
         "claim_owner": owner,
         "claim_now": now,
-        "claim_until": until,
+        "claim_until": now + timedelta(seconds=lease_s),
     }
-    row = (await conn.execute(_CLAIM, parameters)).first()
+    if woken is None:
+        parameters["claim_partition"] = partition
+        row = (await conn.execute(_CLAIM, parameters)).first()
+    else:
+        parameters["claim_row"] = woken
+        row = (await conn.execute(_CLAIM_WOKEN, parameters)).first()
     if row is None:
         return None
     payload = json.loads(row.payload)

@@ -71,7 +71,8 @@ async def test_one_replica_wins_a_lease_and_a_lost_lease_is_not_overwritten(
     assert await store.claim_head("notification", "brand-a", "replica-2", now, 30) is None
     assert await _leased(engine) == [first.pk]  # the head only, never the rows behind it
     assert await store.due_heads(["notification"], now, 10, "replica-2") == []
-    assert len(await store.due_heads(["notification"], now, 10, "replica-1")) == 1
+    assert await store.due_heads(["notification"], now, 10, "replica-1") == []  # in flight
+    assert await store.claim_head("notification", "brand-a", "replica-1", now, 30) is None
 
     later = now + timedelta(seconds=31)
     second = await store.claim_head("notification", "brand-a", "replica-2", later, 30)
@@ -82,6 +83,39 @@ async def test_one_replica_wins_a_lease_and_a_lost_lease_is_not_overwritten(
     assert kept is True
     assert third is not None and third.payload["n"] == 1
     assert await store.claim_head("notification", "brand-a", "replica-1", later, 30) is None
+
+
+async def test_a_wake_up_claims_its_partition_head_and_a_restart_releases_leases(
+    engine: AsyncEngine,
+) -> None:
+    """Claiming by a woken row leases its partition's head (not the row itself, not another
+    partition's), once; leases of a replica's previous life are released when it starts."""
+    await add_rows(engine, "notification", ["brand-a", "brand-b", "brand-a"])
+    store = OutboxStore(engine)
+    now = datetime.now(UTC)
+    pks = await _pks(engine)
+    head_a = await store.claim_woken("notification", pks[2], "replica-1", now, 30)
+    assert head_a is not None and (head_a.pk, head_a.partition) == (pks[0], "brand-a")
+    assert await store.claim_woken("notification", pks[2], "replica-1", now, 30) is None
+    assert await store.claim_woken("delivery", pks[1], "replica-1", now, 30) is None
+    head_b = await store.claim_woken("notification", pks[1], "replica-1", now, 30)
+    assert head_b is not None and head_b.pk == pks[1]
+    assert await store.partition_of(pks[2]) == ("notification", "brand-a")
+
+    worker = OutboxWorker(
+        store=store,
+        bus=MemoryBus(),
+        clock=SystemClock(),
+        backoff=Backoff(),
+        owner="replica-1",
+        handlers={},
+    )
+    await worker.start()  # a restart: nothing of replica-1's is in flight any more
+    try:
+        assert await _leased(engine) == []
+        assert len(await store.due_heads(["notification"], now, 10, "replica-1")) == 2
+    finally:
+        await worker.stop()
 
 
 async def test_generic_worker_orders_partitions_and_follows_verdicts(engine: AsyncEngine) -> None:
@@ -168,4 +202,14 @@ async def _leased(engine: AsyncEngine) -> list[int]:
 
     async with engine.connect() as conn:
         rows = await conn.execute(select(outbox.c.pk).where(outbox.c.lease_owner.is_not(None)))
+    return [int(row.pk) for row in rows.all()]
+
+
+async def _pks(engine: AsyncEngine) -> list[int]:
+    from sqlalchemy import select
+
+    from gateway.store.tables import outbox
+
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(outbox.c.pk).order_by(outbox.c.pk))
     return [int(row.pk) for row in rows.all()]
