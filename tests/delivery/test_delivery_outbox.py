@@ -185,6 +185,68 @@ async def test_generic_worker_orders_partitions_and_follows_verdicts(engine: Asy
     assert sorted(rows.values()) == ["delivered"] * 5 + ["failed"] * 2
 
 
+async def test_wake_ups_while_partitions_drain_lose_and_repeat_nothing(engine: AsyncEngine) -> None:
+    """Rows committed one by one, each followed by its wake-up, while their partitions are
+    being drained (slow and fast handlers): every row is worked exactly once, in commit order
+    per partition, never two of a partition at once, with no sweep to fall back on."""
+    seen: dict[str, list[int]] = {}
+    busy: set[str] = set()
+    overlaps: list[str] = []
+
+    class Notifier:
+        async def handle(self, row: OutboxRow) -> Attempt:
+            partition = row.partition
+            if partition in busy:
+                overlaps.append(partition)
+            busy.add(partition)
+            try:
+                await asyncio.sleep(0.004 if partition == "slow" else 0)
+                seen.setdefault(partition, []).append(row.payload["n"])
+                return Attempt.ok(200)
+            finally:
+                busy.discard(partition)
+
+    bus = MemoryBus()
+    store = OutboxStore(engine)
+    worker = OutboxWorker(
+        store=store,
+        bus=bus,
+        clock=SystemClock(),
+        backoff=Backoff(),
+        owner="replica-1",
+        handlers={"notification": Notifier()},
+        sweep_s=600.0,  # only wake-ups: a lost one would show as a missing row
+    )
+    await worker.start()
+    partitions = ["slow", "fast", "other"]
+    try:
+        for n in range(90):
+            partition = partitions[n % 3] if n % 7 else "slow"
+            batch = Batch(
+                now=datetime.now(UTC),
+                outbox=[OutboxWrite(new_id("ntf"), "notification", partition, {"n": n})],
+            )
+            committed = await Conversations(engine, new_id).commit(batch)
+            for pk, kind, _partition in committed.outbox:
+                await bus.publish(f"work.{kind}", str(pk).encode())
+            if n % 5 == 0:
+                await asyncio.sleep(0.003)
+
+        async def drained() -> bool:
+            return await store.pending_count(["notification"]) == 0
+
+        await wait_until(drained, what="the outbox drains on wake-ups alone")
+    finally:
+        await worker.stop()
+        await bus.close()
+
+    assert overlaps == []
+    for partition, numbers in seen.items():
+        assert numbers == sorted(numbers), partition
+        assert len(numbers) == len(set(numbers)), partition
+    assert sorted(n for numbers in seen.values() for n in numbers) == list(range(90))
+
+
 async def _statuses(engine: AsyncEngine) -> list[tuple[int, str]]:
     from sqlalchemy import select
 
