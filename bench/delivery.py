@@ -10,9 +10,20 @@ trip is measured from just before the POST to the reply's arrival on the stream.
 
     python bench/delivery.py                       # 1 and 32 concurrent conversations
     python bench/delivery.py --conversations 1 8 32 --seconds 10 --brand-agents 1
+    python bench/delivery.py --profile /tmp/prof   # gateway under cProfile, SQL counted
+
+Besides wall-clock figures (which depend on what else the host is running), each level reports
+the CPU time each process spent per round trip (user + system, from /proc): `gw µs` for the
+gateway, `agent µs` for the brand agent, `gen µs` for this generator. CPU per round trip is the
+figure to compare across changes on a shared host.
 
 First, `--drain N` envelopes (default 300) are queued while the endpoints are down; the time
 to deliver them all once the endpoints start gives deliveries per second in steady order.
+
+Then the same closed loop runs against the ecosystem's reference: the `a2a-sdk` server
+(`bench.a2a_peer`, an echo agent) answering A2A `SendMessage` synchronously, one request and its
+reply per round trip with no gateway in between (`--no-a2a` skips it). `peer µs` is that
+server's CPU per round trip.
 
 All conversations talk to one brand agent by default: its deliveries are strictly ordered,
 one in flight (PROTOCOL section 6), so at 32 conversations they queue behind each other.
@@ -47,6 +58,101 @@ from identity.keys import PrivateKey  # noqa: E402
 
 ADMIN = "sbt_bench_delivery_admin_0123456789"
 ROUNDS_PER_TASK = 5
+
+
+A2A_HEADERS = {"Content-Type": "application/json", "A2A-Version": "1.0"}
+
+
+async def a2a_conversation(
+    session: aiohttp.ClientSession, url: str, context: str, until: float, latencies: list[float]
+) -> None:
+    """SendMessage, read the echoed reply, repeat until `until`."""
+    number = 0
+    while time.monotonic() < until:
+        request = {
+            "jsonrpc": "2.0",
+            "id": number,
+            "method": "SendMessage",
+            "params": {
+                "message": {
+                    "messageId": f"{context}-{number}",
+                    "contextId": context,
+                    "role": "ROLE_USER",
+                    "parts": [{"text": "Hi, is anyone there?"}],
+                }
+            },
+        }
+        started = time.perf_counter()
+        async with session.post(url, json=request, headers=A2A_HEADERS) as response:
+            answer = await response.json()
+        if "result" not in answer:
+            raise SystemExit(f"the a2a-sdk peer did not answer SendMessage: {answer}")
+        latencies.append(time.perf_counter() - started)
+        number += 1
+
+
+async def a2a_levels(args: argparse.Namespace, env: dict[str, str], log: Any) -> None:
+    """The a2a-sdk reference server under the same closed loop, level by level."""
+    port = free_port()
+    peer = spawn([sys.executable, "-m", "bench.a2a_peer", "--port", str(port)], env, log)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        await wait_http(url + ".well-known/agent-card.json", peer)
+        print("a2a-sdk peer (echo agent), SendMessage answered synchronously, same loop:")
+        print(
+            f"{'conversations':>13} {'round trips':>11} {'p50 ms':>8} {'p99 ms':>8}"
+            f" {'rt/s':>12} {'peer µs':>7} {'gen µs':>7}"
+        )
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            levels = [(1, True)] if args.warmup else []
+            for level, warm_up in [*levels, *((n, False) for n in args.conversations)]:
+                latencies: list[float] = []
+                before = (cpu_seconds(peer.pid), cpu_seconds())
+                started = time.perf_counter()
+                until = time.monotonic() + (2.0 if warm_up else args.seconds)
+                await asyncio.gather(
+                    *(
+                        a2a_conversation(session, url, f"ctx-{level}-{n}", until, latencies)
+                        for n in range(level)
+                    )
+                )
+                elapsed = time.perf_counter() - started
+                after = (cpu_seconds(peer.pid), cpu_seconds())
+                if warm_up:
+                    continue
+                print_level(level, latencies, elapsed, [after[0] - before[0], after[1] - before[1]])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            peer.send_signal(signal.SIGTERM)
+        try:
+            peer.wait(10)
+        except subprocess.TimeoutExpired:
+            peer.kill()
+
+
+def print_level(level: int, latencies: list[float], elapsed: float, used: list[float]) -> None:
+    """One table row: round trips, p50, p99, rate, then CPU µs per round trip per process."""
+    latencies.sort()
+    count = max(1, len(latencies))
+    p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    cpu = " ".join(f"{seconds / count * 1e6:>7.0f}" for seconds in used)
+    print(
+        f"{level:>13} {len(latencies):>11} {p50:>8.1f} {p99:>8.1f}"
+        f" {len(latencies) / elapsed:>12.0f} {cpu}"
+    )
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc; 0 elsewhere)."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def spawn(command: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
@@ -164,7 +270,15 @@ async def run(args: argparse.Namespace) -> None:
     processes: list[subprocess.Popen[bytes]] = []
     log = (data_dir / "processes.log").open("wb")
     try:
-        processes.append(spawn(cli("serve"), env, log))
+        gateway_command = cli("serve")
+        if args.profile is not None:
+            gateway_command = [
+                sys.executable,
+                "-m",
+                "bench.profiled_gateway",
+                str(args.profile.resolve()),
+            ]
+        processes.append(spawn(gateway_command, env, log))
         await wait_http(gateway_url + "/healthz", processes[0])
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             admin = StaffClient(gateway_url, ADMIN, session=session)
@@ -227,7 +341,7 @@ async def run(args: argparse.Namespace) -> None:
             )
             print(
                 f"{'conversations':>13} {'round trips':>11} {'p50 ms':>8} {'p99 ms':>8}"
-                f" {'deliveries/s':>12}"
+                f" {'deliveries/s':>12} {'gw µs':>7} {'agent µs':>8} {'gen µs':>7}"
             )
             made = 0
             for level in [1, *args.conversations] if args.warmup else args.conversations:
@@ -244,6 +358,11 @@ async def run(args: argparse.Namespace) -> None:
                     await person.register_personal()
                     people.append(person)
                 latencies: list[float] = []
+                last = args.warmup and made > 1 and level == args.conversations[-1]
+                if args.profile is not None and (last or not args.warmup):
+                    processes[0].send_signal(signal.SIGUSR1)  # profile this level only
+                pids = [process.pid for process in processes]
+                cpu_before = [cpu_seconds(pid) for pid in pids] + [cpu_seconds()]
                 started = time.perf_counter()
                 until = time.monotonic() + (
                     2.0 if args.warmup and not people[1:] and made == 1 else args.seconds
@@ -255,15 +374,11 @@ async def run(args: argparse.Namespace) -> None:
                     )
                 )
                 elapsed = time.perf_counter() - started
+                cpu_after = [cpu_seconds(pid) for pid in pids] + [cpu_seconds()]
                 if args.warmup and made == 1:
                     continue  # the warm-up level
-                latencies.sort()
-                p50 = statistics.median(latencies) * 1000
-                p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-                print(
-                    f"{level:>13} {len(latencies):>11} {p50:>8.1f} {p99:>8.1f}"
-                    f" {len(latencies) / elapsed:>12.0f}"
-                )
+                used = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
+                print_level(level, latencies, elapsed, [used[0], sum(used[1:-1]), used[-1]])
     finally:
         for process in processes:
             with contextlib.suppress(ProcessLookupError):
@@ -274,6 +389,9 @@ async def run(args: argparse.Namespace) -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
         log.close()
+    if args.a2a:
+        with (data_dir / "a2a_peer.log").open("wb") as peer_log:
+            await a2a_levels(args, env, peer_log)
 
 
 def main() -> None:
@@ -284,6 +402,13 @@ def main() -> None:
     parser.add_argument("--no-warmup", dest="warmup", action="store_false")
     parser.add_argument(
         "--drain", type=int, default=300, help="envelopes queued before the endpoints start"
+    )
+    parser.add_argument("--no-a2a", dest="a2a", action="store_false")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="run the gateway under bench.profiled_gateway, profiling the last level, into DIR",
     )
     asyncio.run(run(parser.parse_args()))
 

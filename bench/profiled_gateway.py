@@ -3,7 +3,8 @@
 `python -m bench.profiled_gateway OUT_DIR` runs the gateway exactly as `python -m gateway.cli
 serve` does (same environment, same settings) with two observers added from outside: cProfile
 on the main thread (where the event loop and SQLAlchemy's greenlets run) and a class-level
-SQLAlchemy `before_cursor_execute` listener that counts statements by their text. SIGUSR1
+SQLAlchemy `before_cursor_execute` listener that counts statements by their text (and
+transactions committed, and read-only connections, as two extra lines). SIGUSR1
 starts both afresh (the load generator sends it when its timed phase begins), so set-up and
 warm-up stay out of the figures. On exit it writes `gateway.prof` and `statements.json`.
 Nothing in `gateway/` knows about this.
@@ -37,6 +38,14 @@ def main() -> None:
         _conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
     ) -> None:
         statements[_SPACE.sub(" ", statement).strip()[:160]] += 1
+
+    @event.listens_for(Engine, "commit")
+    def _commit(_conn: Any) -> None:
+        statements["(transactions committed)"] += 1
+
+    @event.listens_for(Engine, "rollback")
+    def _rollback(_conn: Any) -> None:
+        statements["(connections returned without commit: reads)"] += 1
 
     def restart(_signum: int, _frame: Any) -> None:
         state["profiler"].disable()

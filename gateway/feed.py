@@ -4,13 +4,18 @@ The inbox (per agent) and the operator console (per brand) are both feeds. The r
 the database; every replica subscribes to `<prefix>.>` on the bus, so a commit on replica A
 wakes a reader on replica B at once. A reader registers its waiter before it reads, so a
 wake-up between the read and the wait is never lost.
+
+A wake-up may carry the new row's seq; the feed remembers the highest seq it has heard of per
+key, and a reader already past it waits without asking the store (a stream then reads the
+store once per row, not once per row plus once to find nothing more). A lost wake-up costs no
+more than without this: at the end of each wait the store is read regardless.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
@@ -25,6 +30,8 @@ class Sequenced(Protocol):
 T = TypeVar("T", bound=Sequenced)
 Fetch = Callable[[str, int, int], Awaitable[list[T]]]
 
+_HEADS_KEPT = 100_000  # keys whose newest seq is remembered (the least recently woken go)
+
 
 class Feed(Generic[T]):
     """Reads `fetch(key, after, limit)` and waits for `<prefix>.<key>` wake-ups."""
@@ -35,6 +42,7 @@ class Feed(Generic[T]):
         self._fetch = fetch
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._subscription: Subscription | None = None
+        self._heads: OrderedDict[str, int] = OrderedDict()
 
     async def start(self) -> None:
         self._subscription = await self._bus.subscribe(self._prefix + ">", self._wake)
@@ -46,8 +54,19 @@ class Feed(Generic[T]):
             for event in events:
                 event.set()
 
-    async def _wake(self, subject: str, _data: bytes) -> None:
-        for event in self._waiters.get(subject[len(self._prefix) :], ()):
+    async def _wake(self, subject: str, data: bytes) -> None:
+        key = subject[len(self._prefix) :]
+        try:
+            seq = int(data)
+        except ValueError:
+            self._heads.pop(key, None)  # a wake-up without a seq: the store must be asked
+        else:
+            if seq > self._heads.get(key, 0):
+                self._heads[key] = seq
+                self._heads.move_to_end(key)
+                if len(self._heads) > _HEADS_KEPT:
+                    self._heads.popitem(last=False)
+        for event in self._waiters.get(key, ()):
             event.set()
 
     async def read(self, key: str, after: int, limit: int, wait: float) -> list[T]:
@@ -58,10 +77,13 @@ class Feed(Generic[T]):
             event = asyncio.Event()
             self._waiters[key].add(event)
             try:
-                rows = await self._fetch(key, after, limit)
                 remaining = deadline - loop.time()
-                if rows or remaining <= 0:
-                    return rows
+                head = self._heads.get(key)
+                if head is None or head > after or remaining <= 0:
+                    rows = await self._fetch(key, after, limit)
+                    remaining = deadline - loop.time()
+                    if rows or remaining <= 0:
+                        return rows
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), remaining)
             finally:

@@ -76,7 +76,9 @@ class EndpointDeliverer:
 
     async def handle(self, row: OutboxRow) -> Attempt:
         address = str(row.payload["agent"])
-        target = await self._store.delivery_target(int(row.payload["envelope_pk"]), address)
+        target = row.target  # read in the transaction that claimed the row
+        if target is None:
+            target = await self._store.delivery_target(int(row.payload["envelope_pk"]), address)
         if target is None:
             return Attempt.final(f"{address} or the envelope is no longer stored")
         if not target.endpoint_url:

@@ -10,13 +10,22 @@ starts only when the previous is settled, so a partition's rows leave in the ord
 committed. Partitions run concurrently (bounded by `concurrency`), so a slow endpoint only
 delays itself.
 
-Waking: the bus's `work.<kind>` messages (published by acceptance after each commit) wake the
-worker at once; a sweep every `sweep_s` finds anything else that is due (retries whose time
-has come, rows a crashed process left, rows another replica's wake-up went to). Rows are
-claimed with a lease (`OutboxStore.claim_head`), so replicas never work the same row at once;
-a lease left by a killed process expires, or is taken back at once by the same replica when it
-restarts (the lease owner id is stable per replica). Delivery is therefore at least once, and a
-repeat carries the same row id (the `webhook-id`).
+Waking: the bus's `work.<kind>` messages (published by acceptance after each commit, naming
+the row) start the row's partition at once, with no scan. When no partition of the kind is
+being drained here, one transaction claims the head of the woken row's partition (finding the
+partition in the same statement) and the delivery starts; otherwise one indexed read finds
+the partition, and either its running drain is told to look once more before it stops, or a
+new drain claims its head. A drain claims the partition's next row in the same transaction
+that records the previous attempt, and each claim also reads what a delivery needs (envelope
+and endpoint), so a busy partition costs one transaction per attempt. A sweep every
+`sweep_s` finds anything else that is due (retries whose time has come, rows a crashed
+process left, rows another replica's wake-up went to, a wake-up that named no row).
+
+Rows are claimed with a lease (`OutboxStore.claim_head`), so replicas never work the same row
+at once, and nor do two claimers in this process: a lease is never taken again by its own
+holder. A lease left by a killed process expires, or is released at once by the same replica
+when it restarts (the lease owner id is stable per replica). Delivery is therefore at least
+once, and a repeat carries the same row id (the `webhook-id`).
 """
 
 from __future__ import annotations
@@ -112,7 +121,12 @@ class OutboxWorker:
         self._draw = draw
         self._wake = asyncio.Event()
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._dirty: set[tuple[str, str]] = set()
+        # Wake-ups counted per running partition: a drain that finds nothing more looks once
+        # again if the count moved since its last look (the row may have committed after it).
+        self._woken: dict[tuple[str, str], int] = {}
+        # A row claimed by a wake-up for a partition whose drain was already running here: the
+        # drain takes it before it stops.
+        self._handoff: dict[tuple[str, str], OutboxRow] = {}
         self._saturated = False
         self._main: asyncio.Task[None] | None = None
         self._subscriptions: list[Subscription] = []
@@ -129,6 +143,10 @@ class OutboxWorker:
         return tuple(self._handlers)
 
     async def start(self) -> None:
+        try:  # what this replica held when it last stopped or was killed is free again
+            await self._store.release(self._owner)
+        except Exception:
+            log.warning("outbox.release_failed", owner=self._owner)
         for kind in self._handlers:
             self._subscriptions.append(await self._bus.consume(f"work.{kind}", self._on_work))
         self._main = asyncio.create_task(self._loop(), name="outbox-worker")
@@ -159,8 +177,47 @@ class OutboxWorker:
         """Look for due work now."""
         self._wake.set()
 
-    async def _on_work(self, _subject: str, _data: bytes) -> None:
-        self.wake()
+    async def _on_work(self, subject: str, data: bytes) -> None:
+        kind = subject.rsplit(".", 1)[-1]
+        try:
+            pk = int(data)
+        except ValueError:
+            self.wake()  # a wake-up that names no row: look everywhere
+            return
+        try:
+            if any(running == kind for running, _ in self._running):
+                found = await self._store.partition_of(pk)
+                if found is not None and found[0] == kind:
+                    self._start(kind, found[1])
+            elif len(self._running) >= self._concurrency:
+                self._saturated = True
+            else:
+                row = await self._store.claim_woken(
+                    kind, pk, self._owner, self._clock.now(), self._lease_s
+                )
+                if row is not None:
+                    self._start(kind, row.partition, row)
+        except Exception:
+            log.warning("outbox.wake_failed", kind=kind, row=pk)
+            self.wake()
+
+    def _start(self, kind: str, partition: str, claimed: OutboxRow | None = None) -> bool:
+        """Drain the partition (from `claimed`, its head, already leased), or tell its running
+        drain to look again (handing it `claimed`); False when no drain can start now."""
+        key = (kind, partition)
+        if key in self._running:
+            self._woken[key] += 1
+            if claimed is not None:
+                self._handoff[key] = claimed
+            return True
+        if len(self._running) >= self._concurrency and claimed is None:
+            self._saturated = True
+            return False
+        self._woken[key] = 0
+        self._running[key] = asyncio.create_task(
+            self._drain(kind, partition, claimed), name=f"outbox-{kind}-{partition}"
+        )
+        return True
 
     # The loop ---------------------------------------------------------------------------
 
@@ -184,42 +241,54 @@ class OutboxWorker:
             self.kinds, self._clock.now(), limit=self._concurrency * 2, owner=self._owner
         )
         for _pk, kind, partition in heads:
-            key = (kind, partition)
-            if key in self._running:
-                self._dirty.add(key)
-                continue
-            if len(self._running) >= self._concurrency:
-                self._saturated = True
+            if not self._start(kind, partition):
                 break
-            self._running[key] = asyncio.create_task(
-                self._drain(kind, partition), name=f"outbox-{kind}-{partition}"
-            )
 
-    async def _drain(self, kind: str, partition: str) -> None:
+    async def _drain(self, kind: str, partition: str, claimed: OutboxRow | None) -> None:
         """Work one partition's due rows in order, one at a time."""
         key = (kind, partition)
+        row = claimed
         try:
-            self._dirty.discard(key)
-            row = await self._claim(kind, partition)
+            looked = self._woken[key]
+            if row is None:
+                row = await self._claim(kind, partition)
             while True:
                 if row is None:
-                    if key not in self._dirty:
-                        return
-                    # A wake-up came while we worked: a new row may have been committed after
+                    row = self._handoff.pop(key, None)  # claimed for us by a wake-up
+                    if row is not None:
+                        continue
+                    if self._woken[key] == looked:
+                        return  # nothing due, and no wake-up since the last look
+                    # A wake-up came while we looked: its row may have been committed after
                     # our last look, so look once more before leaving.
-                    self._dirty.discard(key)
+                    looked = self._woken[key]
                     row = await self._claim(kind, partition)
                     continue
+                looked = self._woken[key]
                 row = await self._work(row)  # the next row, claimed with the record
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("outbox.partition_failed", kind=kind, partition=partition)
+            self._leave(key)  # before any await: no more hand-offs to this drain
+            # Our leases are never taken again by us while we run: give them back, so that
+            # the sweep starts the partition afresh.
+            for held in (row, self._handoff.pop(key, None)):
+                if held is not None:
+                    with contextlib.suppress(Exception):
+                        await self._store.release_row(held.pk, self._owner)
         finally:
-            self._running.pop(key, None)
+            self._leave(key)
             if self._saturated:
                 self._saturated = False
                 self.wake()
+
+    def _leave(self, key: tuple[str, str]) -> None:
+        """Forget the running drain of `key`, if it is the current task (a new drain of the
+        same partition may have started since this one left)."""
+        if self._running.get(key) is asyncio.current_task():
+            del self._running[key]
+            self._woken.pop(key, None)
 
     async def _claim(self, kind: str, partition: str) -> OutboxRow | None:
         return await self._store.claim_head(

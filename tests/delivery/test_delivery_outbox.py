@@ -71,7 +71,8 @@ async def test_one_replica_wins_a_lease_and_a_lost_lease_is_not_overwritten(
     assert await store.claim_head("notification", "brand-a", "replica-2", now, 30) is None
     assert await _leased(engine) == [first.pk]  # the head only, never the rows behind it
     assert await store.due_heads(["notification"], now, 10, "replica-2") == []
-    assert len(await store.due_heads(["notification"], now, 10, "replica-1")) == 1
+    assert await store.due_heads(["notification"], now, 10, "replica-1") == []  # in flight
+    assert await store.claim_head("notification", "brand-a", "replica-1", now, 30) is None
 
     later = now + timedelta(seconds=31)
     second = await store.claim_head("notification", "brand-a", "replica-2", later, 30)
@@ -82,6 +83,39 @@ async def test_one_replica_wins_a_lease_and_a_lost_lease_is_not_overwritten(
     assert kept is True
     assert third is not None and third.payload["n"] == 1
     assert await store.claim_head("notification", "brand-a", "replica-1", later, 30) is None
+
+
+async def test_a_wake_up_claims_its_partition_head_and_a_restart_releases_leases(
+    engine: AsyncEngine,
+) -> None:
+    """Claiming by a woken row leases its partition's head (not the row itself, not another
+    partition's), once; leases of a replica's previous life are released when it starts."""
+    await add_rows(engine, "notification", ["brand-a", "brand-b", "brand-a"])
+    store = OutboxStore(engine)
+    now = datetime.now(UTC)
+    pks = await _pks(engine)
+    head_a = await store.claim_woken("notification", pks[2], "replica-1", now, 30)
+    assert head_a is not None and (head_a.pk, head_a.partition) == (pks[0], "brand-a")
+    assert await store.claim_woken("notification", pks[2], "replica-1", now, 30) is None
+    assert await store.claim_woken("delivery", pks[1], "replica-1", now, 30) is None
+    head_b = await store.claim_woken("notification", pks[1], "replica-1", now, 30)
+    assert head_b is not None and head_b.pk == pks[1]
+    assert await store.partition_of(pks[2]) == ("notification", "brand-a")
+
+    worker = OutboxWorker(
+        store=store,
+        bus=MemoryBus(),
+        clock=SystemClock(),
+        backoff=Backoff(),
+        owner="replica-1",
+        handlers={},
+    )
+    await worker.start()  # a restart: nothing of replica-1's is in flight any more
+    try:
+        assert await _leased(engine) == []
+        assert len(await store.due_heads(["notification"], now, 10, "replica-1")) == 2
+    finally:
+        await worker.stop()
 
 
 async def test_generic_worker_orders_partitions_and_follows_verdicts(engine: AsyncEngine) -> None:
@@ -151,6 +185,68 @@ async def test_generic_worker_orders_partitions_and_follows_verdicts(engine: Asy
     assert sorted(rows.values()) == ["delivered"] * 5 + ["failed"] * 2
 
 
+async def test_wake_ups_while_partitions_drain_lose_and_repeat_nothing(engine: AsyncEngine) -> None:
+    """Rows committed one by one, each followed by its wake-up, while their partitions are
+    being drained (slow and fast handlers): every row is worked exactly once, in commit order
+    per partition, never two of a partition at once, with no sweep to fall back on."""
+    seen: dict[str, list[int]] = {}
+    busy: set[str] = set()
+    overlaps: list[str] = []
+
+    class Notifier:
+        async def handle(self, row: OutboxRow) -> Attempt:
+            partition = row.partition
+            if partition in busy:
+                overlaps.append(partition)
+            busy.add(partition)
+            try:
+                await asyncio.sleep(0.004 if partition == "slow" else 0)
+                seen.setdefault(partition, []).append(row.payload["n"])
+                return Attempt.ok(200)
+            finally:
+                busy.discard(partition)
+
+    bus = MemoryBus()
+    store = OutboxStore(engine)
+    worker = OutboxWorker(
+        store=store,
+        bus=bus,
+        clock=SystemClock(),
+        backoff=Backoff(),
+        owner="replica-1",
+        handlers={"notification": Notifier()},
+        sweep_s=600.0,  # only wake-ups: a lost one would show as a missing row
+    )
+    await worker.start()
+    partitions = ["slow", "fast", "other"]
+    try:
+        for n in range(90):
+            partition = partitions[n % 3] if n % 7 else "slow"
+            batch = Batch(
+                now=datetime.now(UTC),
+                outbox=[OutboxWrite(new_id("ntf"), "notification", partition, {"n": n})],
+            )
+            committed = await Conversations(engine, new_id).commit(batch)
+            for pk, kind, _partition in committed.outbox:
+                await bus.publish(f"work.{kind}", str(pk).encode())
+            if n % 5 == 0:
+                await asyncio.sleep(0.003)
+
+        async def drained() -> bool:
+            return await store.pending_count(["notification"]) == 0
+
+        await wait_until(drained, what="the outbox drains on wake-ups alone")
+    finally:
+        await worker.stop()
+        await bus.close()
+
+    assert overlaps == []
+    for partition, numbers in seen.items():
+        assert numbers == sorted(numbers), partition
+        assert len(numbers) == len(set(numbers)), partition
+    assert sorted(n for numbers in seen.values() for n in numbers) == list(range(90))
+
+
 async def _statuses(engine: AsyncEngine) -> list[tuple[int, str]]:
     from sqlalchemy import select
 
@@ -168,4 +264,14 @@ async def _leased(engine: AsyncEngine) -> list[int]:
 
     async with engine.connect() as conn:
         rows = await conn.execute(select(outbox.c.pk).where(outbox.c.lease_owner.is_not(None)))
+    return [int(row.pk) for row in rows.all()]
+
+
+async def _pks(engine: AsyncEngine) -> list[int]:
+    from sqlalchemy import select
+
+    from gateway.store.tables import outbox
+
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(outbox.c.pk).order_by(outbox.c.pk))
     return [int(row.pk) for row in rows.all()]

@@ -161,6 +161,33 @@ async def test_sender_connects_only_to_the_checked_address() -> None:
         await endpoint.stop()
 
 
+async def test_sender_keeps_one_checked_connection_per_host_alive() -> None:
+    """Deliveries to one endpoint reuse one kept-alive connection (one lookup, checked once);
+    another host name for the same address gets its own lookup and connection."""
+    endpoint = await Endpoint().start()
+    lookups: list[str] = []
+
+    async def lookup(host: str, _port: int) -> list[IPAddress]:
+        lookups.append(host)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    sender = WebhookSender(
+        timeout_s=2.0, allow=(ipaddress.ip_network("127.0.0.1/32"),), lookup=lookup
+    )
+    try:
+        for _ in range(10):
+            answer = await sender.post(f"http://hooks.acme.example:{endpoint.port}/h", b"{}", {})
+            assert answer.status == 204
+        assert lookups == ["hooks.acme.example"]
+        assert len({received.peer for received in endpoint.received}) == 1
+        await sender.post(f"http://other.acme.example:{endpoint.port}/h", b"{}", {})
+        assert lookups == ["hooks.acme.example", "other.acme.example"]
+        assert len({received.peer for received in endpoint.received}) == 2
+    finally:
+        await sender.close()
+        await endpoint.stop()
+
+
 async def test_refused_connection_is_unreachable_not_forbidden() -> None:
     """An allowed address with nothing listening is a retryable connection failure."""
     sender = WebhookSender(timeout_s=2.0, allow=(ipaddress.ip_network("127.0.0.0/8"),))

@@ -46,6 +46,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    peer: str = ""  # the client's address and port: one per connection
 
     @property
     def json(self) -> Any:
@@ -98,6 +99,7 @@ class Endpoint:
                 {k.lower(): v for k, v in request.headers.items()},
                 await request.read(),
                 time.monotonic(),
+                str(request.transport.get_extra_info("peername") if request.transport else ""),
             )
             self.received.append(received)
             return await self.respond(self, received)
