@@ -13,6 +13,7 @@ rise, a demand for "immediately") and need a second cue, because calm customers 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -297,8 +298,11 @@ def _shouted(word: str) -> bool:
     return bare not in _ACRONYMS and bool(_VOWEL.search(bare))
 
 
-def _content(text: str) -> set[str]:
-    return {stem(w) for w in words(text) if w not in STOPWORDS and len(w) > 2}
+@functools.lru_cache(maxsize=4096)
+def _content(text: str) -> frozenset[str]:
+    """The stems of the text's content words (cached: a task's earlier turns are compared
+    again with every new message)."""
+    return frozenset(stem(w) for w in words(text) if w not in STOPWORDS and len(w) > 2)
 
 
 def _repeated_question(text: str, history: Sequence[Turn]) -> str | None:
