@@ -137,10 +137,11 @@ class SqliteWrite(Protocol):
 
     On SQLite the group writer runs a whole group's rows in one call in the database's
     thread; a batch's leading extras with this method run there too (after the batch's own
-    rows), so they cost no thread round trip of their own. They must return no outbox rows.
+    rows), so they cost no thread round trip of their own. It does what `apply` does and
+    returns the same outbox rows.
     """
 
-    def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> None: ...
+    def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> list[OutboxWrite]: ...
 
 
 class Write(Protocol):
@@ -321,16 +322,18 @@ class Conversations:
             [self._new_id("dlv") for write in batch.envelopes for _ in write.deliver_to]
             for batch in group
         ]
-        results: list[tuple[list[tuple[str, int]], list[tuple[int, str, str]]]]
-        results = await driver._execute(_write_group_sqlite, driver._conn, group, ids)
+        results: list[_InThread] = await driver._execute(
+            _write_group_sqlite, driver._conn, group, ids
+        )
         committed: list[Committed] = []
-        for batch, (seqs, rows) in zip(group, results, strict=True):
-            caused = list(batch.outbox)
-            for extra in batch.extra[_sqlite_prefix(batch) :]:
-                caused.extend(await extra.apply(conn, batch.now))
-            for item in caused:
-                rows.append(await _insert_outbox(conn, item, batch.now))
-            committed.append(Committed(tuple(seqs), tuple(rows)))
+        for batch, done in zip(group, results, strict=True):
+            if done.caused is not None:  # extras left for this side, in their order
+                caused = [*batch.outbox, *done.caused]
+                for extra in batch.extra[done.applied :]:
+                    caused.extend(await extra.apply(conn, batch.now))
+                for item in caused:
+                    done.rows.append(await _insert_outbox(conn, item, batch.now))
+            committed.append(Committed(tuple(done.seqs), tuple(done.rows)))
         return committed
 
     async def _apply(self, conn: AsyncConnection, batch: Batch) -> Committed:
@@ -679,12 +682,47 @@ _RAW_BUMP_HEAD = (
 )
 
 
+@dataclass(slots=True)
+class _InThread:
+    """What the thread wrote of one batch: its inbox seqs and outbox rows; when it could not
+    run all the batch's extras, how many it ran and the outbox rows they caused (not yet
+    written)."""
+
+    seqs: list[tuple[str, int]]
+    rows: list[tuple[int, str, str]]
+    applied: int = 0
+    caused: list[OutboxWrite] | None = None
+
+
+def _write_outbox_row(cursor: sqlite3.Cursor, item: OutboxWrite, now: datetime) -> int:
+    cursor.execute(
+        _RAW_OUTBOX.sql,
+        _RAW_OUTBOX.params(
+            item.public_id,
+            item.kind,
+            item.partition,
+            dumps(item.payload),
+            item.task_id,
+            "pending",
+            0,
+            now,
+            now,
+            now,
+        ),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
 def _write_group_sqlite(
     db: sqlite3.Connection, group: list[Batch], ids: list[list[str]]
-) -> list[tuple[list[tuple[str, int]], list[tuple[int, str, str]]]]:
+) -> list[_InThread]:
     """Runs in aiosqlite's thread: every batch's task, events, envelopes, inbox items and
-    delivery rows, and the extras that write themselves (`SqliteWrite`)."""
-    results: list[tuple[list[tuple[str, int]], list[tuple[int, str, str]]]] = []
+    delivery rows, and the extras that write themselves (`SqliteWrite`) with the outbox rows
+    they cause. Once a batch has an extra that cannot, its remaining extras and those of
+    every later batch are left to the caller, so extras still apply in batch order."""
+    results: list[_InThread] = []
+    deferred = False
     inbox_rows: list[list[Any]] = []  # seq filled in once the heads are bumped
     counts: dict[str, int] = {}
     cursor = db.cursor()
@@ -757,28 +795,26 @@ def _write_group_sqlite(
                 inbox_rows.append(row)
                 seqs.append((agent, 0))
             for agent in envelope.deliver_to:
-                public_id = next(next_id)
-                payload = {"envelope_pk": pk, "agent": agent, "task": brief}
-                cursor.execute(
-                    _RAW_OUTBOX.sql,
-                    _RAW_OUTBOX.params(
-                        public_id,
-                        "delivery",
-                        agent,
-                        dumps(payload),
-                        envelope.task_id,
-                        "pending",
-                        0,
-                        now,
-                        now,
-                        now,
-                    ),
+                item = OutboxWrite(
+                    public_id=next(next_id),
+                    kind="delivery",
+                    partition=agent,
+                    payload={"envelope_pk": pk, "agent": agent, "task": brief},
+                    task_id=envelope.task_id,
                 )
-                assert cursor.lastrowid is not None
-                rows.append((cursor.lastrowid, "delivery", agent))
-        for extra in batch.extra[: _sqlite_prefix(batch)]:
-            extra.apply_sqlite(db, now)  # type: ignore[attr-defined]
-        results.append((seqs, rows))
+                rows.append((_write_outbox_row(cursor, item, now), "delivery", agent))
+        done = _InThread(seqs, rows)
+        applied = 0 if deferred else _sqlite_prefix(batch)
+        caused: list[OutboxWrite] = []
+        for extra in batch.extra[:applied]:
+            caused.extend(extra.apply_sqlite(db, now))  # type: ignore[attr-defined]
+        if applied == len(batch.extra) and not deferred:
+            for item in [*batch.outbox, *caused]:
+                rows.append((_write_outbox_row(cursor, item, now), item.kind, item.partition))
+        else:
+            deferred = True
+            done.applied, done.caused = applied, caused
+        results.append(done)
     # Each agent's head once, by the group's count for it; then the seqs in batch order.
     firsts: dict[str, int] = {}
     for agent, count in counts.items():
@@ -786,7 +822,8 @@ def _write_group_sqlite(
         (last,) = cursor.fetchone()
         firsts[agent] = int(last) - count + 1
     position = 0
-    for seqs, _ in results:
+    for done in results:
+        seqs = done.seqs
         for index, (agent, _) in enumerate(seqs):
             seq = firsts[agent]
             firsts[agent] = seq + 1

@@ -70,12 +70,13 @@ class ArmTimer:
         )
         return []
 
-    def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> None:
+    def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> list[OutboxWrite]:
         """`apply` on the plain sqlite3 connection, in the group writer's thread."""
         db.execute(
             _RAW_ARM.sql,
             _RAW_ARM.params(self.kind, self.key, self.due_at, dumps(self.data), now),
         )
+        return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +98,13 @@ class DisarmTimer:
         )
         return []
 
-    def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> None:
+    def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> list[OutboxWrite]:
         """`apply` on the plain sqlite3 connection, in the group writer's thread."""
         db.execute(
             'DELETE FROM timers WHERE kind = ? AND "key" = ? AND fired_at IS NULL',
             (self.kind, self.key),
         )
+        return []
 
 
 @dataclass(frozen=True, slots=True)
