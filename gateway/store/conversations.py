@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.clock import iso
+from gateway.store.database import SqliteEngine
 from gateway.store.records import InboxItem, StoredEnvelope, TaskRecord, dumps
 from gateway.store.tables import (
     envelopes,
@@ -286,6 +287,15 @@ class Conversations:
 
     async def _write(self, group: list[Batch]) -> list[Committed]:
         try:
+            if isinstance(self._engine, SqliteEngine) and all(
+                _sqlite_prefix(batch) == len(batch.extra) for batch in group
+            ):
+                # Every row of the group writes itself in the thread: the transaction's
+                # BEGIN and COMMIT go in the same single call.
+                done: list[_InThread] = await self._engine.write_in_thread(
+                    _write_group_sqlite, group, self._delivery_ids(group)
+                )
+                return [Committed(tuple(item.seqs), tuple(item.rows)) for item in done]
             async with self._engine.begin() as conn:
                 if conn.dialect.name == "sqlite":
                     return await self._apply_sqlite(conn, group)
@@ -318,12 +328,8 @@ class Conversations:
         """
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection  # aiosqlite.Connection
-        ids = [
-            [self._new_id("dlv") for write in batch.envelopes for _ in write.deliver_to]
-            for batch in group
-        ]
         results: list[_InThread] = await driver._execute(
-            _write_group_sqlite, driver._conn, group, ids
+            _write_group_sqlite, driver._conn, group, self._delivery_ids(group)
         )
         committed: list[Committed] = []
         for batch, done in zip(group, results, strict=True):
@@ -335,6 +341,13 @@ class Conversations:
                     done.rows.append(await _insert_outbox(conn, item, batch.now))
             committed.append(Committed(tuple(done.seqs), tuple(done.rows)))
         return committed
+
+    def _delivery_ids(self, group: list[Batch]) -> list[list[str]]:
+        """The public ids of the group's delivery rows, made here (not in the thread)."""
+        return [
+            [self._new_id("dlv") for write in batch.envelopes for _ in write.deliver_to]
+            for batch in group
+        ]
 
     async def _apply(self, conn: AsyncConnection, batch: Batch) -> Committed:
         seqs: list[tuple[str, int]] = []
