@@ -299,7 +299,7 @@ class Conversations:
             async with self._engine.begin() as conn:
                 if conn.dialect.name == "sqlite":
                     return await self._apply_sqlite(conn, group)
-                return [await self._apply(conn, batch) for batch in group]
+                return await self._apply_group(conn, group)
         except IntegrityError as exc:
             broken = violated_constraint(exc)
             if broken == REPLAY_CONSTRAINT:
@@ -349,49 +349,75 @@ class Conversations:
             for batch in group
         ]
 
-    async def _apply(self, conn: AsyncConnection, batch: Batch) -> Committed:
-        seqs: list[tuple[str, int]] = []
-        rows: list[tuple[int, str, str]] = []
-        if batch.task is not None:
-            await _write_task(conn, batch.task, batch.now)
-        brief = batch.task.record.brief() if batch.task else None
-        for write in batch.envelopes:
-            pk = await _insert_envelope(conn, write, batch.now)
-            for agent in write.inbox_for:
-                seq = await _next_seq(conn, agent)
-                await conn.execute(
-                    _INSERT_INBOX,
-                    {
-                        "agent": agent,
-                        "seq": seq,
-                        "envelope_pk": pk,
-                        "task_id": write.task_id,
-                        "task_state": brief["state"] if brief else None,
-                        "task_control": brief["control"] if brief else None,
-                        "created_at": batch.now,
-                    },
-                )
-                seqs.append((agent, seq))
-            for agent in write.deliver_to:
-                rows.append(
-                    await _insert_outbox(
-                        conn,
-                        OutboxWrite(
-                            public_id=self._new_id("dlv"),
-                            kind="delivery",
-                            partition=agent,
-                            payload={"envelope_pk": pk, "agent": agent, "task": brief},
-                            task_id=write.task_id,
-                        ),
-                        batch.now,
+    async def _apply_group(self, conn: AsyncConnection, group: list[Batch]) -> list[Committed]:
+        """The group through SQLAlchemy (PostgreSQL): each batch's task, envelopes, delivery
+        rows and extras in turn; then each agent's inbox head bumped ONCE by the group's
+        count for it (the upsert locks the head row until commit, so writers to one inbox
+        serialise across replicas and seqs become visible in order; heads are taken in
+        sorted order), the seqs handed out in batch order, and all inbox rows in one
+        executemany."""
+        inbox_rows: list[dict[str, Any]] = []
+        results: list[tuple[list[tuple[str, int]], list[tuple[int, str, str]]]] = []
+        for batch in group:
+            seqs: list[tuple[str, int]] = []
+            rows: list[tuple[int, str, str]] = []
+            if batch.task is not None:
+                await _write_task(conn, batch.task, batch.now)
+            brief = batch.task.record.brief() if batch.task else None
+            for write in batch.envelopes:
+                pk = await _insert_envelope(conn, write, batch.now)
+                for agent in write.inbox_for:
+                    inbox_rows.append(
+                        {
+                            "agent": agent,
+                            "seq": 0,
+                            "envelope_pk": pk,
+                            "task_id": write.task_id,
+                            "task_state": brief["state"] if brief else None,
+                            "task_control": brief["control"] if brief else None,
+                            "created_at": batch.now,
+                        }
                     )
-                )
-        caused = list(batch.outbox)
-        for extra in batch.extra:
-            caused.extend(await extra.apply(conn, batch.now))
-        for item in caused:
-            rows.append(await _insert_outbox(conn, item, batch.now))
-        return Committed(tuple(seqs), tuple(rows))
+                    seqs.append((agent, 0))
+                for agent in write.deliver_to:
+                    rows.append(
+                        await _insert_outbox(
+                            conn,
+                            OutboxWrite(
+                                public_id=self._new_id("dlv"),
+                                kind="delivery",
+                                partition=agent,
+                                payload={"envelope_pk": pk, "agent": agent, "task": brief},
+                                task_id=write.task_id,
+                            ),
+                            batch.now,
+                        )
+                    )
+            caused = list(batch.outbox)
+            for extra in batch.extra:
+                caused.extend(await extra.apply(conn, batch.now))
+            for item in caused:
+                rows.append(await _insert_outbox(conn, item, batch.now))
+            results.append((seqs, rows))
+        counts: dict[str, int] = {}
+        for row in inbox_rows:
+            counts[row["agent"]] = counts.get(row["agent"], 0) + 1
+        statement = _BUMP_INBOX_HEAD[conn.dialect.name == "postgresql"]
+        firsts: dict[str, int] = {}
+        for agent in sorted(counts):
+            count = counts[agent]
+            last = (await conn.execute(statement, {"agent": agent, "last_seq": count})).scalar_one()
+            firsts[agent] = int(last) - count + 1
+        position = 0
+        for seqs, _ in results:
+            for index, (agent, _) in enumerate(seqs):
+                seqs[index] = (agent, firsts[agent])
+                inbox_rows[position]["seq"] = firsts[agent]
+                firsts[agent] += 1
+                position += 1
+        if inbox_rows:
+            await conn.execute(_INSERT_INBOX, inbox_rows)
+        return [Committed(tuple(seqs), tuple(rows)) for seqs, rows in results]
 
     async def by_replay_key(self, sender: str, envelope_id: str) -> StoredEnvelope | None:
         async with self._engine.connect() as conn:
@@ -523,14 +549,18 @@ _INSERT_EVENT = task_events.insert()
 _UPDATE_TASK = update(tasks).where(
     and_(tasks.c.id == bindparam("guard_id"), tasks.c.version == bindparam("guard_version"))
 )
-_BUMP_INBOX_HEAD = {
-    is_postgresql: dialect.insert(inbox_heads)
-    .on_conflict_do_update(
-        index_elements=[inbox_heads.c.agent], set_={"last_seq": inbox_heads.c.last_seq + 1}
-    )
-    .returning(inbox_heads.c.last_seq)
-    for is_postgresql, dialect in ((True, postgresql), (False, sqlite))
-}
+
+
+def _bump_inbox_head(dialect: Any) -> Any:
+    """Upsert an agent's head by `last_seq` (the number of seqs wanted); returns the last."""
+    statement = dialect.insert(inbox_heads)
+    return statement.on_conflict_do_update(
+        index_elements=[inbox_heads.c.agent],
+        set_={"last_seq": inbox_heads.c.last_seq + statement.excluded.last_seq},
+    ).returning(inbox_heads.c.last_seq)
+
+
+_BUMP_INBOX_HEAD = {True: _bump_inbox_head(postgresql), False: _bump_inbox_head(sqlite)}
 
 
 async def _write_task(conn: AsyncConnection, write: TaskWrite, now: datetime) -> None:
@@ -587,13 +617,6 @@ async def _insert_envelope(conn: AsyncConnection, write: EnvelopeWrite, now: dat
         },
     )
     return int(result.scalar_one())
-
-
-async def _next_seq(conn: AsyncConnection, agent: str) -> int:
-    """The agent's next inbox seq. The upsert takes the head row's lock until commit, so
-    writers to one inbox serialise and seqs become visible in order."""
-    statement = _BUMP_INBOX_HEAD[conn.dialect.name == "postgresql"]
-    return int((await conn.execute(statement, {"agent": agent, "last_seq": 1})).scalar_one())
 
 
 async def _insert_outbox(
