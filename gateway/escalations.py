@@ -54,6 +54,7 @@ REPLY_TIMER = "reply"
 ABANDON_TIMER = "abandon"
 UNCLAIMED_TIMER = "unclaimed"
 _TURNS_MADE = 5_000  # tasks whose language-layer turns are kept (see `Escalator.turns`)
+_TURNS_PER_TASK_MADE = 200  # a longer task's turns are made again each time
 
 
 @dataclass(slots=True)
@@ -206,7 +207,7 @@ class Escalator:
             if 0 < count <= len(history) and history[count - 1] is known[1]:
                 made = known[2]
         turns = made + [turn_of(task, body, self.gateway_address) for body in history[len(made) :]]
-        if history:
+        if 0 < len(history) <= _TURNS_PER_TASK_MADE:
             if len(self._turns_made) >= _TURNS_MADE:
                 del self._turns_made[next(iter(self._turns_made))]
             self._turns_made[task_id] = (parties, history[-1], turns)

@@ -46,6 +46,7 @@ from gateway.store.tables import (
 _MAX_GROUP = 64  # batches in one shared transaction at most
 _TASKS_WITH_TURNS = 5_000  # tasks whose envelopes are kept in memory (see `history`)
 _TURNS_PER_TASK = 200  # a longer task is read from the database each time
+_TURNS_KEPT = 50_000  # envelope bodies kept in memory in all, whatever the tasks
 
 REPLAY_CONSTRAINT = "uq_envelopes_replay"
 TASK_KEY_CONSTRAINT = "pk_tasks"
@@ -188,6 +189,7 @@ class Conversations:
         # through `commit` here (see `history`).
         self._turns: dict[str, tuple[int, list[dict[str, Any]]]] = {}
         self._keep_turns = engine.dialect.name == "sqlite"
+        self._turns_kept = 0  # bodies in self._turns
 
     async def commit(self, batch: Batch) -> Committed:
         """Write `batch` durably; return once its transaction has committed.
@@ -258,7 +260,7 @@ class Conversations:
         task = batch.task
         if task is not None:
             task_id = task.record.id
-            known = self._turns.pop(task_id, None)
+            known = self._forget(task_id)
             bodies: list[dict[str, Any]] | None = None
             if task.expected_version is None:
                 bodies = []
@@ -270,13 +272,22 @@ class Conversations:
                     self._keep(task_id, (task.expected_version or 0) + 1, bodies)
             written.pop(task_id, None)
         for task_id in written:
-            self._turns.pop(task_id, None)
+            self._forget(task_id)
+
+    def _forget(self, task_id: str) -> tuple[int, list[dict[str, Any]]] | None:
+        known = self._turns.pop(task_id, None)
+        if known is not None:
+            self._turns_kept -= len(known[1])
+        return known
 
     def _keep(self, task_id: str, version: int, bodies: list[dict[str, Any]]) -> None:
-        self._turns.pop(task_id, None)
-        if len(self._turns) >= _TASKS_WITH_TURNS:
-            del self._turns[next(iter(self._turns))]
+        self._forget(task_id)
+        while self._turns and (
+            len(self._turns) >= _TASKS_WITH_TURNS or self._turns_kept + len(bodies) > _TURNS_KEPT
+        ):
+            self._forget(next(iter(self._turns)))  # the least recently written
         self._turns[task_id] = (version, bodies)
+        self._turns_kept += len(bodies)
 
     def _fail_pending(self, exc: BaseException) -> None:
         """The writer is stopping (the gateway shuts down): nobody waits for ever."""
