@@ -361,12 +361,24 @@ class Conversations:
         ]
 
     async def _apply_group(self, conn: AsyncConnection, group: list[Batch]) -> list[Committed]:
-        """The group through SQLAlchemy (PostgreSQL): each batch's task, envelopes, delivery
-        rows and extras in turn; then each agent's inbox head bumped ONCE by the group's
-        count for it (the upsert locks the head row until commit, so writers to one inbox
-        serialise across replicas and seqs become visible in order; heads are taken in
-        sorted order), the seqs handed out in batch order, and all inbox rows in one
-        executemany."""
+        """The group through SQLAlchemy (PostgreSQL). First each agent's inbox head is bumped
+        ONCE by the group's count for it, in sorted order: the upsert locks the head row
+        until commit, so writers to one inbox serialise across replicas, and since the lock
+        comes before any envelope or delivery row is inserted, those rows' ids follow the
+        order of the seqs (deliveries go out in commit order). Then each batch's task,
+        envelopes, delivery rows and extras in turn, the seqs handed out in batch order,
+        and all inbox rows in one executemany."""
+        counts: dict[str, int] = {}
+        for batch in group:
+            for write in batch.envelopes:
+                for agent in write.inbox_for:
+                    counts[agent] = counts.get(agent, 0) + 1
+        statement = _BUMP_INBOX_HEAD[conn.dialect.name == "postgresql"]
+        next_seq: dict[str, int] = {}
+        for agent in sorted(counts):
+            count = counts[agent]
+            last = (await conn.execute(statement, {"agent": agent, "last_seq": count})).scalar_one()
+            next_seq[agent] = int(last) - count + 1
         inbox_rows: list[dict[str, Any]] = []
         results: list[tuple[list[tuple[str, int]], list[tuple[int, str, str]]]] = []
         for batch in group:
@@ -378,10 +390,12 @@ class Conversations:
             for write in batch.envelopes:
                 pk = await _insert_envelope(conn, write, batch.now)
                 for agent in write.inbox_for:
+                    seq = next_seq[agent]
+                    next_seq[agent] = seq + 1
                     inbox_rows.append(
                         {
                             "agent": agent,
-                            "seq": 0,
+                            "seq": seq,
                             "envelope_pk": pk,
                             "task_id": write.task_id,
                             "task_state": brief["state"] if brief else None,
@@ -389,7 +403,7 @@ class Conversations:
                             "created_at": batch.now,
                         }
                     )
-                    seqs.append((agent, 0))
+                    seqs.append((agent, seq))
                 for agent in write.deliver_to:
                     rows.append(
                         await _insert_outbox(
@@ -410,22 +424,6 @@ class Conversations:
             for item in caused:
                 rows.append(await _insert_outbox(conn, item, batch.now))
             results.append((seqs, rows))
-        counts: dict[str, int] = {}
-        for row in inbox_rows:
-            counts[row["agent"]] = counts.get(row["agent"], 0) + 1
-        statement = _BUMP_INBOX_HEAD[conn.dialect.name == "postgresql"]
-        firsts: dict[str, int] = {}
-        for agent in sorted(counts):
-            count = counts[agent]
-            last = (await conn.execute(statement, {"agent": agent, "last_seq": count})).scalar_one()
-            firsts[agent] = int(last) - count + 1
-        position = 0
-        for seqs, _ in results:
-            for index, (agent, _) in enumerate(seqs):
-                seqs[index] = (agent, firsts[agent])
-                inbox_rows[position]["seq"] = firsts[agent]
-                firsts[agent] += 1
-                position += 1
         if inbox_rows:
             await conn.execute(_INSERT_INBOX, inbox_rows)
         return [Committed(tuple(seqs), tuple(rows)) for seqs, rows in results]
