@@ -389,6 +389,7 @@ class Acceptance:
             effect=plan.effect,
             parties={sender.address: sender, plan.recipient.address: plan.recipient},
             now=now,
+            version=plan.expected_version,
         )
         return replace(
             plan, task=effects.task, events=plan.events + tuple(effects.events), effects=effects

@@ -53,6 +53,8 @@ from routing.tasks import TERMINAL, Act, Control, Side, State
 REPLY_TIMER = "reply"
 ABANDON_TIMER = "abandon"
 UNCLAIMED_TIMER = "unclaimed"
+_TURNS_MADE = 5_000  # tasks whose language-layer turns are kept (see `Escalator.turns`)
+_TURNS_PER_TASK_MADE = 200  # a longer task's turns are made again each time
 
 
 @dataclass(slots=True)
@@ -90,6 +92,8 @@ class Escalator:
         self.language = language
         self.gateway_key = gateway_key
         self.new_id = new_id
+        # Task id -> (its parties, the last body converted, the turns), see `turns`.
+        self._turns_made: dict[str, tuple[tuple[str, str], Mapping[str, Any], list[Turn]]] = {}
 
     async def rules(self, brand: str | None) -> EscalationRules:
         policy = await self.policies.for_brand(brand) if brand else None
@@ -107,8 +111,10 @@ class Escalator:
         effect: str | None,
         parties: Mapping[str, AgentRecord],
         now: datetime,
+        version: int | None = None,
     ) -> Effects:
-        """The consequences of an accepted envelope (see the module doc)."""
+        """The consequences of an accepted envelope (see the module doc); `version` is the
+        version of `before` (its history may then come from memory)."""
         effects = Effects(task=after)
         rules = await self.rules(after.brand)
         history: list[Turn] | None = None
@@ -116,7 +122,7 @@ class Escalator:
         if after.brand is not None and (
             (side is Side.INITIATOR and envelope.act == Act.SAY) or envelope.act == Act.ESCALATE
         ):
-            history = await self.turns(after, None if before is None else before.id)
+            history = await self.turns(after, None if before is None else before.id, version)
             signals = None
             if side is Side.INITIATOR:
                 signals = await self.language.signals(envelope.text, history)
@@ -182,12 +188,30 @@ class Escalator:
                 found[address] = agent
         return found
 
-    async def turns(self, task: TaskRecord, task_id: str | None) -> list[Turn]:
-        """The task's stored envelopes as the language layer reads them."""
+    async def turns(
+        self, task: TaskRecord, task_id: str | None, version: int | None = None
+    ) -> list[Turn]:
+        """The task's stored envelopes as the language layer reads them (`version`: the
+        task's version the caller planned on, see `Conversations.history`)."""
         if task_id is None:
             return []
-        history = await self.conversations.history(task_id)
-        return [turn_of(task, body, self.gateway_address) for body in history]
+        history = await self.conversations.history(task_id, version)
+        # The turns made for this task last time are reused when `history` continues the same
+        # bodies (the remembered ones are appended to, never changed): a long conversation
+        # is not converted again in full for every message.
+        parties = (task.initiator, task.responder)
+        known = self._turns_made.pop(task_id, None)
+        made: list[Turn] = []
+        if known is not None and known[0] == parties:
+            count = len(known[2])
+            if 0 < count <= len(history) and history[count - 1] is known[1]:
+                made = known[2]
+        turns = made + [turn_of(task, body, self.gateway_address) for body in history[len(made) :]]
+        if 0 < len(history) <= _TURNS_PER_TASK_MADE:
+            if len(self._turns_made) >= _TURNS_MADE:
+                del self._turns_made[next(iter(self._turns_made))]
+            self._turns_made[task_id] = (parties, history[-1], turns)
+        return list(turns)
 
     async def summary(
         self, task: TaskRecord, turns: Sequence[Turn], reason: str | None, reason_text: str | None

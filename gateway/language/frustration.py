@@ -13,6 +13,7 @@ rise, a demand for "immediately") and need a second cue, because calm customers 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -248,6 +249,17 @@ _CAPS_WORD = re.compile(
 _VOWEL = re.compile(r"[AEIOU]")
 
 
+def any_of(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str]:
+    """One pattern that matches a string exactly when one of `patterns` does somewhere in
+    it (a search tries every alternative at every position): a cheap test that lets a
+    message no rule fits skip the rules one by one."""
+    return re.compile("|".join(f"(?:{pattern.pattern})" for pattern in patterns))
+
+
+_ANY_RULE = any_of([pattern for _, _, pattern in _RULES])
+_ANY_SENTENCE_RULE = any_of([pattern for _, _, pattern in _SENTENCE_RULES])
+
+
 def frustration(text: str, history: Sequence[Turn] = ()) -> list[Finding]:
     """The frustration cues in `text` (with the task's `history`) if they add up, else none."""
     flat = normalise(text).replace("'", "")
@@ -263,11 +275,15 @@ def frustration(text: str, history: Sequence[Turn] = ()) -> list[Finding]:
             if _QUESTION.search(flat):
                 weight = FAINT  # "the sound is terrible at low volume, is there an EQ?"
         cues.append((weight, Finding("anger", match.group(0))))
-    for name, weight, pattern in _RULES:
-        cues.extend((weight, Finding(name, m.group(0))) for m in pattern.finditer(flat))
+    if _ANY_RULE.search(flat):  # most messages match none: one search says so
+        for name, weight, pattern in _RULES:
+            cues.extend((weight, Finding(name, m.group(0))) for m in pattern.finditer(flat))
     for sentence in _SENTENCE_END.split(flat):
+        sentence = sentence.strip(" ,")
+        if not _ANY_SENTENCE_RULE.search(sentence):
+            continue
         for name, weight, pattern in _SENTENCE_RULES:
-            hit = pattern.search(sentence.strip(" ,"))
+            hit = pattern.search(sentence)
             if hit:
                 cues.append((weight, Finding(name, hit.group(0))))
     if _RESOLVED.search(flat):  # "just what I needed, thanks!" is sincere
@@ -297,8 +313,11 @@ def _shouted(word: str) -> bool:
     return bare not in _ACRONYMS and bool(_VOWEL.search(bare))
 
 
-def _content(text: str) -> set[str]:
-    return {stem(w) for w in words(text) if w not in STOPWORDS and len(w) > 2}
+@functools.lru_cache(maxsize=4096)
+def _content(text: str) -> frozenset[str]:
+    """The stems of the text's content words (cached: a task's earlier turns are compared
+    again with every new message)."""
+    return frozenset(stem(w) for w in words(text) if w not in STOPWORDS and len(w) > 2)
 
 
 def _repeated_question(text: str, history: Sequence[Turn]) -> str | None:

@@ -159,6 +159,7 @@ _NEGATION = re.compile(
     r"\b(?:no need|not necessary|dont|do not|doesnt|does not|didnt|never|without|rather not|"
     r"no longer|not|nor|no|never mind|wont|will not|shouldnt|than)\b(?:\W+\w+){0,5}\W*$"
 )
+_ANY_REQUEST = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern in _REQUESTS))
 _CLAUSE = re.compile(r"[.!?;,:]+|\b(?:but|so|because|although|though)\b")
 
 
@@ -181,6 +182,8 @@ def human_request(text: str) -> tuple[list[Finding], list[Finding]]:
     found: list[Finding] = []
     declined: list[Finding] = []
     for clause in clauses(text):
+        if not _ANY_REQUEST.search(clause):  # most clauses ask for no one: one search says so
+            continue
         for name, pattern in _REQUESTS:
             for match in pattern.finditer(clause):
                 finding = Finding(name, match.group(0).strip())

@@ -45,8 +45,14 @@ class Token:
     stem: str
 
 
+@lru_cache(maxsize=4096)
 def normalise(text: str) -> str:
-    """Lowercase, fold accents and curly quotes, so patterns need one spelling only."""
+    """Lowercase, fold accents and curly quotes, so patterns need one spelling only.
+
+    Cached: the signals and frustration rules normalise the same message several times.
+    """
+    if text.isascii():  # nothing to decompose, no accent or curly quote to fold
+        return text.replace("`", "'").lower()
     text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     return text.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'").lower()

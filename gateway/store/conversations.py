@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.clock import iso
+from gateway.store.database import SqliteEngine
 from gateway.store.records import InboxItem, StoredEnvelope, TaskRecord, dumps
 from gateway.store.tables import (
     envelopes,
@@ -42,6 +44,9 @@ from gateway.store.tables import (
 )
 
 _MAX_GROUP = 64  # batches in one shared transaction at most
+_TASKS_WITH_TURNS = 5_000  # tasks whose envelopes are kept in memory (see `history`)
+_TURNS_PER_TASK = 200  # a longer task is read from the database each time
+_TURNS_KEPT = 50_000  # envelope bodies kept in memory in all, whatever the tasks
 
 REPLAY_CONSTRAINT = "uq_envelopes_replay"
 TASK_KEY_CONSTRAINT = "pk_tasks"
@@ -59,7 +64,10 @@ def violated_constraint(exc: IntegrityError) -> str | None:
         name = getattr(error, "constraint_name", None)
         if isinstance(name, str) and name:
             return name
-    message = str(exc.orig)
+    return _sqlite_constraint(str(exc.orig))
+
+
+def _sqlite_constraint(message: str) -> str | None:
     for marker in ("UNIQUE constraint failed: ", "PRIMARY KEY constraint failed: "):
         if message.startswith(marker):
             return _SQLITE_CONSTRAINTS.get(message[len(marker) :].strip())
@@ -126,6 +134,18 @@ class OutboxWrite:
     task_id: str | None = None
 
 
+class SqliteWrite(Protocol):
+    """A `Write` that can also write itself with the plain sqlite3 connection.
+
+    On SQLite the group writer runs a whole group's rows in one call in the database's
+    thread; a batch's leading extras with this method run there too (after the batch's own
+    rows), so they cost no thread round trip of their own. It does what `apply` does and
+    returns the same outbox rows.
+    """
+
+    def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> list[OutboxWrite]: ...
+
+
 class Write(Protocol):
     """More rows for the same transaction (escalations, timers, ledger entries...).
 
@@ -164,6 +184,12 @@ class Conversations:
         self._max_group = max_group
         self._pending: list[tuple[Batch, asyncio.Future[Committed]]] = []
         self._writer: asyncio.Task[None] | None = None
+        # Task id -> (task version, its envelopes' bodies), least recently written first. Only
+        # on SQLite, whose writers are this process: there every envelope a task gets passes
+        # through `commit` here (see `history`).
+        self._turns: dict[str, tuple[int, list[dict[str, Any]]]] = {}
+        self._keep_turns = engine.dialect.name == "sqlite"
+        self._turns_kept = 0  # bodies in self._turns
 
     async def commit(self, batch: Batch) -> Committed:
         """Write `batch` durably; return once its transaction has committed.
@@ -211,12 +237,57 @@ class Conversations:
                         if not future.done():
                             future.set_exception(single)
                     else:
+                        self._note_turns(batch)
                         if not future.done():
                             future.set_result(result)
                 continue
-            for (_, future), result in zip(group, results, strict=True):
+            for (batch, future), result in zip(group, results, strict=True):
+                self._note_turns(batch)
                 if not future.done():
                     future.set_result(result)
+
+    def _note_turns(self, batch: Batch) -> None:
+        """Keep the remembered envelopes of the batch's tasks in step with its commit: a
+        task written with its version guard gets the batch's envelopes appended (or is
+        forgotten when what was remembered is not the version it was written over); any
+        other write of envelopes to a task forgets the task."""
+        if not self._keep_turns:
+            return
+        written: dict[str, list[dict[str, Any]]] = {}
+        for write in batch.envelopes:
+            if write.task_id is not None:
+                written.setdefault(write.task_id, []).append(write.body)
+        task = batch.task
+        if task is not None:
+            task_id = task.record.id
+            known = self._forget(task_id)
+            bodies: list[dict[str, Any]] | None = None
+            if task.expected_version is None:
+                bodies = []
+            elif known is not None and known[0] == task.expected_version:
+                bodies = known[1]
+            if bodies is not None:
+                bodies = bodies + written.pop(task_id, [])
+                if len(bodies) <= _TURNS_PER_TASK:
+                    self._keep(task_id, (task.expected_version or 0) + 1, bodies)
+            written.pop(task_id, None)
+        for task_id in written:
+            self._forget(task_id)
+
+    def _forget(self, task_id: str) -> tuple[int, list[dict[str, Any]]] | None:
+        known = self._turns.pop(task_id, None)
+        if known is not None:
+            self._turns_kept -= len(known[1])
+        return known
+
+    def _keep(self, task_id: str, version: int, bodies: list[dict[str, Any]]) -> None:
+        self._forget(task_id)
+        while self._turns and (
+            len(self._turns) >= _TASKS_WITH_TURNS or self._turns_kept + len(bodies) > _TURNS_KEPT
+        ):
+            self._forget(next(iter(self._turns)))  # the least recently written
+        self._turns[task_id] = (version, bodies)
+        self._turns_kept += len(bodies)
 
     def _fail_pending(self, exc: BaseException) -> None:
         """The writer is stopping (the gateway shuts down): nobody waits for ever."""
@@ -227,8 +298,19 @@ class Conversations:
 
     async def _write(self, group: list[Batch]) -> list[Committed]:
         try:
+            if isinstance(self._engine, SqliteEngine) and all(
+                _sqlite_prefix(batch) == len(batch.extra) for batch in group
+            ):
+                # Every row of the group writes itself in the thread: the transaction's
+                # BEGIN and COMMIT go in the same single call.
+                done: list[_InThread] = await self._engine.write_in_thread(
+                    _write_group_sqlite, group, self._delivery_ids(group)
+                )
+                return [Committed(tuple(item.seqs), tuple(item.rows)) for item in done]
             async with self._engine.begin() as conn:
-                return [await self._apply(conn, batch) for batch in group]
+                if conn.dialect.name == "sqlite":
+                    return await self._apply_sqlite(conn, group)
+                return await self._apply_group(conn, group)
         except IntegrityError as exc:
             broken = violated_constraint(exc)
             if broken == REPLAY_CONSTRAINT:
@@ -236,50 +318,115 @@ class Conversations:
             if broken == TASK_KEY_CONSTRAINT:
                 raise TaskChanged() from exc
             raise
+        except sqlite3.IntegrityError as exc:
+            broken = _sqlite_constraint(str(exc))
+            if broken == REPLAY_CONSTRAINT:
+                raise ReplayCollision() from exc
+            if broken == TASK_KEY_CONSTRAINT:
+                raise TaskChanged() from exc
+            raise
 
-    async def _apply(self, conn: AsyncConnection, batch: Batch) -> Committed:
-        seqs: list[tuple[str, int]] = []
-        rows: list[tuple[int, str, str]] = []
-        if batch.task is not None:
-            await _write_task(conn, batch.task, batch.now)
-        brief = batch.task.record.brief() if batch.task else None
-        for write in batch.envelopes:
-            pk = await _insert_envelope(conn, write, batch.now)
-            for agent in write.inbox_for:
-                seq = await _next_seq(conn, agent)
-                await conn.execute(
-                    _INSERT_INBOX,
-                    {
-                        "agent": agent,
-                        "seq": seq,
-                        "envelope_pk": pk,
-                        "task_id": write.task_id,
-                        "task_state": brief["state"] if brief else None,
-                        "task_control": brief["control"] if brief else None,
-                        "created_at": batch.now,
-                    },
-                )
-                seqs.append((agent, seq))
-            for agent in write.deliver_to:
-                rows.append(
-                    await _insert_outbox(
-                        conn,
-                        OutboxWrite(
-                            public_id=self._new_id("dlv"),
-                            kind="delivery",
-                            partition=agent,
-                            payload={"envelope_pk": pk, "agent": agent, "task": brief},
-                            task_id=write.task_id,
-                        ),
-                        batch.now,
+    async def _apply_sqlite(self, conn: AsyncConnection, group: list[Batch]) -> list[Committed]:
+        """The group's rows in ONE call in aiosqlite's thread, on the plain sqlite3 connection
+        inside the transaction `conn` began (BEGIN IMMEDIATE: the write lock is held).
+
+        Each statement there costs a few µs, where through SQLAlchemy and aiosqlite each
+        costs a thread round trip and result machinery. Inbox seqs stay gapless: each agent's
+        head is bumped once by the group's count for it, under the write lock, and the seqs
+        handed out in batch order. Extras that cannot write themselves in the thread
+        (`SqliteWrite`) and the outbox rows they cause follow through `conn`, in the same
+        transaction.
+        """
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection  # aiosqlite.Connection
+        results: list[_InThread] = await driver._execute(
+            _write_group_sqlite, driver._conn, group, self._delivery_ids(group)
+        )
+        committed: list[Committed] = []
+        for batch, done in zip(group, results, strict=True):
+            if done.caused is not None:  # extras left for this side, in their order
+                caused = [*batch.outbox, *done.caused]
+                for extra in batch.extra[done.applied :]:
+                    caused.extend(await extra.apply(conn, batch.now))
+                for item in caused:
+                    done.rows.append(await _insert_outbox(conn, item, batch.now))
+            committed.append(Committed(tuple(done.seqs), tuple(done.rows)))
+        return committed
+
+    def _delivery_ids(self, group: list[Batch]) -> list[list[str]]:
+        """The public ids of the group's delivery rows, made here (not in the thread)."""
+        return [
+            [self._new_id("dlv") for write in batch.envelopes for _ in write.deliver_to]
+            for batch in group
+        ]
+
+    async def _apply_group(self, conn: AsyncConnection, group: list[Batch]) -> list[Committed]:
+        """The group through SQLAlchemy (PostgreSQL). First each agent's inbox head is bumped
+        ONCE by the group's count for it, in sorted order: the upsert locks the head row
+        until commit, so writers to one inbox serialise across replicas, and since the lock
+        comes before any envelope or delivery row is inserted, those rows' ids follow the
+        order of the seqs (deliveries go out in commit order). Then each batch's task,
+        envelopes, delivery rows and extras in turn, the seqs handed out in batch order,
+        and all inbox rows in one executemany."""
+        counts: dict[str, int] = {}
+        for batch in group:
+            for write in batch.envelopes:
+                for agent in write.inbox_for:
+                    counts[agent] = counts.get(agent, 0) + 1
+        statement = _BUMP_INBOX_HEAD[conn.dialect.name == "postgresql"]
+        next_seq: dict[str, int] = {}
+        for agent in sorted(counts):
+            count = counts[agent]
+            last = (await conn.execute(statement, {"agent": agent, "last_seq": count})).scalar_one()
+            next_seq[agent] = int(last) - count + 1
+        inbox_rows: list[dict[str, Any]] = []
+        results: list[tuple[list[tuple[str, int]], list[tuple[int, str, str]]]] = []
+        for batch in group:
+            seqs: list[tuple[str, int]] = []
+            rows: list[tuple[int, str, str]] = []
+            if batch.task is not None:
+                await _write_task(conn, batch.task, batch.now)
+            brief = batch.task.record.brief() if batch.task else None
+            for write in batch.envelopes:
+                pk = await _insert_envelope(conn, write, batch.now)
+                for agent in write.inbox_for:
+                    seq = next_seq[agent]
+                    next_seq[agent] = seq + 1
+                    inbox_rows.append(
+                        {
+                            "agent": agent,
+                            "seq": seq,
+                            "envelope_pk": pk,
+                            "task_id": write.task_id,
+                            "task_state": brief["state"] if brief else None,
+                            "task_control": brief["control"] if brief else None,
+                            "created_at": batch.now,
+                        }
                     )
-                )
-        caused = list(batch.outbox)
-        for extra in batch.extra:
-            caused.extend(await extra.apply(conn, batch.now))
-        for item in caused:
-            rows.append(await _insert_outbox(conn, item, batch.now))
-        return Committed(tuple(seqs), tuple(rows))
+                    seqs.append((agent, seq))
+                for agent in write.deliver_to:
+                    rows.append(
+                        await _insert_outbox(
+                            conn,
+                            OutboxWrite(
+                                public_id=self._new_id("dlv"),
+                                kind="delivery",
+                                partition=agent,
+                                payload={"envelope_pk": pk, "agent": agent, "task": brief},
+                                task_id=write.task_id,
+                            ),
+                            batch.now,
+                        )
+                    )
+            caused = list(batch.outbox)
+            for extra in batch.extra:
+                caused.extend(await extra.apply(conn, batch.now))
+            for item in caused:
+                rows.append(await _insert_outbox(conn, item, batch.now))
+            results.append((seqs, rows))
+        if inbox_rows:
+            await conn.execute(_INSERT_INBOX, inbox_rows)
+        return [Committed(tuple(seqs), tuple(rows)) for seqs, rows in results]
 
     async def by_replay_key(self, sender: str, envelope_id: str) -> StoredEnvelope | None:
         async with self._engine.connect() as conn:
@@ -302,7 +449,18 @@ class Conversations:
             row = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).first()
         return (_task(row), int(row.version)) if row else None
 
-    async def history(self, task_id: str) -> list[dict[str, Any]]:
+    async def history(self, task_id: str, version: int | None = None) -> list[dict[str, Any]]:
+        """The bodies of the task's envelopes, oldest first.
+
+        With the task `version` the caller planned on, the envelopes remembered from this
+        process's commits answer when they are of that version (no read). They can be newer
+        than the task the caller holds only if that task is stale, and then the caller's
+        version-guarded commit fails and it plans again on a fresh read.
+        """
+        if version is not None and self._keep_turns:
+            known = self._turns.get(task_id)
+            if known is not None and known[0] == version:
+                return list(known[1])
         async with self._engine.connect() as conn:
             rows = (
                 await conn.execute(
@@ -311,7 +469,10 @@ class Conversations:
                     .order_by(envelopes.c.pk)
                 )
             ).all()
-        return [json.loads(row.body) for row in rows]
+        bodies = [json.loads(row.body) for row in rows]
+        if version is not None and self._keep_turns and len(bodies) <= _TURNS_PER_TASK:
+            self._keep(task_id, version, bodies)
+        return list(bodies)
 
     async def events(self, task_id: str) -> list[dict[str, Any]]:
         async with self._engine.connect() as conn:
@@ -397,14 +558,18 @@ _INSERT_EVENT = task_events.insert()
 _UPDATE_TASK = update(tasks).where(
     and_(tasks.c.id == bindparam("guard_id"), tasks.c.version == bindparam("guard_version"))
 )
-_BUMP_INBOX_HEAD = {
-    is_postgresql: dialect.insert(inbox_heads)
-    .on_conflict_do_update(
-        index_elements=[inbox_heads.c.agent], set_={"last_seq": inbox_heads.c.last_seq + 1}
-    )
-    .returning(inbox_heads.c.last_seq)
-    for is_postgresql, dialect in ((True, postgresql), (False, sqlite))
-}
+
+
+def _bump_inbox_head(dialect: Any) -> Any:
+    """Upsert an agent's head by `last_seq` (the number of seqs wanted); returns the last."""
+    statement = dialect.insert(inbox_heads)
+    return statement.on_conflict_do_update(
+        index_elements=[inbox_heads.c.agent],
+        set_={"last_seq": inbox_heads.c.last_seq + statement.excluded.last_seq},
+    ).returning(inbox_heads.c.last_seq)
+
+
+_BUMP_INBOX_HEAD = {True: _bump_inbox_head(postgresql), False: _bump_inbox_head(sqlite)}
 
 
 async def _write_task(conn: AsyncConnection, write: TaskWrite, now: datetime) -> None:
@@ -463,13 +628,6 @@ async def _insert_envelope(conn: AsyncConnection, write: EnvelopeWrite, now: dat
     return int(result.scalar_one())
 
 
-async def _next_seq(conn: AsyncConnection, agent: str) -> int:
-    """The agent's next inbox seq. The upsert takes the head row's lock until commit, so
-    writers to one inbox serialise and seqs become visible in order."""
-    statement = _BUMP_INBOX_HEAD[conn.dialect.name == "postgresql"]
-    return int((await conn.execute(statement, {"agent": agent, "last_seq": 1})).scalar_one())
-
-
 async def _insert_outbox(
     conn: AsyncConnection, item: OutboxWrite, now: datetime
 ) -> tuple[int, str, str]:
@@ -490,6 +648,247 @@ async def _insert_outbox(
         .returning(outbox.c.pk)
     )
     return int(result.scalar_one()), item.kind, item.partition
+
+
+class SqliteRows:
+    """An INSERT of some of a table's columns as plain sqlite3 SQL, with SQLAlchemy's own
+    bind processors for those columns (so stored values match what Core would write)."""
+
+    def __init__(self, table: Any, columns: tuple[str, ...], suffix: str = "") -> None:
+        dialect = sqlite.dialect()
+        names = ", ".join(f'"{name}"' for name in columns)
+        marks = ", ".join("?" for _ in columns)
+        self.sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks}){suffix}"
+        self._processors = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
+
+    def params(self, *values: Any) -> tuple[Any, ...]:
+        return tuple(
+            value if process is None or value is None else process(value)
+            for process, value in zip(self._processors, values, strict=True)
+        )
+
+
+_TASK_COLUMNS = (
+    "initiator",
+    "responder",
+    "brand",
+    "state",
+    "control",
+    "updated_at",
+    "completed_at",
+    "escalated",
+    "confirmed",
+    "resolved_by",
+    "turns_without_progress",
+    "route_why",
+)
+_RAW_TASK = SqliteRows(tasks, ("id", "created_at", "version", *_TASK_COLUMNS))
+_RAW_TASK_UPDATE = (
+    "UPDATE tasks SET "
+    + ", ".join(f"{name} = ?" for name in _TASK_COLUMNS)
+    + ", version = ? WHERE id = ? AND version = ?"
+)
+_RAW_EVENT = SqliteRows(task_events, ("task_id", "at", "kind", "data"))
+_RAW_ENVELOPE = SqliteRows(
+    envelopes,
+    (
+        "sender",
+        "envelope_id",
+        "recipient",
+        "task_id",
+        "act",
+        "digest",
+        "body",
+        "answer",
+        "accepted_at",
+    ),
+)
+_RAW_INBOX = SqliteRows(
+    inbox, ("agent", "seq", "envelope_pk", "task_id", "task_state", "task_control", "created_at")
+)
+_RAW_OUTBOX = SqliteRows(
+    outbox,
+    (
+        "public_id",
+        "kind",
+        "partition",
+        "payload",
+        "task_id",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
+    ),
+)
+_RAW_BUMP_HEAD = (
+    "INSERT INTO inbox_heads (agent, last_seq) VALUES (?, ?) ON CONFLICT (agent)"
+    " DO UPDATE SET last_seq = last_seq + excluded.last_seq RETURNING last_seq"
+)
+
+
+@dataclass(slots=True)
+class _InThread:
+    """What the thread wrote of one batch: its inbox seqs and outbox rows; when it could not
+    run all the batch's extras, how many it ran and the outbox rows they caused (not yet
+    written)."""
+
+    seqs: list[tuple[str, int]]
+    rows: list[tuple[int, str, str]]
+    applied: int = 0
+    caused: list[OutboxWrite] | None = None
+
+
+def _write_outbox_row(cursor: sqlite3.Cursor, item: OutboxWrite, now: datetime) -> int:
+    cursor.execute(
+        _RAW_OUTBOX.sql,
+        _RAW_OUTBOX.params(
+            item.public_id,
+            item.kind,
+            item.partition,
+            dumps(item.payload),
+            item.task_id,
+            "pending",
+            0,
+            now,
+            now,
+            now,
+        ),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def _write_group_sqlite(
+    db: sqlite3.Connection, group: list[Batch], ids: list[list[str]]
+) -> list[_InThread]:
+    """Runs in aiosqlite's thread: every batch's task, events, envelopes, inbox items and
+    delivery rows, and the extras that write themselves (`SqliteWrite`) with the outbox rows
+    they cause. Once a batch has an extra that cannot, its remaining extras and those of
+    every later batch are left to the caller, so extras still apply in batch order."""
+    results: list[_InThread] = []
+    deferred = False
+    inbox_rows: list[list[Any]] = []  # seq filled in once the heads are bumped
+    counts: dict[str, int] = {}
+    cursor = db.cursor()
+    for batch, public_ids in zip(group, ids, strict=True):
+        now = batch.now
+        seqs: list[tuple[str, int]] = []
+        rows: list[tuple[int, str, str]] = []
+        brief = None
+        if batch.task is not None:
+            write = batch.task
+            record = write.record
+            values = (
+                record.initiator,
+                record.responder,
+                record.brand,
+                record.state,
+                record.control,
+                record.updated_at,
+                record.completed_at,
+                record.escalated,
+                record.confirmed,
+                record.resolved_by,
+                record.turns_without_progress,
+                record.route_why,
+            )
+            if write.expected_version is None:
+                cursor.execute(
+                    _RAW_TASK.sql, _RAW_TASK.params(record.id, record.created_at, 1, *values)
+                )
+            else:
+                processed = _RAW_TASK.params(record.id, record.created_at, 1, *values)[3:]
+                cursor.execute(
+                    _RAW_TASK_UPDATE,
+                    (*processed, write.expected_version + 1, record.id, write.expected_version),
+                )
+                if cursor.rowcount != 1:
+                    raise TaskChanged()
+            for kind, data in write.events:
+                cursor.execute(_RAW_EVENT.sql, _RAW_EVENT.params(record.id, now, kind, dumps(data)))
+            brief = record.brief()
+        next_id = iter(public_ids)
+        for envelope in batch.envelopes:
+            cursor.execute(
+                _RAW_ENVELOPE.sql,
+                _RAW_ENVELOPE.params(
+                    envelope.sender,
+                    envelope.envelope_id,
+                    envelope.recipient,
+                    envelope.task_id,
+                    envelope.act,
+                    envelope.digest,
+                    dumps(envelope.body),
+                    dumps(envelope.answer) if envelope.answer is not None else None,
+                    now,
+                ),
+            )
+            pk = cursor.lastrowid
+            assert pk is not None
+            for agent in envelope.inbox_for:
+                counts[agent] = counts.get(agent, 0) + 1
+                row: list[Any] = [
+                    agent,
+                    0,
+                    pk,
+                    envelope.task_id,
+                    brief["state"] if brief else None,
+                    brief["control"] if brief else None,
+                    now,
+                ]
+                inbox_rows.append(row)
+                seqs.append((agent, 0))
+            for agent in envelope.deliver_to:
+                item = OutboxWrite(
+                    public_id=next(next_id),
+                    kind="delivery",
+                    partition=agent,
+                    payload={"envelope_pk": pk, "agent": agent, "task": brief},
+                    task_id=envelope.task_id,
+                )
+                rows.append((_write_outbox_row(cursor, item, now), "delivery", agent))
+        done = _InThread(seqs, rows)
+        applied = 0 if deferred else _sqlite_prefix(batch)
+        caused: list[OutboxWrite] = []
+        for extra in batch.extra[:applied]:
+            caused.extend(extra.apply_sqlite(db, now))  # type: ignore[attr-defined]
+        if applied == len(batch.extra) and not deferred:
+            for item in [*batch.outbox, *caused]:
+                rows.append((_write_outbox_row(cursor, item, now), item.kind, item.partition))
+        else:
+            deferred = True
+            done.applied, done.caused = applied, caused
+        results.append(done)
+    # Each agent's head once, by the group's count for it; then the seqs in batch order.
+    firsts: dict[str, int] = {}
+    for agent, count in counts.items():
+        cursor.execute(_RAW_BUMP_HEAD, (agent, count))
+        (last,) = cursor.fetchone()
+        firsts[agent] = int(last) - count + 1
+    position = 0
+    for done in results:
+        seqs = done.seqs
+        for index, (agent, _) in enumerate(seqs):
+            seq = firsts[agent]
+            firsts[agent] = seq + 1
+            seqs[index] = (agent, seq)
+            inbox_rows[position][1] = seq
+            position += 1
+    cursor.executemany(_RAW_INBOX.sql, [_RAW_INBOX.params(*row) for row in inbox_rows])
+    cursor.close()
+    return results
+
+
+def _sqlite_prefix(batch: Batch) -> int:
+    """How many of the batch's first extras write themselves in the thread: only a leading
+    run, so extras still apply in their order (a disarm must not overtake a fire's guard)."""
+    count = 0
+    for extra in batch.extra:
+        if not hasattr(extra, "apply_sqlite"):
+            break
+        count += 1
+    return count
 
 
 def _first_inbox(batch: Batch) -> str:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,14 +75,34 @@ class SqliteEngine(AsyncEngine):
         self._writers = asyncio.Lock()
         self._writer: asyncio.Task[Any] | None = None
 
-    @contextlib.asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
+    def _check_not_nested(self) -> asyncio.Task[Any] | None:
         task = asyncio.current_task()
         if self._writer is not None and self._writer is task:
             raise RuntimeError(
                 "a write transaction was opened inside another one on the same SQLite engine;"
                 " it would wait for itself: write through the connection you hold"
             )
+        return task
+
+    async def write_in_thread(self, work: Callable[..., Any], *args: Any) -> Any:
+        """`work(db, *args)` in one write transaction, all of it in ONE call in the database's
+        thread on the plain sqlite3 connection `db`: BEGIN IMMEDIATE, `work`, COMMIT (or
+        ROLLBACK if it raises, and the exception is raised here). Writers queue on the same
+        lock as `begin()`; the work must not touch the event loop."""
+        task = self._check_not_nested()
+        async with self._writers:
+            self._writer = task
+            try:
+                async with self.connect() as conn:
+                    raw = await conn.get_raw_connection()
+                    driver: Any = raw.driver_connection  # aiosqlite.Connection
+                    return await driver._execute(_in_transaction, driver._conn, work, args)
+            finally:
+                self._writer = None
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        task = self._check_not_nested()
         async with self._writers:
             self._writer = task
             try:
@@ -91,6 +112,18 @@ class SqliteEngine(AsyncEngine):
                         yield conn
             finally:
                 self._writer = None
+
+
+def _in_transaction(db: sqlite3.Connection, work: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(db, *args)
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
 
 
 def sqlite_begin_immediate(engine: AsyncEngine) -> None:

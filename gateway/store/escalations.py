@@ -10,6 +10,7 @@ committed, nor be written twice.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,10 +20,37 @@ from sqlalchemy import Row, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.clock import iso
-from gateway.store.conversations import OutboxWrite
+from gateway.store.conversations import OutboxWrite, SqliteRows
 from gateway.store.heads import bump
 from gateway.store.records import dumps
 from gateway.store.tables import channels, escalation_events, escalation_heads, escalations
+
+_RAW_ESCALATION = SqliteRows(
+    escalations,
+    (
+        "id",
+        "task_id",
+        "brand",
+        "state",
+        "reason",
+        "reason_text",
+        "rule",
+        "priority",
+        "summary",
+        "claimed_by",
+        "created_at",
+        "updated_at",
+        "closed_at",
+    ),
+)
+_RAW_MOVE = SqliteRows(escalations, ("state", "claimed_by", "updated_at", "closed_at"))
+_RAW_EVENT = SqliteRows(
+    escalation_events, ("brand", "seq", "id", "kind", "escalation_id", "body", "at")
+)
+_RAW_BUMP = (
+    "INSERT INTO escalation_heads (brand, last_seq) VALUES (?, 1) ON CONFLICT (brand)"
+    " DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq"
+)
 
 
 class EscalationMoved(Exception):
@@ -104,6 +132,29 @@ class OpenEscalation:
         )
         return []
 
+    def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> list[OutboxWrite]:
+        """`apply` on the plain sqlite3 connection, in the group writer's thread."""
+        r = self.record
+        db.execute(
+            _RAW_ESCALATION.sql,
+            _RAW_ESCALATION.params(
+                r.id,
+                r.task_id,
+                r.brand,
+                r.state,
+                r.reason,
+                r.reason_text,
+                r.rule,
+                r.priority,
+                r.summary,
+                r.claimed_by,
+                r.created_at,
+                r.updated_at,
+                r.closed_at,
+            ),
+        )
+        return []
+
 
 @dataclass(frozen=True, slots=True)
 class MoveEscalation:
@@ -135,6 +186,24 @@ class MoveEscalation:
             )
         )
         if result.rowcount != 1:
+            raise EscalationMoved(self.id)
+        return []
+
+    def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> list[OutboxWrite]:
+        """`apply` on the plain sqlite3 connection, in the group writer's thread."""
+        values = _RAW_MOVE.params(self.state, self.holder, now, now if self.closed else None)
+        holder = "claimed_by IS NULL" if self.was_holder is None else "claimed_by = ?"
+        cursor = db.execute(
+            "UPDATE escalations SET state = ?, claimed_by = ?, updated_at = ?, closed_at = ?"
+            f" WHERE id = ? AND state = ? AND {holder}",
+            (
+                *values,
+                self.id,
+                self.was_state,
+                *(() if self.was_holder is None else (self.was_holder,)),
+            ),
+        )
+        if cursor.rowcount != 1:
             raise EscalationMoved(self.id)
         return []
 
@@ -170,15 +239,39 @@ class AppendEvent:
                 )
             )
         ).all()
+        return self._notifications([(row.id, row.events) for row in rows])
+
+    def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> list[OutboxWrite]:
+        """`apply` on the plain sqlite3 connection, in the group writer's thread."""
+        (seq,) = db.execute(_RAW_BUMP, (self.brand,)).fetchone()
+        db.execute(
+            _RAW_EVENT.sql,
+            _RAW_EVENT.params(
+                self.brand,
+                int(seq),
+                self.id,
+                self.kind,
+                self.escalation_id,
+                dumps(self.body),
+                now,
+            ),
+        )
+        rows = db.execute(
+            "SELECT id, events FROM channels WHERE brand = ? AND status = 'active'",
+            (self.brand,),
+        ).fetchall()
+        return self._notifications(rows)
+
+    def _notifications(self, rows: list[tuple[str, str]]) -> list[OutboxWrite]:
         return [
             OutboxWrite(
                 public_id=self.new_id("ntf"),
                 kind="notification",
-                partition=row.id,
-                payload={"channel": row.id, "event": self.body},
+                partition=channel,
+                payload={"channel": channel, "event": self.body},
             )
-            for row in rows
-            if self.kind in json.loads(row.events)
+            for channel, events in rows
+            if self.kind in json.loads(events)
         ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,9 +20,16 @@ from sqlalchemy import Row, and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.store.conversations import OutboxWrite
+from gateway.store.conversations import OutboxWrite, SqliteRows
 from gateway.store.records import dumps
 from gateway.store.tables import timers
+
+_RAW_ARM = SqliteRows(
+    timers,
+    ("kind", "key", "due_at", "data", "created_at"),
+    ' ON CONFLICT (kind, "key") DO UPDATE SET due_at = excluded.due_at, data = excluded.data,'
+    " fired_at = NULL, lease = NULL, lease_until = NULL",
+)
 
 
 class TimerLost(Exception):
@@ -62,6 +70,14 @@ class ArmTimer:
         )
         return []
 
+    def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> list[OutboxWrite]:
+        """`apply` on the plain sqlite3 connection, in the group writer's thread."""
+        db.execute(
+            _RAW_ARM.sql,
+            _RAW_ARM.params(self.kind, self.key, self.due_at, dumps(self.data), now),
+        )
+        return []
+
 
 @dataclass(frozen=True, slots=True)
 class DisarmTimer:
@@ -79,6 +95,14 @@ class DisarmTimer:
                     timers.c.fired_at.is_(None),
                 )
             )
+        )
+        return []
+
+    def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> list[OutboxWrite]:
+        """`apply` on the plain sqlite3 connection, in the group writer's thread."""
+        db.execute(
+            'DELETE FROM timers WHERE kind = ? AND "key" = ? AND fired_at IS NULL',
+            (self.kind, self.key),
         )
         return []
 

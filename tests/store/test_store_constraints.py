@@ -163,3 +163,53 @@ async def test_concurrent_commits_share_a_transaction_and_a_bad_one_fails_alone(
     items = await store.inbox("support@acme.example", 0, 100)
     assert [item.seq for item in items] == list(range(1, 31))
     assert await store.task("tsk_replay") is None
+
+
+async def test_a_group_spread_over_several_inboxes_gets_gapless_seqs_per_inbox(engine):
+    """Forty batches at once, each to one of three agents and some to two: every inbox's seqs
+    are exactly 1..n, and each seq a commit returns names that commit's own envelope."""
+    store = Conversations(engine, new_id)
+    agents = ["a@acme.example", "b@acme.example", "c@acme.example"]
+
+    def batch(n: int) -> Batch:
+        first, second = agents[n % 3], agents[(n + 1) % 3]
+        write = replace(
+            _envelope(f"env-{n}", f"tsk_{n}", first),
+            inbox_for=(first, second) if n % 4 == 0 else (first,),
+        )
+        return Batch(now=NOW, task=TaskWrite(_task(f"tsk_{n}"), None), envelopes=[write])
+
+    outcomes = await asyncio.gather(*(store.commit(batch(n)) for n in range(40)))
+    for agent in agents:
+        items = await store.inbox(agent, 0, 100)
+        assert [item.seq for item in items] == list(range(1, len(items) + 1))
+        by_seq = {item.seq: item.envelope["id"] for item in items}
+        for n, outcome in enumerate(outcomes):
+            for owner, seq in outcome.inbox:
+                if owner == agent:
+                    assert by_seq[seq] == f"env-{n}"
+
+
+async def test_history_from_memory_matches_the_database_and_is_forgotten_when_unsure(engine):
+    """The history asked for with the task's version equals the stored one after updates; an
+    envelope written to the task without its version guard makes the next answer a read."""
+    store = Conversations(engine, new_id)
+    await store.commit(_new_task_batch("tsk_1", "env-1"))
+    for version in (1, 2):
+        await store.commit(
+            Batch(
+                now=NOW,
+                task=TaskWrite(_task("tsk_1"), version),
+                envelopes=[_envelope(f"env-{version + 1}", "tsk_1")],
+            )
+        )
+    stored = await store.history("tsk_1")
+    assert [body["id"] for body in stored] == ["env-1", "env-2", "env-3"]
+    assert await store.history("tsk_1", 3) == stored
+    await store.commit(Batch(now=NOW, envelopes=[_envelope("env-4", "tsk_1")]))
+    assert [body["id"] for body in await store.history("tsk_1", 3)] == [
+        "env-1",
+        "env-2",
+        "env-3",
+        "env-4",
+    ]
