@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.clock import iso
-from gateway.store.database import SqliteEngine
+from gateway.store.database import SqliteEngine, run_in_sqlite_thread
 from gateway.store.records import InboxItem, StoredEnvelope, TaskRecord, dumps
 from gateway.store.tables import (
     envelopes,
@@ -337,10 +337,8 @@ class Conversations:
         (`SqliteWrite`) and the outbox rows they cause follow through `conn`, in the same
         transaction.
         """
-        raw = await conn.get_raw_connection()
-        driver: Any = raw.driver_connection  # aiosqlite.Connection
-        results: list[_InThread] = await driver._execute(
-            _write_group_sqlite, driver._conn, group, self._delivery_ids(group)
+        results: list[_InThread] = await run_in_sqlite_thread(
+            conn, _write_group_sqlite, group, self._delivery_ids(group)
         )
         committed: list[Committed] = []
         for batch, done in zip(group, results, strict=True):

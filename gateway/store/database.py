@@ -94,9 +94,7 @@ class SqliteEngine(AsyncEngine):
             self._writer = task
             try:
                 async with self.connect() as conn:
-                    raw = await conn.get_raw_connection()
-                    driver: Any = raw.driver_connection  # aiosqlite.Connection
-                    return await driver._execute(_in_transaction, driver._conn, work, args)
+                    return await run_in_sqlite_thread(conn, _in_transaction, work, args)
             finally:
                 self._writer = None
 
@@ -149,3 +147,23 @@ async def migrate(engine: AsyncEngine) -> None:
 
     async with engine.begin() as connection:
         await connection.run_sync(upgrade)
+
+
+async def run_in_sqlite_thread(conn: AsyncConnection, work: Callable[..., Any], *args: Any) -> Any:
+    """`work(db, *args)` in aiosqlite's own thread, on the plain sqlite3 connection `db` under
+    `conn`, as one call (each statement there costs microseconds, not a thread round trip).
+
+    This reaches into aiosqlite's `Connection._execute` and `_conn`, which it does not
+    publish; pyproject pins aiosqlite to the versions this was checked on, and this check
+    turns a future change into a clear error rather than a wrong write.
+    """
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection  # aiosqlite.Connection
+    execute = getattr(driver, "_execute", None)
+    database = getattr(driver, "_conn", None)
+    if execute is None or database is None:
+        raise RuntimeError(
+            "this aiosqlite has no Connection._execute/_conn: install the version pyproject.toml"
+            " names (aiosqlite>=0.20,<0.23)"
+        )
+    return await execute(work, database, *args)
