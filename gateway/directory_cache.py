@@ -20,12 +20,21 @@ without any cache.
 
 A load that started before an invalidation is not stored after it (a generation counter),
 so a slow read of the old row can never put a revoked key back into the cache.
+
+An entry read in the last fifth of its TTL is served and re-read in the background, so under
+steady traffic entries are renewed before they expire and no request waits for the re-read.
+Without that, every hot entry (all senders loaded in the same second) expired together and
+the requests of that moment each waited for a database read behind a busy event loop, which
+made a burst of slow answers every TTL. An entry is still never served later than the TTL
+after its read, so the staleness bound above is unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -41,6 +50,7 @@ log = structlog.get_logger(__name__)
 
 CHANGED_SUBJECT = "directory.changed"
 _MAX_ENTRIES = 50_000  # per map; a full map is dropped rather than evicted piecemeal
+_REFRESH_AHEAD = 0.2  # share of the TTL, at its end, in which a read renews the entry
 
 _T = TypeVar("_T")
 
@@ -72,6 +82,7 @@ class CachedDirectory(Directory):
         self._brands: dict[str, tuple[float, BrandRecord]] = {}
         self._brand_agents: dict[str, tuple[float, list[AgentRecord]]] = {}
         self._subscription: Subscription | None = None
+        self._refreshing: dict[tuple[int, str], asyncio.Task[None]] = {}
 
     async def start(self) -> None:
         """Listen for other replicas' changes."""
@@ -79,6 +90,10 @@ class CachedDirectory(Directory):
             self._subscription = await self._bus.subscribe(CHANGED_SUBJECT, self._heard)
 
     async def stop(self) -> None:
+        refreshing = list(self._refreshing.values())
+        for task in refreshing:
+            task.cancel()
+        await asyncio.gather(*refreshing, return_exceptions=True)
         if self._subscription is not None:
             await self._subscription.stop()
             self._subscription = None
@@ -103,11 +118,50 @@ class CachedDirectory(Directory):
             # The TTL still bounds how long other replicas serve the old value.
             log.warning("directory.broadcast_failed", error=repr(exc), changed=what)
 
-    def _fresh(self, table: dict[str, tuple[float, _T]], key: str) -> _T | None:
+    def _fresh(
+        self,
+        table: dict[str, tuple[float, _T]],
+        key: str,
+        load: Callable[[], Awaitable[_T | None]],
+    ) -> _T | None:
         hit = table.get(key)
-        if hit is not None and hit[0] > self._monotonic():
-            return hit[1]
-        return None
+        if hit is None:
+            return None
+        left = hit[0] - self._monotonic()
+        if left <= 0:
+            return None
+        if left < self._ttl * _REFRESH_AHEAD:
+            self._refresh(table, key, load)
+        return hit[1]
+
+    def _refresh(
+        self,
+        table: dict[str, tuple[float, _T]],
+        key: str,
+        load: Callable[[], Awaitable[_T | None]],
+    ) -> None:
+        """Re-read `key` in the background (once at a time per entry) and keep the result."""
+        marker = (id(table), key)
+        if marker in self._refreshing:
+            return
+        generation = self._generation
+
+        async def renew() -> None:
+            try:
+                value = await load()
+            except Exception as exc:
+                # The entry still expires on time and the next read after that loads it.
+                log.warning("directory.refresh_failed", error=repr(exc), key=key)
+                return
+            finally:
+                self._refreshing.pop(marker, None)
+            if value is None:
+                if generation == self._generation:
+                    table.pop(key, None)
+                return
+            self._keep(table, key, value, generation)
+
+        self._refreshing[marker] = asyncio.get_running_loop().create_task(renew())
 
     def _keep(
         self, table: dict[str, tuple[float, _T]], key: str, value: _T, generation: int
@@ -121,7 +175,9 @@ class CachedDirectory(Directory):
     # Reads ---------------------------------------------------------------------------------
 
     async def agent(self, address: str) -> AgentRecord | None:
-        found = self._fresh(self._agents, address)
+        found = self._fresh(
+            self._agents, address, functools.partial(Directory.agent, self, address)
+        )
         if found is not None:
             return found
         generation = self._generation
@@ -131,7 +187,7 @@ class CachedDirectory(Directory):
         return found
 
     async def brand(self, domain: str) -> BrandRecord | None:
-        found = self._fresh(self._brands, domain)
+        found = self._fresh(self._brands, domain, functools.partial(Directory.brand, self, domain))
         if found is not None:
             return found
         generation = self._generation
@@ -141,7 +197,9 @@ class CachedDirectory(Directory):
         return found
 
     async def brand_agents(self, domain: str) -> list[AgentRecord]:
-        found = self._fresh(self._brand_agents, domain)
+        found = self._fresh(
+            self._brand_agents, domain, functools.partial(Directory.brand_agents, self, domain)
+        )
         if found is not None:
             return list(found)
         generation = self._generation

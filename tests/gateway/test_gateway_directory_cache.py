@@ -3,6 +3,7 @@ and after its TTL when a change bypassed it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,3 +122,28 @@ async def test_a_patch_answers_with_the_new_row_and_brand_lists_follow(engine):
     brand = await cache.set_policy("acme.example", {"contact": {"mode": "closed"}})
     cached = await cache.brand("acme.example")
     assert cached is not None and cached.policy_version == brand.policy_version == 2
+
+
+async def test_an_entry_read_near_its_ttl_end_is_renewed_in_the_background(engine):
+    """A read in the TTL's last fifth answers at once and renews the entry behind it."""
+    ticks = Ticks()
+    cache = CachedDirectory(engine, ttl_s=5, monotonic=ticks)
+    warm = await cache.agent(ALICE)
+    assert warm is not None
+    await Directory(engine).revoke_key(ALICE, warm.keys[0].kid, NOW)
+    ticks.now += 4.5
+    served = await cache.agent(ALICE)
+    assert served is not None and _statuses(served) == ["active", "active"]
+    renewed = served
+    for _ in range(200):  # the renewal runs on the loop; the clock stays before the TTL's end
+        await asyncio.sleep(0.01)
+        renewed = await cache.agent(ALICE)
+        if renewed is not None and "revoked" in _statuses(renewed):
+            break
+    assert renewed is not None and sorted(_statuses(renewed)) == ["active", "revoked"]
+    # Past the first read's TTL the renewed entry answers, with no read on the way.
+    await Directory(engine).revoke_key(ALICE, warm.keys[1].kid, NOW)
+    ticks.now += 1.0
+    later = await cache.agent(ALICE)
+    assert later is not None and sorted(_statuses(later)) == ["active", "revoked"]
+    await cache.stop()
