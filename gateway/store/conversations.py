@@ -45,7 +45,7 @@ from gateway.store.tables import (
 
 _MAX_GROUP = 64  # batches in one shared transaction at most
 _TASKS_WITH_TURNS = 5_000  # tasks whose envelopes are kept in memory (see `history`)
-_TURNS_PER_TASK = 200  # a longer task is read from the database each time
+_TURNS_PER_TASK = 200  # the window of a task's envelopes the language layer reads (see `history`)
 _TURNS_KEPT = 50_000  # envelope bodies kept in memory in all, whatever the tasks
 
 REPLAY_CONSTRAINT = "uq_envelopes_replay"
@@ -267,9 +267,8 @@ class Conversations:
             elif known is not None and known[0] == task.expected_version:
                 bodies = known[1]
             if bodies is not None:
-                bodies = bodies + written.pop(task_id, [])
-                if len(bodies) <= _TURNS_PER_TASK:
-                    self._keep(task_id, (task.expected_version or 0) + 1, bodies)
+                bodies = _window(bodies + written.pop(task_id, []))
+                self._keep(task_id, (task.expected_version or 0) + 1, bodies)
             written.pop(task_id, None)
         for task_id in written:
             self._forget(task_id)
@@ -448,29 +447,60 @@ class Conversations:
         return (_task(row), int(row.version)) if row else None
 
     async def history(self, task_id: str, version: int | None = None) -> list[dict[str, Any]]:
-        """The bodies of the task's envelopes, oldest first.
+        """The bodies of the task's envelopes, oldest first: all of them without `version`.
 
-        With the task `version` the caller planned on, the envelopes remembered from this
-        process's commits answer when they are of that version (no read). They can be newer
-        than the task the caller holds only if that task is stale, and then the caller's
-        version-guarded commit fails and it plans again on a fresh read.
+        With the task `version` the caller planned on (the language layer's reading), the
+        answer is a bounded window: the opening envelope and the newest ones, at most
+        `_TURNS_PER_TASK` in all, so a very long conversation costs no more per message than
+        a long one. The window remembered from this process's commits answers when it is of
+        that version (no read). It can be newer than the task the caller holds only if that
+        task is stale, and then the caller's version-guarded commit fails and it plans again
+        on a fresh read.
         """
-        if version is not None and self._keep_turns:
+        if version is None:
+            async with self._engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(envelopes.c.body)
+                        .where(envelopes.c.task_id == task_id)
+                        .order_by(envelopes.c.pk)
+                    )
+                ).all()
+            return [json.loads(row.body) for row in rows]
+        if self._keep_turns:
             known = self._turns.get(task_id)
             if known is not None and known[0] == version:
                 return list(known[1])
-        async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(envelopes.c.body)
-                    .where(envelopes.c.task_id == task_id)
-                    .order_by(envelopes.c.pk)
-                )
-            ).all()
-        bodies = [json.loads(row.body) for row in rows]
-        if version is not None and self._keep_turns and len(bodies) <= _TURNS_PER_TASK:
+        bodies = await self._window_from_store(task_id)
+        if self._keep_turns:
             self._keep(task_id, version, bodies)
         return list(bodies)
+
+    async def _window_from_store(self, task_id: str) -> list[dict[str, Any]]:
+        """The opening envelope and the newest ones, at most `_TURNS_PER_TASK`, oldest first."""
+        async with self._engine.connect() as conn:
+            newest = (
+                await conn.execute(
+                    select(envelopes.c.pk, envelopes.c.body)
+                    .where(envelopes.c.task_id == task_id)
+                    .order_by(envelopes.c.pk.desc())
+                    .limit(_TURNS_PER_TASK)
+                )
+            ).all()
+            first = None
+            if len(newest) == _TURNS_PER_TASK:
+                first = (
+                    await conn.execute(
+                        select(envelopes.c.pk, envelopes.c.body)
+                        .where(envelopes.c.task_id == task_id)
+                        .order_by(envelopes.c.pk)
+                        .limit(1)
+                    )
+                ).first()
+        rows = list(reversed(newest))
+        if first is not None and first.pk != rows[0].pk:
+            rows = [first, *rows[1:]]
+        return [json.loads(row.body) for row in rows]
 
     async def events(self, task_id: str) -> list[dict[str, Any]]:
         async with self._engine.connect() as conn:
@@ -928,3 +958,10 @@ def _envelope(row: Row[Any]) -> StoredEnvelope:
         answer=json.loads(row.answer) if row.answer else None,
         accepted_at=row.accepted_at,
     )
+
+
+def _window(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The opening envelope and the newest ones, `_TURNS_PER_TASK` at most (see `history`)."""
+    if len(bodies) <= _TURNS_PER_TASK:
+        return bodies
+    return [bodies[0], *bodies[len(bodies) - _TURNS_PER_TASK + 1 :]]
