@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store.conversations import (
     Batch,
     Conversations,
     EnvelopeWrite,
+    OutboxWrite,
     ReplayCollision,
     TaskChanged,
     TaskWrite,
 )
 from gateway.store.database import create_engine, migrate, sqlite_begin_immediate
 from gateway.store.records import TaskRecord
+from gateway.store.tables import envelopes, outbox
 from identity.ids import new_id
 from tests.conftest import provision_database
 
@@ -213,3 +217,56 @@ async def test_history_from_memory_matches_the_database_and_is_forgotten_when_un
         "env-3",
         "env-4",
     ]
+
+
+@dataclass(frozen=True)
+class _Announce:
+    """An extra write that needs its own batch's envelope stored already and causes one
+    outbox row (as an escalation's notification does)."""
+
+    envelope_id: str
+
+    async def apply(self, conn: AsyncConnection, now: datetime) -> list[OutboxWrite]:
+        stored = (
+            await conn.execute(
+                select(envelopes.c.pk).where(envelopes.c.envelope_id == self.envelope_id)
+            )
+        ).first()
+        payload = {"envelope": self.envelope_id, "seen": stored is not None}
+        return [OutboxWrite(new_id("ntf"), "notify", "staff", payload)]
+
+
+async def test_a_group_with_extras_and_updates_keeps_row_order_per_batch(engine):
+    """Twenty batches at once, every third with an extra and every fourth updating a stored
+    task: all commit; each extra sees its own envelope; each commit's delivery row comes
+    before the row its extra caused; and outbox rows follow the order of the inbox seqs."""
+    store = Conversations(engine, new_id)
+    for n in range(0, 20, 4):
+        await store.commit(_new_task_batch(f"tsk_{n}", f"env-old-{n}"))
+
+    def batch(n: int) -> Batch:
+        record = replace(_task(f"tsk_{n}"), state="working")
+        task = TaskWrite(record, 1) if n % 4 == 0 else TaskWrite(record, None)
+        extra = [_Announce(f"env-{n}")] if n % 3 == 0 else []
+        return Batch(now=NOW, task=task, envelopes=[_envelope(f"env-{n}", f"tsk_{n}")], extra=extra)
+
+    outcomes = await asyncio.gather(*(store.commit(batch(n)) for n in range(20)))
+    for n, outcome in enumerate(outcomes):
+        kinds = [kind for _, kind, _ in outcome.outbox]
+        assert kinds == (["delivery", "notify"] if n % 3 == 0 else ["delivery"])
+        pks = [pk for pk, _, _ in outcome.outbox]
+        assert pks == sorted(pks)
+        record = await store.task(f"tsk_{n}")
+        assert record is not None and record.state == "working"
+    by_seq = sorted(outcomes, key=lambda outcome: outcome.inbox[0][1])
+    firsts = [outcome.outbox[0][0] for outcome in by_seq]
+    assert firsts == sorted(firsts)
+    async with engine.connect() as conn:
+        count = (await conn.execute(select(func.count()).select_from(outbox))).scalar_one()
+        notes = (
+            await conn.execute(select(outbox.c.payload).where(outbox.c.kind == "notify"))
+        ).all()
+    assert count == 5 + 20 + 7
+    assert sorted(
+        json.loads(payload)["envelope"] for (payload,) in notes if json.loads(payload)["seen"]
+    ) == sorted(f"env-{n}" for n in range(0, 20, 3))
