@@ -21,10 +21,13 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     bindparam,
+    cast,
+    column,
     func,
     or_,
     select,
     update,
+    values,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -410,6 +413,7 @@ class Conversations:
         perhaps the last), one multi-row statement per table; the inbox rows are appended
         to `inbox_rows` with their seqs handed out in batch order."""
         new_tasks: list[dict[str, Any]] = []
+        changed: list[TaskWrite] = []
         events: list[dict[str, Any]] = []
         for batch in run:
             task = batch.task
@@ -418,11 +422,13 @@ class Conversations:
             if task.expected_version is None:
                 new_tasks.append(_task_values(task))
             else:
-                await _write_task(conn, task, batch.now)
+                changed.append(task)
             for kind, data in task.events:
                 events.append(
                     {"task_id": task.record.id, "at": batch.now, "kind": kind, "data": dumps(data)}
                 )
+        if changed:
+            await _update_tasks(conn, changed)
         if new_tasks:
             await conn.execute(_INSERT_TASK, new_tasks)
         if events:
@@ -653,17 +659,47 @@ def _task_values(write: TaskWrite) -> dict[str, Any]:
     }
 
 
-async def _write_task(conn: AsyncConnection, write: TaskWrite, now: datetime) -> None:
-    """A guarded update of an existing task (its events are the caller's)."""
+def _changed_task(write: TaskWrite) -> dict[str, Any]:
     assert write.expected_version is not None
-    values = _task_values(write)
-    del values["id"], values["created_at"]
-    values["version"] = write.expected_version + 1
-    result = await conn.execute(
-        _UPDATE_TASK,
-        {"guard_id": write.record.id, "guard_version": write.expected_version, **values},
+    changed = _task_values(write)
+    del changed["id"], changed["created_at"]
+    changed["version"] = write.expected_version + 1
+    changed["guard_id"] = write.record.id
+    changed["guard_version"] = write.expected_version
+    return changed
+
+
+async def _update_tasks(conn: AsyncConnection, writes: list[TaskWrite]) -> None:
+    """Guarded updates of existing tasks (their events are the caller's): one UPDATE, or for
+    several one UPDATE ... FROM (VALUES ...) RETURNING the ids it changed. Each task must be
+    found at the version it was read at; fewer rows changed than asked is a lost guard (two
+    updates of one task from one version change it once)."""
+    if len(writes) == 1:
+        result = await conn.execute(_UPDATE_TASK, _changed_task(writes[0]))
+        if result.rowcount != 1:
+            raise TaskChanged()
+        return
+    rows = [_changed_task(write) for write in writes]
+    names = ("guard_id", "guard_version", *_TASK_COLUMNS, "version")
+    given = values(
+        column("guard_id", tasks.c.id.type),
+        column("guard_version", tasks.c.version.type),
+        *(column(name, tasks.c[name].type) for name in (*_TASK_COLUMNS, "version")),
+        name="given",
+    ).data([tuple(row[name] for name in names) for row in rows])
+    statement = (
+        update(tasks)
+        .where(tasks.c.id == given.c.guard_id, tasks.c.version == given.c.guard_version)
+        .values(
+            {
+                # A column that is NULL in every row comes out of VALUES as text.
+                name: cast(given.c[name], tasks.c[name].type)
+                for name in (*_TASK_COLUMNS, "version")
+            }
+        )
+        .returning(tasks.c.id)
     )
-    if result.rowcount != 1:
+    if len((await conn.execute(statement)).all()) != len(writes):
         raise TaskChanged()
 
 

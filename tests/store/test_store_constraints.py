@@ -270,3 +270,37 @@ async def test_a_group_with_extras_and_updates_keeps_row_order_per_batch(engine)
     assert sorted(
         json.loads(payload)["envelope"] for (payload,) in notes if json.loads(payload)["seen"]
     ) == sorted(f"env-{n}" for n in range(0, 20, 3))
+
+
+async def test_a_group_of_updates_commits_together_and_a_stale_one_fails_alone(engine):
+    """Ten stored tasks updated at once from version 1 all commit; then updated at once from
+    version 2 with a second update of one of them from version 2 too: exactly one of that
+    pair gets TaskChanged, every task ends at version 3 in its new state."""
+    store = Conversations(engine, new_id)
+    for n in range(10):
+        await store.commit(_new_task_batch(f"tsk_{n}", f"env-old-{n}"))
+
+    def update(n: int, envelope_id: str, version: int) -> Batch:
+        record = replace(_task(f"tsk_{n}"), state="working", turns_without_progress=version + n)
+        return Batch(
+            now=NOW,
+            task=TaskWrite(record, version),
+            envelopes=[_envelope(envelope_id, f"tsk_{n}")],
+        )
+
+    await asyncio.gather(*(store.commit(update(n, f"env-a-{n}", 1)) for n in range(10)))
+    batches = [update(n, f"env-b-{n}", 2) for n in range(10)]
+    batches.insert(5, update(3, "env-stale", 2))
+    outcomes = await asyncio.gather(
+        *(store.commit(batch) for batch in batches), return_exceptions=True
+    )
+    refused = [n for n, outcome in enumerate(outcomes) if isinstance(outcome, Exception)]
+    assert len(refused) == 1 and refused[0] in (3, 5)
+    assert isinstance(outcomes[refused[0]], TaskChanged)
+    for n in range(10):
+        found = await store.task_version(f"tsk_{n}")
+        assert found is not None
+        record, version = found
+        assert (record.state, record.turns_without_progress, version) == ("working", 2 + n, 3)
+    for n in range(10):
+        assert await store.by_replay_key("alice@people.example", f"env-a-{n}") is not None
