@@ -21,10 +21,13 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     bindparam,
+    cast,
+    column,
     func,
     or_,
     select,
     update,
+    values,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -358,34 +361,93 @@ class Conversations:
         ]
 
     async def _apply_group(self, conn: AsyncConnection, group: list[Batch]) -> list[Committed]:
-        """The group through SQLAlchemy (PostgreSQL). First each agent's inbox head is bumped
-        ONCE by the group's count for it, in sorted order: the upsert locks the head row
-        until commit, so writers to one inbox serialise across replicas, and since the lock
-        comes before any envelope or delivery row is inserted, those rows' ids follow the
-        order of the seqs (deliveries go out in commit order). Then each batch's task,
-        envelopes, delivery rows and extras in turn, the seqs handed out in batch order,
-        and all inbox rows in one executemany."""
+        """The group through SQLAlchemy (PostgreSQL), one statement per table where it can.
+
+        First every agent's inbox head is bumped by the group's count for it in ONE upsert
+        whose rows go in sorted agent order: each head row stays locked until commit, so
+        writers to one inbox serialise across replicas, and since the locks come before any
+        envelope or delivery row is inserted, those rows' ids follow the order of the seqs
+        (deliveries go out in commit order). Then the batches' rows go in runs: new tasks,
+        events, envelopes (RETURNING their pks in order) and outbox rows each as one
+        multi-row statement per run; a run ends at a batch with extras, whose extras then
+        apply (after its own rows, before any later batch's) with the outbox rows they
+        cause. Guarded task updates go one by one (each must find its version). The inbox
+        rows of the whole group go last in one executemany."""
         counts: dict[str, int] = {}
         for batch in group:
             for write in batch.envelopes:
                 for agent in write.inbox_for:
                     counts[agent] = counts.get(agent, 0) + 1
-        statement = _BUMP_INBOX_HEAD[conn.dialect.name == "postgresql"]
         next_seq: dict[str, int] = {}
-        for agent in sorted(counts):
-            count = counts[agent]
-            last = (await conn.execute(statement, {"agent": agent, "last_seq": count})).scalar_one()
-            next_seq[agent] = int(last) - count + 1
+        if counts:
+            heads = [{"agent": agent, "last_seq": counts[agent]} for agent in sorted(counts)]
+            result = await conn.execute(_BUMP_INBOX_HEADS, heads)
+            for agent, last in result.all():
+                next_seq[agent] = int(last) - counts[agent] + 1
         inbox_rows: list[dict[str, Any]] = []
         results: list[tuple[list[tuple[str, int]], list[tuple[int, str, str]]]] = []
-        for batch in group:
+        run: list[Batch] = []
+        for index, batch in enumerate(group):
+            run.append(batch)
+            if batch.extra or index == len(group) - 1:
+                results.extend(await self._write_run(conn, run, next_seq, inbox_rows))
+                run = []
+                if batch.extra:
+                    caused: list[OutboxWrite] = []
+                    for extra in batch.extra:
+                        caused.extend(await extra.apply(conn, batch.now))
+                    results[-1][1].extend(await _insert_outboxes(conn, caused, batch.now))
+        if inbox_rows:
+            await conn.execute(_INSERT_INBOX, inbox_rows)
+        return [Committed(tuple(seqs), tuple(rows)) for seqs, rows in results]
+
+    async def _write_run(
+        self,
+        conn: AsyncConnection,
+        run: list[Batch],
+        next_seq: dict[str, int],
+        inbox_rows: list[dict[str, Any]],
+    ) -> list[tuple[list[tuple[str, int]], list[tuple[int, str, str]]]]:
+        """The tasks, events, envelopes and outbox rows of `run` (batches without extras but
+        perhaps the last), one multi-row statement per table; the inbox rows are appended
+        to `inbox_rows` with their seqs handed out in batch order."""
+        new_tasks: list[dict[str, Any]] = []
+        changed: list[TaskWrite] = []
+        events: list[dict[str, Any]] = []
+        for batch in run:
+            task = batch.task
+            if task is None:
+                continue
+            if task.expected_version is None:
+                new_tasks.append(_task_values(task))
+            else:
+                changed.append(task)
+            for kind, data in task.events:
+                events.append(
+                    {"task_id": task.record.id, "at": batch.now, "kind": kind, "data": dumps(data)}
+                )
+        if changed:
+            await _update_tasks(conn, changed)
+        if new_tasks:
+            await conn.execute(_INSERT_TASK, new_tasks)
+        if events:
+            await conn.execute(_INSERT_EVENT, events)
+        envelope_rows = [
+            _envelope_values(write, batch.now) for batch in run for write in batch.envelopes
+        ]
+        pks: list[int] = []
+        if envelope_rows:
+            result = await conn.execute(_INSERT_ENVELOPES, envelope_rows)
+            pks = [int(pk) for pk in result.scalars().all()]
+        next_pk = iter(pks)
+        outbox_rows: list[dict[str, Any]] = []
+        per_batch: list[tuple[list[tuple[str, int]], int]] = []  # seqs, outbox row count
+        for batch in run:
             seqs: list[tuple[str, int]] = []
-            rows: list[tuple[int, str, str]] = []
-            if batch.task is not None:
-                await _write_task(conn, batch.task, batch.now)
             brief = batch.task.record.brief() if batch.task else None
+            start = len(outbox_rows)
             for write in batch.envelopes:
-                pk = await _insert_envelope(conn, write, batch.now)
+                pk = next(next_pk)
                 for agent in write.inbox_for:
                     seq = next_seq[agent]
                     next_seq[agent] = seq + 1
@@ -402,28 +464,30 @@ class Conversations:
                     )
                     seqs.append((agent, seq))
                 for agent in write.deliver_to:
-                    rows.append(
-                        await _insert_outbox(
-                            conn,
-                            OutboxWrite(
-                                public_id=self._new_id("dlv"),
-                                kind="delivery",
-                                partition=agent,
-                                payload={"envelope_pk": pk, "agent": agent, "task": brief},
-                                task_id=write.task_id,
-                            ),
-                            batch.now,
-                        )
+                    delivery = OutboxWrite(
+                        public_id=self._new_id("dlv"),
+                        kind="delivery",
+                        partition=agent,
+                        payload={"envelope_pk": pk, "agent": agent, "task": brief},
+                        task_id=write.task_id,
                     )
-            caused = list(batch.outbox)
-            for extra in batch.extra:
-                caused.extend(await extra.apply(conn, batch.now))
-            for item in caused:
-                rows.append(await _insert_outbox(conn, item, batch.now))
-            results.append((seqs, rows))
-        if inbox_rows:
-            await conn.execute(_INSERT_INBOX, inbox_rows)
-        return [Committed(tuple(seqs), tuple(rows)) for seqs, rows in results]
+                    outbox_rows.append(_outbox_values(delivery, batch.now))
+            for item in batch.outbox:
+                outbox_rows.append(_outbox_values(item, batch.now))
+            per_batch.append((seqs, len(outbox_rows) - start))
+        written: list[tuple[int, str, str]] = []
+        if outbox_rows:
+            result = await conn.execute(_INSERT_OUTBOXES, outbox_rows)
+            written = [
+                (int(pk), row["kind"], row["partition"])
+                for pk, row in zip(result.scalars().all(), outbox_rows, strict=True)
+            ]
+        done: list[tuple[list[tuple[str, int]], list[tuple[int, str, str]]]] = []
+        position = 0
+        for seqs, count in per_batch:
+            done.append((seqs, written[position : position + count]))
+            position += count
+        return done
 
     async def by_replay_key(self, sender: str, envelope_id: str) -> StoredEnvelope | None:
         async with self._engine.connect() as conn:
@@ -578,8 +642,11 @@ class Conversations:
 
 
 # The hot path's statements, built once: the values come as execute() parameters, so no
-# statement is constructed (nor its cache key walked over bound values) per envelope.
-_INSERT_ENVELOPE = envelopes.insert().returning(envelopes.c.pk)
+# statement is constructed (nor its cache key walked over bound values) per envelope. With a
+# list of parameter sets, the INSERTs with RETURNING go as multi-row INSERT ... VALUES
+# (SQLAlchemy's insertmanyvalues), their pks returned in the order of the parameter sets.
+_INSERT_ENVELOPES = envelopes.insert().returning(envelopes.c.pk, sort_by_parameter_order=True)
+_INSERT_OUTBOXES = outbox.insert().returning(outbox.c.pk, sort_by_parameter_order=True)
 _INSERT_INBOX = inbox.insert()
 _INSERT_TASK = tasks.insert()
 _INSERT_EVENT = task_events.insert()
@@ -588,21 +655,25 @@ _UPDATE_TASK = update(tasks).where(
 )
 
 
-def _bump_inbox_head(dialect: Any) -> Any:
-    """Upsert an agent's head by `last_seq` (the number of seqs wanted); returns the last."""
-    statement = dialect.insert(inbox_heads)
+def _bump_inbox_heads() -> Any:
+    """Upsert agents' heads, each by its `last_seq` (the number of seqs wanted); returns each
+    agent's last. Given the rows in sorted agent order, the head rows lock in that order."""
+    statement = postgresql.insert(inbox_heads)
     return statement.on_conflict_do_update(
         index_elements=[inbox_heads.c.agent],
         set_={"last_seq": inbox_heads.c.last_seq + statement.excluded.last_seq},
-    ).returning(inbox_heads.c.last_seq)
+    ).returning(inbox_heads.c.agent, inbox_heads.c.last_seq)
 
 
-_BUMP_INBOX_HEAD = {True: _bump_inbox_head(postgresql), False: _bump_inbox_head(sqlite)}
+_BUMP_INBOX_HEADS = _bump_inbox_heads()
 
 
-async def _write_task(conn: AsyncConnection, write: TaskWrite, now: datetime) -> None:
+def _task_values(write: TaskWrite) -> dict[str, Any]:
     record = write.record
-    values = {
+    return {
+        "id": record.id,
+        "created_at": record.created_at,
+        "version": 1,
         "initiator": record.initiator,
         "responder": record.responder,
         "brand": record.brand,
@@ -616,44 +687,92 @@ async def _write_task(conn: AsyncConnection, write: TaskWrite, now: datetime) ->
         "turns_without_progress": record.turns_without_progress,
         "route_why": record.route_why,
     }
-    if write.expected_version is None:
-        await conn.execute(
-            _INSERT_TASK, {"id": record.id, "created_at": record.created_at, "version": 1, **values}
-        )
-    else:
-        result = await conn.execute(
-            _UPDATE_TASK,
-            {
-                "guard_id": record.id,
-                "guard_version": write.expected_version,
-                "version": write.expected_version + 1,
-                **values,
-            },
-        )
+
+
+def _changed_task(write: TaskWrite) -> dict[str, Any]:
+    assert write.expected_version is not None
+    changed = _task_values(write)
+    del changed["id"], changed["created_at"]
+    changed["version"] = write.expected_version + 1
+    changed["guard_id"] = write.record.id
+    changed["guard_version"] = write.expected_version
+    return changed
+
+
+async def _update_tasks(conn: AsyncConnection, writes: list[TaskWrite]) -> None:
+    """Guarded updates of existing tasks (their events are the caller's): one UPDATE, or for
+    several one UPDATE ... FROM (VALUES ...) RETURNING the ids it changed. Each task must be
+    found at the version it was read at; fewer rows changed than asked is a lost guard (two
+    updates of one task from one version change it once)."""
+    if len(writes) == 1:
+        result = await conn.execute(_UPDATE_TASK, _changed_task(writes[0]))
         if result.rowcount != 1:
             raise TaskChanged()
-    for kind, data in write.events:
-        await conn.execute(
-            _INSERT_EVENT, {"task_id": record.id, "at": now, "kind": kind, "data": dumps(data)}
+        return
+    rows = [_changed_task(write) for write in writes]
+    names = ("guard_id", "guard_version", *_TASK_COLUMNS, "version")
+    given = values(
+        column("guard_id", tasks.c.id.type),
+        column("guard_version", tasks.c.version.type),
+        *(column(name, tasks.c[name].type) for name in (*_TASK_COLUMNS, "version")),
+        name="given",
+    ).data([tuple(row[name] for name in names) for row in rows])
+    statement = (
+        update(tasks)
+        .where(tasks.c.id == given.c.guard_id, tasks.c.version == given.c.guard_version)
+        .values(
+            {
+                # A column that is NULL in every row comes out of VALUES as text.
+                name: cast(given.c[name], tasks.c[name].type)
+                for name in (*_TASK_COLUMNS, "version")
+            }
         )
-
-
-async def _insert_envelope(conn: AsyncConnection, write: EnvelopeWrite, now: datetime) -> int:
-    result = await conn.execute(
-        _INSERT_ENVELOPE,
-        {
-            "sender": write.sender,
-            "envelope_id": write.envelope_id,
-            "recipient": write.recipient,
-            "task_id": write.task_id,
-            "act": write.act,
-            "digest": write.digest,
-            "body": dumps(write.body),
-            "answer": dumps(write.answer) if write.answer is not None else None,
-            "accepted_at": now,
-        },
+        .returning(tasks.c.id)
     )
-    return int(result.scalar_one())
+    if len((await conn.execute(statement)).all()) != len(writes):
+        raise TaskChanged()
+
+
+def _envelope_values(write: EnvelopeWrite, now: datetime) -> dict[str, Any]:
+    return {
+        "sender": write.sender,
+        "envelope_id": write.envelope_id,
+        "recipient": write.recipient,
+        "task_id": write.task_id,
+        "act": write.act,
+        "digest": write.digest,
+        "body": dumps(write.body),
+        "answer": dumps(write.answer) if write.answer is not None else None,
+        "accepted_at": now,
+    }
+
+
+def _outbox_values(item: OutboxWrite, now: datetime) -> dict[str, Any]:
+    return {
+        "public_id": item.public_id,
+        "kind": item.kind,
+        "partition": item.partition,
+        "payload": dumps(item.payload),
+        "task_id": item.task_id,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def _insert_outboxes(
+    conn: AsyncConnection, items: list[OutboxWrite], now: datetime
+) -> list[tuple[int, str, str]]:
+    """`items` in one multi-row INSERT, their pks in the items' order."""
+    if not items:
+        return []
+    result = await conn.execute(_INSERT_OUTBOXES, [_outbox_values(item, now) for item in items])
+    return [
+        (int(pk), item.kind, item.partition)
+        for pk, item in zip(result.scalars().all(), items, strict=True)
+    ]
 
 
 async def _insert_outbox(

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store.conversations import (
     Batch,
     Conversations,
     EnvelopeWrite,
+    OutboxWrite,
     ReplayCollision,
     TaskChanged,
     TaskWrite,
 )
 from gateway.store.database import create_engine, migrate, sqlite_begin_immediate
 from gateway.store.records import TaskRecord
+from gateway.store.tables import envelopes, outbox
 from identity.ids import new_id
 from tests.conftest import provision_database
 
@@ -213,3 +217,90 @@ async def test_history_from_memory_matches_the_database_and_is_forgotten_when_un
         "env-3",
         "env-4",
     ]
+
+
+@dataclass(frozen=True)
+class _Announce:
+    """An extra write that needs its own batch's envelope stored already and causes one
+    outbox row (as an escalation's notification does)."""
+
+    envelope_id: str
+
+    async def apply(self, conn: AsyncConnection, now: datetime) -> list[OutboxWrite]:
+        stored = (
+            await conn.execute(
+                select(envelopes.c.pk).where(envelopes.c.envelope_id == self.envelope_id)
+            )
+        ).first()
+        payload = {"envelope": self.envelope_id, "seen": stored is not None}
+        return [OutboxWrite(new_id("ntf"), "notify", "staff", payload)]
+
+
+async def test_a_group_with_extras_and_updates_keeps_row_order_per_batch(engine):
+    """Twenty batches at once, every third with an extra and every fourth updating a stored
+    task: all commit; each extra sees its own envelope; each commit's delivery row comes
+    before the row its extra caused; and outbox rows follow the order of the inbox seqs."""
+    store = Conversations(engine, new_id)
+    for n in range(0, 20, 4):
+        await store.commit(_new_task_batch(f"tsk_{n}", f"env-old-{n}"))
+
+    def batch(n: int) -> Batch:
+        record = replace(_task(f"tsk_{n}"), state="working")
+        task = TaskWrite(record, 1) if n % 4 == 0 else TaskWrite(record, None)
+        extra = [_Announce(f"env-{n}")] if n % 3 == 0 else []
+        return Batch(now=NOW, task=task, envelopes=[_envelope(f"env-{n}", f"tsk_{n}")], extra=extra)
+
+    outcomes = await asyncio.gather(*(store.commit(batch(n)) for n in range(20)))
+    for n, outcome in enumerate(outcomes):
+        kinds = [kind for _, kind, _ in outcome.outbox]
+        assert kinds == (["delivery", "notify"] if n % 3 == 0 else ["delivery"])
+        pks = [pk for pk, _, _ in outcome.outbox]
+        assert pks == sorted(pks)
+        record = await store.task(f"tsk_{n}")
+        assert record is not None and record.state == "working"
+    by_seq = sorted(outcomes, key=lambda outcome: outcome.inbox[0][1])
+    firsts = [outcome.outbox[0][0] for outcome in by_seq]
+    assert firsts == sorted(firsts)
+    async with engine.connect() as conn:
+        count = (await conn.execute(select(func.count()).select_from(outbox))).scalar_one()
+        notes = (
+            await conn.execute(select(outbox.c.payload).where(outbox.c.kind == "notify"))
+        ).all()
+    assert count == 5 + 20 + 7
+    assert sorted(
+        json.loads(payload)["envelope"] for (payload,) in notes if json.loads(payload)["seen"]
+    ) == sorted(f"env-{n}" for n in range(0, 20, 3))
+
+
+async def test_a_group_of_updates_commits_together_and_a_stale_one_fails_alone(engine):
+    """Ten stored tasks updated at once from version 1 all commit; then updated at once from
+    version 2 with a second update of one of them from version 2 too: exactly one of that
+    pair gets TaskChanged, every task ends at version 3 in its new state."""
+    store = Conversations(engine, new_id)
+    for n in range(10):
+        await store.commit(_new_task_batch(f"tsk_{n}", f"env-old-{n}"))
+
+    def update(n: int, envelope_id: str, version: int) -> Batch:
+        record = replace(_task(f"tsk_{n}"), state="working", turns_without_progress=version + n)
+        return Batch(
+            now=NOW,
+            task=TaskWrite(record, version),
+            envelopes=[_envelope(envelope_id, f"tsk_{n}")],
+        )
+
+    await asyncio.gather(*(store.commit(update(n, f"env-a-{n}", 1)) for n in range(10)))
+    batches = [update(n, f"env-b-{n}", 2) for n in range(10)]
+    batches.insert(5, update(3, "env-stale", 2))
+    outcomes = await asyncio.gather(
+        *(store.commit(batch) for batch in batches), return_exceptions=True
+    )
+    refused = [n for n, outcome in enumerate(outcomes) if isinstance(outcome, Exception)]
+    assert len(refused) == 1 and refused[0] in (3, 5)
+    assert isinstance(outcomes[refused[0]], TaskChanged)
+    for n in range(10):
+        found = await store.task_version(f"tsk_{n}")
+        assert found is not None
+        record, version = found
+        assert (record.state, record.turns_without_progress, version) == ("working", 2 + n, 3)
+    for n in range(10):
+        assert await store.by_replay_key("alice@people.example", f"env-a-{n}") is not None
