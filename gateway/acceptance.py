@@ -93,7 +93,6 @@ class Acceptance:
         new_id: Callable[[str], str],
         rate_per_minute: int,
         personal_to_personal: bool,
-        after_commit: Callable[[Accepted, _Plan | None], Any] | None = None,
         escalator: Escalator | None = None,
     ) -> None:
         self._directory = directory
@@ -108,7 +107,6 @@ class Acceptance:
         self._rate_per_minute = rate_per_minute
         self._personal_to_personal = personal_to_personal
         self._buckets: dict[tuple[str, str], Bucket] = {}
-        self._after_commit = after_commit
         self._task_locks: dict[str, list[Any]] = {}  # task id -> [lock, holders]
         self._escalator = escalator
         # Recently written tasks with their version, so an envelope in a live conversation
@@ -188,8 +186,6 @@ class Acceptance:
                     assert prior is not None
                     return self._repeat(prior, envelope)
                 self._remember(plan.task, (plan.expected_version or 0) + 1)
-                if self._after_commit is not None:
-                    await self._after_commit(accepted, plan)
                 return accepted
         raise Unavailable(
             f"task {envelope.task} is changing too fast to accept this envelope now; send the"

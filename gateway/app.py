@@ -51,7 +51,7 @@ from gateway.policies import PolicyCache
 from gateway.registry import Registry
 from gateway.store.channels import Channels
 from gateway.store.conversations import Conversations
-from gateway.store.database import create_engine, migrate, sqlite_begin_immediate
+from gateway.store.database import create_engine, migrate
 from gateway.store.escalations import Escalations
 from gateway.store.operators import Operators
 from gateway.store.outbox import OutboxStore
@@ -122,8 +122,6 @@ def _lifecycle(
         admin_hash = _admin_token_hash(settings, overrides.announce or print)
 
         engine = create_engine(settings.sqlalchemy_url)
-        if engine.dialect.name == "sqlite":
-            sqlite_begin_immediate(engine)
         await migrate(engine)
         bus = overrides.bus_factory() if overrides.bus_factory else await _bus(settings)
         directory_store = CachedDirectory(engine, ttl_s=settings.directory_cache_ttl_s, bus=bus)

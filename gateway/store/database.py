@@ -33,13 +33,15 @@ def alembic_config(url: str) -> Config:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An async engine tuned for the backend: WAL and a busy timeout on SQLite."""
+    """An async engine tuned for the backend: on SQLite WAL, a busy timeout, and writes that
+    take the write lock at BEGIN while reads take none (`_sqlite_begin`)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = SqliteEngine(create_async_engine(url, connect_args={"timeout": 30}).sync_engine)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     # No pre-ping: it costs a round trip on every checkout (five per accepted envelope). A
     # connection that died with the server fails its statement once, and SQLAlchemy then
@@ -124,14 +126,11 @@ def _in_transaction(db: sqlite3.Connection, work: Callable[..., Any], args: tupl
     return result
 
 
-def sqlite_begin_immediate(engine: AsyncEngine) -> None:
-    """Make SQLite write transactions (`engine.begin()`) take the write lock at BEGIN, and
-    reads (`engine.connect()`) begin a deferred snapshot that takes no lock."""
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get(_WRITE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+def _sqlite_begin(conn: Connection) -> None:
+    """Write transactions (`engine.begin()`) take SQLite's write lock at BEGIN; reads
+    (`engine.connect()`) begin a deferred snapshot that takes no lock."""
+    write = conn.get_execution_options().get(_WRITE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 async def migrate(engine: AsyncEngine) -> None:

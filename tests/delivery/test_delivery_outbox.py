@@ -18,7 +18,7 @@ from gateway.clock import SystemClock
 from gateway.delivery.schedule import Backoff
 from gateway.delivery.worker import Attempt, OutboxWorker
 from gateway.store.conversations import Batch, Conversations, OutboxWrite
-from gateway.store.database import create_engine, migrate, sqlite_begin_immediate
+from gateway.store.database import create_engine, migrate
 from gateway.store.outbox import AttemptWrite, OutboxRow, OutboxStore
 from gateway.store.tables import metadata
 from identity.ids import new_id
@@ -28,7 +28,6 @@ from tests.delivery.webhook_endpoints import wait_until
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     made = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
-    sqlite_begin_immediate(made)
     await migrate(made)
     yield made
     await made.dispose()

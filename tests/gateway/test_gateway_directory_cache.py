@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.bus.memory import MemoryBus
 from gateway.directory_cache import CachedDirectory
-from gateway.store.database import create_engine, migrate, sqlite_begin_immediate
+from gateway.store.database import create_engine, migrate
 from gateway.store.directory import Directory
 from identity.keys import PrivateKey
 
@@ -35,7 +35,6 @@ class Ticks:
 async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     """A migrated SQLite engine with alice registered holding two keys."""
     made = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'dir.db'}")
-    sqlite_begin_immediate(made)
     await migrate(made)
     keys = [PrivateKey.generate().public for _ in range(2)]
     await Directory(made).register_agent(

@@ -22,7 +22,7 @@ from gateway.store.conversations import (
     TaskChanged,
     TaskWrite,
 )
-from gateway.store.database import create_engine, migrate, sqlite_begin_immediate
+from gateway.store.database import create_engine, migrate
 from gateway.store.records import TaskRecord
 from gateway.store.tables import envelopes, outbox
 from identity.ids import new_id
@@ -36,7 +36,6 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     """A migrated engine on each backend (a private database on PostgreSQL)."""
     if request.param == "sqlite":
         made = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
-        sqlite_begin_immediate(made)
         await migrate(made)
         yield made
         await made.dispose()
