@@ -159,6 +159,29 @@ class Write(Protocol):
     async def apply(self, conn: AsyncConnection, now: datetime) -> list[OutboxWrite]: ...
 
 
+class GroupedWrite(Protocol):
+    """A `Write` that PostgreSQL can write together with others of its class in one statement.
+
+    It writes (or deletes) at most the one row named by `row` (its table's name and key, the
+    same for every class that writes that table), touches no other rows, needs none of its
+    batch's rows written first and causes no outbox rows. PostgreSQL's group writer collects
+    such extras over a run of batches and, when no two of them name the same row (so their
+    order cannot matter), hands each class's list to `apply_together` once (`(write, its
+    batch's now)` in batch order) after the run's own rows; otherwise they apply one by one
+    in batch order. On SQLite they go through `apply_sqlite` or `apply` as before.
+    """
+
+    @property
+    def row(self) -> tuple[Any, ...]: ...
+
+    async def apply(self, conn: AsyncConnection, now: datetime) -> list[OutboxWrite]: ...
+
+    @classmethod
+    async def apply_together(
+        cls, conn: AsyncConnection, writes: list[tuple[Any, datetime]]
+    ) -> None: ...
+
+
 @dataclass(slots=True)
 class Batch:
     """Everything one acceptance writes."""
@@ -369,10 +392,13 @@ class Conversations:
         envelope or delivery row is inserted, those rows' ids follow the order of the seqs
         (deliveries go out in commit order). Then the batches' rows go in runs: new tasks,
         events, envelopes (RETURNING their pks in order) and outbox rows each as one
-        multi-row statement per run; a run ends at a batch with extras, whose extras then
-        apply (after its own rows, before any later batch's) with the outbox rows they
-        cause. Guarded task updates go one by one (each must find its version). The inbox
-        rows of the whole group go last in one executemany."""
+        multi-row statement per run; a run ends at a batch with extras other than
+        `GroupedWrite`s, whose extras then apply (after its own rows, before any later
+        batch's) with the outbox rows they cause. Extras that go together (`GroupedWrite`:
+        the timers nearly every acceptance arms or disarms) do not end a run: they are
+        written after the run's rows, one statement per class. Guarded task updates go in
+        one UPDATE per run (each must find its version). The inbox rows of the whole group
+        go last in one executemany."""
         counts: dict[str, int] = {}
         for batch in group:
             for write in batch.envelopes:
@@ -389,10 +415,14 @@ class Conversations:
         run: list[Batch] = []
         for index, batch in enumerate(group):
             run.append(batch)
-            if batch.extra or index == len(group) - 1:
+            grouped = _all_grouped(batch.extra)
+            if not grouped or index == len(group) - 1:
                 results.extend(await self._write_run(conn, run, next_seq, inbox_rows))
+                # The extras of the run's batches that go together, then (a run ends there)
+                # those of its last batch in their order, with the outbox rows they cause.
+                await _apply_grouped(conn, run if grouped else run[:-1])
                 run = []
-                if batch.extra:
+                if not grouped:
                     caused: list[OutboxWrite] = []
                     for extra in batch.extra:
                         caused.extend(await extra.apply(conn, batch.now))
@@ -1036,6 +1066,30 @@ def _sqlite_prefix(batch: Batch) -> int:
             break
         count += 1
     return count
+
+
+def _all_grouped(extras: list[Write]) -> bool:
+    """Whether every one of `extras` can be written together with others (`GroupedWrite`)."""
+    return all(hasattr(extra, "apply_together") for extra in extras)
+
+
+async def _apply_grouped(conn: AsyncConnection, run: list[Batch]) -> None:
+    """The extras of `run`'s batches (all `GroupedWrite`s), one statement per class when no
+    two name the same row (then their order cannot matter), else one by one in order."""
+    writes: list[tuple[Any, datetime]] = [
+        (extra, batch.now) for batch in run for extra in batch.extra
+    ]
+    if not writes:
+        return
+    if len({write.row for write, _ in writes}) < len(writes):
+        for write, now in writes:
+            await write.apply(conn, now)
+        return
+    by_class: dict[type[GroupedWrite], list[tuple[Any, datetime]]] = {}
+    for write, now in writes:
+        by_class.setdefault(type(write), []).append((write, now))
+    for kind, together in by_class.items():
+        await kind.apply_together(conn, together)
 
 
 def _first_inbox(batch: Batch) -> str:

@@ -6,11 +6,12 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store.conversations import (
@@ -24,7 +25,8 @@ from gateway.store.conversations import (
 )
 from gateway.store.database import create_engine, migrate
 from gateway.store.records import TaskRecord
-from gateway.store.tables import envelopes, outbox
+from gateway.store.tables import envelopes, outbox, timers
+from gateway.store.timers import ArmTimer, DisarmTimer, Timers
 from identity.ids import new_id
 from tests.conftest import provision_database
 
@@ -303,3 +305,105 @@ async def test_a_group_of_updates_commits_together_and_a_stale_one_fails_alone(e
         assert (record.state, record.turns_without_progress, version) == ("working", 2 + n, 3)
     for n in range(10):
         assert await store.by_replay_key("alice@people.example", f"env-a-{n}") is not None
+
+
+def _timer_batch(n: int, *extras: Any) -> Batch:
+    return Batch(
+        now=NOW.replace(microsecond=n),
+        task=TaskWrite(_task(f"tsk_{n}"), None),
+        envelopes=[_envelope(f"env-{n}", f"tsk_{n}")],
+        extra=list(extras),
+    )
+
+
+async def _timers(engine: AsyncEngine) -> dict[tuple[str, str], Any]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(timers))).all()
+    return {(row.kind, row.key): row for row in rows}
+
+
+async def test_timers_armed_and_disarmed_by_a_group_land_as_if_written_one_by_one(engine):
+    """A group of acceptances whose timer writes go together (one statement per kind on
+    PostgreSQL): each arm lands with its own batch's values, a re-arm clears the fired mark
+    and the lease, a disarm deletes only an unfired timer, and a run that names one timer
+    twice keeps batch order (disarm k1, arm k1 leaves k1 armed), also when an extra
+    that does not go together splits the group into runs."""
+    store = Conversations(engine, new_id)
+    timer_store = Timers(engine)
+    # Set-up: an unfired and a fired timer to disarm, a fired one to re-arm.
+    await store.commit(
+        _timer_batch(
+            90,
+            ArmTimer("reply", "old-unfired", NOW),
+            ArmTimer("reply", "old-fired", NOW),
+            ArmTimer("reply", "rearm", NOW, {"v": 0}),
+        )
+    )
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(timers)
+            .where(timers.c.key.in_(["old-fired", "rearm"]))
+            .values(fired_at=NOW, lease="held", lease_until=NOW)
+        )
+    later = NOW + timedelta(minutes=5)
+    batches = [_timer_batch(n, ArmTimer("reply", f"tsk_{n}", later, {"n": n})) for n in range(10)]
+    batches += [
+        _timer_batch(10, DisarmTimer("reply", "old-unfired"), DisarmTimer("reply", "old-fired")),
+        _timer_batch(11, ArmTimer("reply", "rearm", later, {"v": 1})),
+        _timer_batch(12, ArmTimer("reply", "other", later)),
+        _timer_batch(13, DisarmTimer("reply", "twice")),
+        _timer_batch(14, ArmTimer("abandon", "twice", later)),  # another row: same key, kind
+        _timer_batch(15, ArmTimer("reply", "twice", later, {"v": 2})),
+        _timer_batch(16, _Announce("env-16"), ArmTimer("reply", "split", later)),
+        _timer_batch(17, DisarmTimer("reply", "split"), ArmTimer("reply", "after", later)),
+    ]
+    outcomes = await asyncio.gather(*(store.commit(batch) for batch in batches))
+    assert [len(outcome.inbox) for outcome in outcomes] == [1] * len(batches)
+    found = await _timers(engine)
+    for n in range(10):
+        row = found[("reply", f"tsk_{n}")]
+        assert (row.due_at, json.loads(row.data), row.fired_at) == (later, {"n": n}, None)
+        assert row.created_at == NOW.replace(microsecond=n)
+    assert ("reply", "old-unfired") not in found
+    assert found[("reply", "old-fired")].fired_at == NOW  # a fired timer is history
+    rearmed = found[("reply", "rearm")]
+    assert (rearmed.fired_at, rearmed.lease, rearmed.lease_until) == (None, None, None)
+    assert (rearmed.due_at, json.loads(rearmed.data)) == (later, {"v": 1})
+    assert rearmed.created_at == NOW.replace(microsecond=90)  # an update, not a new row
+    assert json.loads(found[("reply", "twice")].data) == {"v": 2}
+    assert ("abandon", "twice") in found
+    assert ("reply", "split") not in found and ("reply", "after") in found
+    assert await timer_store.get("reply", "tsk_3") is not None
+
+
+async def test_a_group_of_timer_arming_acceptances_costs_the_same_statements_at_any_size(
+    engine,
+):
+    """On PostgreSQL a run of acceptances that each arm a timer is written with a fixed number
+    of statements (one per table), however many acceptances the group holds: the timers do
+    not end the run. (SQLite writes the group in one call in its thread either way.)"""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the statement count is PostgreSQL's group path")
+    store = Conversations(engine, new_id)
+    later = NOW + timedelta(minutes=5)
+    counts = []
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    for size, first in ((4, 0), (16, 100)):
+        statements.clear()
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        try:
+            await asyncio.gather(
+                *(
+                    store.commit(_timer_batch(n, ArmTimer("reply", f"tsk_{n}", later)))
+                    for n in range(first, first + size)
+                )
+            )
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", count)
+        counts.append(len(statements))
+    assert counts[0] == counts[1], counts
+    assert len(await _timers(engine)) == 20
