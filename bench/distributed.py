@@ -15,8 +15,9 @@ Every envelope opens a new task with a brand agent named by address (no language
 so each is one full acceptance: verify, replay check, plan, one transaction (envelope, task,
 event, inbox item with its seq, outbox row), then the inbox and work wake-ups. Envelopes are
 signed before the clock starts. Besides the replicas' CPU, each phase reports the CPU used
-in its timed part by the PostgreSQL backends serving its database and by the NATS server, so
-the cost per acceptance can be compared where wall-clock rates are noisy (2 CPUs shared).
+in its timed part by the PostgreSQL backends serving its database, by the NATS server, by
+this load generator and by the whole machine (the difference is other work on it), so the
+cost per acceptance can be compared where wall-clock rates are noisy (2 CPUs shared).
 
 `--profile DIR` runs the first replica of each phase under `bench.profiled_gateway` (cProfile
 of the timed part only, and the SQL statements it ran: DIR/<phase>/statements.json) and
@@ -73,6 +74,8 @@ class Phase:
     server_cpu_s: float = 0.0
     postgres_cpu_s: float = 0.0
     nats_cpu_s: float = 0.0
+    generator_cpu_s: float = 0.0  # this process: the load generator
+    machine_cpu_s: float = 0.0  # every process on the machine (other work included)
 
     @property
     def per_s(self) -> float:
@@ -150,6 +153,12 @@ def _cpu_s(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu_s() -> float:
+    """CPU seconds the whole machine has been busy (not idle, not waiting for I/O)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def _nats_pids() -> list[int]:
@@ -322,8 +331,11 @@ async def run_phase(args: argparse.Namespace, name: str, replicas: int, pg: bool
             cpu_before = sum(server.cpu_s() for server in servers)
             pg_before = {pid: _cpu_s(pid) for pid in backends}
             nats_before = sum(_cpu_s(pid) for pid in nats_pids)
+            generator_before, machine_before = time.process_time(), _machine_cpu_s()
             await _drive(session, phase, [s.url for s in servers], streams, 0, args.duration)
             phase.server_cpu_s = sum(server.cpu_s() for server in servers) - cpu_before
+            phase.generator_cpu_s = time.process_time() - generator_before
+            phase.machine_cpu_s = _machine_cpu_s() - machine_before
             phase.nats_cpu_s = sum(_cpu_s(pid) for pid in nats_pids) - nats_before
             if pg:
                 # Backends opened during the timed part count whole.
@@ -394,8 +406,8 @@ def main() -> None:
     )
     print("| mode | replicas | accepted/s | per replica | x embedded/replica | p50 ms | p99 ms |"
           " replica CPU s | accepted per replica CPU s | x embedded | PostgreSQL CPU s |"
-          " NATS CPU s | refused |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          " NATS CPU s | generator CPU s | machine CPU s | refused |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for phase in phases:
         per_replica = phase.per_s / phase.replicas
         per_cpu = _per_cpu(phase)
@@ -412,6 +424,8 @@ def main() -> None:
             "cpu_ratio": round(per_cpu / embedded_cpu, 2) if embedded_cpu else None,
             "postgres_cpu_s": round(phase.postgres_cpu_s, 1),
             "nats_cpu_s": round(phase.nats_cpu_s, 1),
+            "generator_cpu_s": round(phase.generator_cpu_s, 1),
+            "machine_cpu_s": round(phase.machine_cpu_s, 1),
             "failed": phase.failed,
         }
         rows.append(row)

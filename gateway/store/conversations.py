@@ -386,19 +386,25 @@ class Conversations:
     async def _apply_group(self, conn: AsyncConnection, group: list[Batch]) -> list[Committed]:
         """The group through SQLAlchemy (PostgreSQL), one statement per table where it can.
 
-        First every agent's inbox head is bumped by the group's count for it in ONE upsert
+        First the task rows of the whole group: its guarded updates in one UPDATE (each
+        must find its version), its new tasks in one multi-row INSERT, their events in
+        another. No extra reads or writes the tasks table, so these need not wait for any
+        batch's extras; writing them before the inbox heads keeps the head row locks (below)
+        held for fewer round trips, and every group takes task rows before head rows, so
+        two replicas' groups never wait for each other in opposite orders.
+
+        Then every agent's inbox head is bumped by the group's count for it in ONE upsert
         whose rows go in sorted agent order: each head row stays locked until commit, so
         writers to one inbox serialise across replicas, and since the locks come before any
         envelope or delivery row is inserted, those rows' ids follow the order of the seqs
-        (deliveries go out in commit order). Then the batches' rows go in runs: new tasks,
-        events, envelopes (RETURNING their pks in order) and outbox rows each as one
-        multi-row statement per run; a run ends at a batch with extras other than
-        `GroupedWrite`s, whose extras then apply (after its own rows, before any later
-        batch's) with the outbox rows they cause. Extras that go together (`GroupedWrite`:
-        the timers nearly every acceptance arms or disarms) do not end a run: they are
-        written after the run's rows, one statement per class. Guarded task updates go in
-        one UPDATE per run (each must find its version). The inbox rows of the whole group
-        go last in one executemany."""
+        (deliveries go out in commit order). Then the batches' envelopes (RETURNING their
+        pks in order) and outbox rows go in runs, one multi-row statement each per run; a
+        run ends at a batch with extras other than `GroupedWrite`s, whose extras then apply
+        (after its own rows, before any later batch's) with the outbox rows they cause.
+        Extras that go together (`GroupedWrite`: the timers nearly every acceptance arms or
+        disarms) do not end a run: they are written after the run's rows, one statement
+        per class. The inbox rows of the whole group go last in one multi-row INSERT."""
+        await _write_tasks(conn, group)
         counts: dict[str, int] = {}
         for batch in group:
             for write in batch.envelopes:
@@ -438,30 +444,9 @@ class Conversations:
         next_seq: dict[str, int],
         inbox_rows: list[dict[str, Any]],
     ) -> list[tuple[list[tuple[str, int]], list[tuple[int, str, str]]]]:
-        """The tasks, events, envelopes and outbox rows of `run` (batches without extras but
-        perhaps the last), one multi-row statement per table; the inbox rows are appended
-        to `inbox_rows` with their seqs handed out in batch order."""
-        new_tasks: list[dict[str, Any]] = []
-        changed: list[TaskWrite] = []
-        events: list[dict[str, Any]] = []
-        for batch in run:
-            task = batch.task
-            if task is None:
-                continue
-            if task.expected_version is None:
-                new_tasks.append(_task_values(task))
-            else:
-                changed.append(task)
-            for kind, data in task.events:
-                events.append(
-                    {"task_id": task.record.id, "at": batch.now, "kind": kind, "data": dumps(data)}
-                )
-        if changed:
-            await _update_tasks(conn, changed)
-        if new_tasks:
-            await conn.execute(_INSERT_TASK, new_tasks)
-        if events:
-            await conn.execute(_INSERT_EVENT, events)
+        """The envelopes and outbox rows of `run` (batches without extras but perhaps the
+        last), one multi-row statement per table; the inbox rows are appended to
+        `inbox_rows` with their seqs handed out in batch order."""
         envelope_rows = [
             _envelope_values(write, batch.now) for batch in run for write in batch.envelopes
         ]
@@ -727,6 +712,32 @@ def _changed_task(write: TaskWrite) -> dict[str, Any]:
     changed["guard_id"] = write.record.id
     changed["guard_version"] = write.expected_version
     return changed
+
+
+async def _write_tasks(conn: AsyncConnection, group: list[Batch]) -> None:
+    """The group's guarded task updates (in task id order, the order their rows lock in), new
+    tasks and their events, one statement each."""
+    new_tasks: list[dict[str, Any]] = []
+    changed: list[TaskWrite] = []
+    events: list[dict[str, Any]] = []
+    for batch in group:
+        task = batch.task
+        if task is None:
+            continue
+        if task.expected_version is None:
+            new_tasks.append(_task_values(task))
+        else:
+            changed.append(task)
+        for kind, data in task.events:
+            events.append(
+                {"task_id": task.record.id, "at": batch.now, "kind": kind, "data": dumps(data)}
+            )
+    if changed:
+        await _update_tasks(conn, sorted(changed, key=lambda write: write.record.id))
+    if new_tasks:
+        await conn.execute(_INSERT_TASK, new_tasks)
+    if events:
+        await conn.execute(_INSERT_EVENT, events)
 
 
 async def _update_tasks(conn: AsyncConnection, writes: list[TaskWrite]) -> None:

@@ -25,7 +25,7 @@ from gateway.store.conversations import (
 )
 from gateway.store.database import create_engine, migrate
 from gateway.store.records import TaskRecord
-from gateway.store.tables import envelopes, outbox, timers
+from gateway.store.tables import envelopes, inbox, outbox, timers
 from gateway.store.timers import ArmTimer, DisarmTimer, Timers
 from identity.ids import new_id
 from tests.conftest import provision_database
@@ -407,3 +407,74 @@ async def test_a_group_of_timer_arming_acceptances_costs_the_same_statements_at_
         counts.append(len(statements))
     assert counts[0] == counts[1], counts
     assert len(await _timers(engine)) == 20
+
+
+@pytest.mark.distributed
+async def test_two_replicas_updating_the_same_tasks_in_opposite_orders_each_win_once():
+    """Two writers on one PostgreSQL database (two replicas' stores), each committing groups
+    that update the same ten tasks from the same version, in opposite orders, with an
+    envelope into a shared inbox and a timer each: every task moves exactly once per round
+    (the other writer gets TaskChanged for it), the shared inbox's seqs stay gapless, and
+    its delivery rows are numbered in the order of its seqs (the head locks come before any
+    envelope or delivery row, whatever the group wrote first)."""
+    async with provision_database() as url:
+        engines = [create_engine(url), create_engine(url)]
+        try:
+            await migrate(engines[0])
+            first, second = (Conversations(made, new_id) for made in engines)
+            for n in range(10):
+                await first.commit(_new_task_batch(f"tsk_{n}", f"env-old-{n}"))
+            later = NOW + timedelta(minutes=5)
+
+            def update(n: int, version: int, who: str) -> Batch:
+                record = replace(_task(f"tsk_{n}"), state="working", resolved_by=who)
+                return Batch(
+                    now=NOW,
+                    task=TaskWrite(record, version, (("state", {"by": who}),)),
+                    envelopes=[_envelope(f"env-{who}-{version}-{n}", f"tsk_{n}")],
+                    extra=[ArmTimer("reply", f"tsk_{n}", later, {"by": who})],
+                )
+
+            won = {"a": 0, "b": 0}
+            for version in range(1, 6):
+                outcomes = await asyncio.gather(
+                    *(first.commit(update(n, version, "a")) for n in range(10)),
+                    *(second.commit(update(n, version, "b")) for n in reversed(range(10))),
+                    return_exceptions=True,
+                )
+                for who, part in (("a", outcomes[:10]), ("b", outcomes[10:])):
+                    for outcome in part:
+                        if isinstance(outcome, BaseException):
+                            assert isinstance(outcome, TaskChanged), outcome
+                        else:
+                            won[who] += 1
+                for n in range(10):
+                    found = await first.task_version(f"tsk_{n}")
+                    assert found is not None and found[1] == version + 1
+            assert won["a"] + won["b"] == 50
+            items = await first.inbox("support@acme.example", 0, 1000)
+            assert [item.seq for item in items] == list(range(1, 61))
+            async with engines[0].connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(outbox.c.pk, outbox.c.payload)
+                        .where(outbox.c.kind == "delivery")
+                        .order_by(outbox.c.pk)
+                    )
+                ).all()
+                by_pk = {
+                    pk: seq
+                    for pk, seq in (
+                        await conn.execute(select(envelopes.c.pk, inbox.c.seq).join(inbox))
+                    ).all()
+                }
+            seqs = [by_pk[json.loads(payload)["envelope_pk"]] for _, payload in rows]
+            assert seqs == sorted(seqs) and len(seqs) == 60
+            for n in range(10):
+                timer = (await _timers(engines[0]))[("reply", f"tsk_{n}")]
+                record = await first.task(f"tsk_{n}")
+                assert record is not None
+                assert json.loads(timer.data) == {"by": record.resolved_by}
+        finally:
+            for made in engines:
+                await made.dispose()
