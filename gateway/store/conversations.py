@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -386,25 +387,37 @@ class Conversations:
     async def _apply_group(self, conn: AsyncConnection, group: list[Batch]) -> list[Committed]:
         """The group through SQLAlchemy (PostgreSQL), one statement per table where it can.
 
-        First the task rows of the whole group: its guarded updates in one UPDATE (each
-        must find its version), its new tasks in one multi-row INSERT, their events in
-        another. No extra reads or writes the tasks table, so these need not wait for any
-        batch's extras; writing them before the inbox heads keeps the head row locks (below)
-        held for fewer round trips, and every group takes task rows before head rows, so
-        two replicas' groups never wait for each other in opposite orders.
+        First the task rows and envelopes of the whole group: its guarded task updates in
+        one UPDATE (each must find its version), its new tasks in one multi-row INSERT,
+        their events in another, its envelopes in one more (RETURNING their pks in order).
+        No extra reads or writes the tasks table, and an extra that reads its envelope
+        still finds it written; writing these before the inbox heads keeps the head row
+        locks (below) held for fewer round trips. Every group takes task rows, then
+        envelope keys, then head rows, so two replicas' groups never wait for each other in
+        opposite orders (a raced duplicate waits at its envelope's unique key, before the
+        heads, and fails there once the first commits).
 
         Then every agent's inbox head is bumped by the group's count for it in ONE upsert
         whose rows go in sorted agent order: each head row stays locked until commit, so
         writers to one inbox serialise across replicas, and since the locks come before any
-        envelope or delivery row is inserted, those rows' ids follow the order of the seqs
-        (deliveries go out in commit order). Then the batches' envelopes (RETURNING their
-        pks in order) and outbox rows go in runs, one multi-row statement each per run; a
-        run ends at a batch with extras other than `GroupedWrite`s, whose extras then apply
-        (after its own rows, before any later batch's) with the outbox rows they cause.
+        delivery row is inserted, those rows' ids follow the order of the seqs (deliveries
+        go out in commit order). (Envelope pks need no such order: only a task's history
+        reads them in pk order, and its writers are serialised by its version guard.) Then
+        the batches' outbox rows go in runs, one multi-row statement per run; a run ends at
+        a batch with extras other than `GroupedWrite`s, whose extras then apply (after its
+        own rows, before any later batch's) with the outbox rows they cause.
         Extras that go together (`GroupedWrite`: the timers nearly every acceptance arms or
         disarms) do not end a run: they are written after the run's rows, one statement
         per class. The inbox rows of the whole group go last in one multi-row INSERT."""
         await _write_tasks(conn, group)
+        envelope_rows = [
+            _envelope_values(write, batch.now) for batch in group for write in batch.envelopes
+        ]
+        pks: list[int] = []
+        if envelope_rows:
+            result = await conn.execute(_INSERT_ENVELOPES, envelope_rows)
+            pks = [int(pk) for pk in result.scalars().all()]
+        next_pk = iter(pks)
         counts: dict[str, int] = {}
         for batch in group:
             for write in batch.envelopes:
@@ -423,7 +436,7 @@ class Conversations:
             run.append(batch)
             grouped = _all_grouped(batch.extra)
             if not grouped or index == len(group) - 1:
-                results.extend(await self._write_run(conn, run, next_seq, inbox_rows))
+                results.extend(await self._write_run(conn, run, next_pk, next_seq, inbox_rows))
                 # The extras of the run's batches that go together, then (a run ends there)
                 # those of its last batch in their order, with the outbox rows they cause.
                 await _apply_grouped(conn, run if grouped else run[:-1])
@@ -441,20 +454,13 @@ class Conversations:
         self,
         conn: AsyncConnection,
         run: list[Batch],
+        next_pk: Iterator[int],
         next_seq: dict[str, int],
         inbox_rows: list[dict[str, Any]],
     ) -> list[tuple[list[tuple[str, int]], list[tuple[int, str, str]]]]:
-        """The envelopes and outbox rows of `run` (batches without extras but perhaps the
-        last), one multi-row statement per table; the inbox rows are appended to
-        `inbox_rows` with their seqs handed out in batch order."""
-        envelope_rows = [
-            _envelope_values(write, batch.now) for batch in run for write in batch.envelopes
-        ]
-        pks: list[int] = []
-        if envelope_rows:
-            result = await conn.execute(_INSERT_ENVELOPES, envelope_rows)
-            pks = [int(pk) for pk in result.scalars().all()]
-        next_pk = iter(pks)
+        """The outbox rows of `run` (batches without extras but perhaps the last) in one
+        multi-row statement, their envelopes' pks taken from `next_pk`; the inbox rows are
+        appended to `inbox_rows` with their seqs handed out in batch order."""
         outbox_rows: list[dict[str, Any]] = []
         per_batch: list[tuple[list[tuple[str, int]], int]] = []  # seqs, outbox row count
         for batch in run:

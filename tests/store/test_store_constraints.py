@@ -478,3 +478,32 @@ async def test_two_replicas_updating_the_same_tasks_in_opposite_orders_each_win_
         finally:
             for made in engines:
                 await made.dispose()
+
+
+@pytest.mark.distributed
+async def test_the_same_envelopes_raced_through_two_replicas_are_stored_once():
+    """Two writers on one PostgreSQL database each commit a group of the same ten envelopes
+    (new tasks of their own), in opposite orders, three rounds: each envelope is stored once,
+    the other writer's copy is a ReplayCollision, and the inbox holds each once, gapless."""
+    async with provision_database() as url:
+        engines = [create_engine(url), create_engine(url)]
+        try:
+            await migrate(engines[0])
+            first, second = (Conversations(made, new_id) for made in engines)
+            for round_ in range(3):
+                ids = [f"env-{round_}-{n}" for n in range(10)]
+                outcomes = await asyncio.gather(
+                    *(first.commit(_new_task_batch(f"tsk_a{i}", i)) for i in ids),
+                    *(second.commit(_new_task_batch(f"tsk_b{i}", i)) for i in reversed(ids)),
+                    return_exceptions=True,
+                )
+                stored = [o for o in outcomes if not isinstance(o, BaseException)]
+                refused = [o for o in outcomes if isinstance(o, BaseException)]
+                assert len(stored) == 10 and len(refused) == 10
+                assert all(isinstance(o, ReplayCollision) for o in refused), refused
+            items = await first.inbox("support@acme.example", 0, 1000)
+            assert [item.seq for item in items] == list(range(1, 31))
+            assert len({item.envelope["id"] for item in items}) == 30
+        finally:
+            for made in engines:
+                await made.dispose()
