@@ -376,37 +376,40 @@ async def test_timers_armed_and_disarmed_by_a_group_land_as_if_written_one_by_on
     assert await timer_store.get("reply", "tsk_3") is not None
 
 
-async def test_a_group_of_timer_arming_acceptances_costs_the_same_statements_at_any_size(
-    engine,
-):
+@pytest.mark.distributed
+async def test_a_group_of_timer_arming_acceptances_costs_the_same_statements_at_any_size():
     """On PostgreSQL a run of acceptances that each arm a timer is written with a fixed number
     of statements (one per table), however many acceptances the group holds: the timers do
     not end the run. (SQLite writes the group in one call in its thread either way.)"""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("the statement count is PostgreSQL's group path")
-    store = Conversations(engine, new_id)
-    later = NOW + timedelta(minutes=5)
-    counts = []
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    for size, first in ((4, 0), (16, 100)):
-        statements.clear()
-        event.listen(engine.sync_engine, "before_cursor_execute", count)
+    async with provision_database() as url:
+        engine = create_engine(url)
         try:
-            await asyncio.gather(
-                *(
-                    store.commit(_timer_batch(n, ArmTimer("reply", f"tsk_{n}", later)))
-                    for n in range(first, first + size)
-                )
-            )
+            await migrate(engine)
+            store = Conversations(engine, new_id)
+            later = NOW + timedelta(minutes=5)
+            counts = []
+            statements: list[str] = []
+
+            def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+                statements.append(statement)
+
+            for size, first in ((4, 0), (16, 100)):
+                statements.clear()
+                event.listen(engine.sync_engine, "before_cursor_execute", count)
+                try:
+                    await asyncio.gather(
+                        *(
+                            store.commit(_timer_batch(n, ArmTimer("reply", f"tsk_{n}", later)))
+                            for n in range(first, first + size)
+                        )
+                    )
+                finally:
+                    event.remove(engine.sync_engine, "before_cursor_execute", count)
+                counts.append(len(statements))
+            assert counts[0] == counts[1], counts
+            assert len(await _timers(engine)) == 20
         finally:
-            event.remove(engine.sync_engine, "before_cursor_execute", count)
-        counts.append(len(statements))
-    assert counts[0] == counts[1], counts
-    assert len(await _timers(engine)) == 20
+            await engine.dispose()
 
 
 @pytest.mark.distributed
