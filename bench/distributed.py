@@ -330,13 +330,16 @@ async def run_phase(args: argparse.Namespace, name: str, replicas: int, pg: bool
             nats_pids = _nats_pids() if pg else []
             cpu_before = sum(server.cpu_s() for server in servers)
             pg_before = {pid: _cpu_s(pid) for pid in backends}
-            nats_before = sum(_cpu_s(pid) for pid in nats_pids)
+            nats_before = {pid: _cpu_s(pid) for pid in nats_pids}
             generator_before, machine_before = time.process_time(), _machine_cpu_s()
             await _drive(session, phase, [s.url for s in servers], streams, 0, args.duration)
             phase.server_cpu_s = sum(server.cpu_s() for server in servers) - cpu_before
             phase.generator_cpu_s = time.process_time() - generator_before
             phase.machine_cpu_s = _machine_cpu_s() - machine_before
-            phase.nats_cpu_s = sum(_cpu_s(pid) for pid in nats_pids) - nats_before
+            # A NATS server restarted meanwhile (another test's) counts whole.
+            phase.nats_cpu_s = sum(
+                _cpu_s(pid) - nats_before.get(pid, 0.0) for pid in (_nats_pids() if pg else [])
+            )
             if pg:
                 # Backends opened during the timed part count whole.
                 phase.postgres_cpu_s = sum(
@@ -399,6 +402,7 @@ def main() -> None:
     phases = asyncio.run(main_async(args))
     embedded = next((p.per_s for p in phases if p.name == "embedded"), None)
     embedded_cpu = next((_per_cpu(p) for p in phases if p.name == "embedded"), None)
+    embedded_all = next((_per_server_cpu(p) for p in phases if p.name == "embedded"), None)
     rows: list[dict[str, Any]] = []
     print(
         f"\n{args.senders} senders, {args.duration:.0f} s per phase, {os.cpu_count()} CPUs"
@@ -406,11 +410,13 @@ def main() -> None:
     )
     print("| mode | replicas | accepted/s | per replica | x embedded/replica | p50 ms | p99 ms |"
           " replica CPU s | accepted per replica CPU s | x embedded | PostgreSQL CPU s |"
-          " NATS CPU s | generator CPU s | machine CPU s | refused |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          " NATS CPU s | accepted per server CPU s | x embedded | generator CPU s |"
+          " machine CPU s | refused |")  # fmt: skip
+    print("|---" * 17 + "|")
     for phase in phases:
         per_replica = phase.per_s / phase.replicas
         per_cpu = _per_cpu(phase)
+        per_all = _per_server_cpu(phase)
         row = {
             "mode": phase.name,
             "replicas": phase.replicas,
@@ -424,6 +430,8 @@ def main() -> None:
             "cpu_ratio": round(per_cpu / embedded_cpu, 2) if embedded_cpu else None,
             "postgres_cpu_s": round(phase.postgres_cpu_s, 1),
             "nats_cpu_s": round(phase.nats_cpu_s, 1),
+            "accepted_per_server_cpu_s": round(per_all),
+            "server_cpu_ratio": round(per_all / embedded_all, 2) if embedded_all else None,
             "generator_cpu_s": round(phase.generator_cpu_s, 1),
             "machine_cpu_s": round(phase.machine_cpu_s, 1),
             "failed": phase.failed,
@@ -437,6 +445,12 @@ def main() -> None:
 def _per_cpu(phase: Phase) -> float:
     """Accepted envelopes per CPU second of the replica processes (their own CPU only)."""
     return phase.accepted / phase.server_cpu_s if phase.server_cpu_s else 0.0
+
+
+def _per_server_cpu(phase: Phase) -> float:
+    """Accepted envelopes per CPU second of every server: replicas, PostgreSQL, NATS."""
+    spent = phase.server_cpu_s + phase.postgres_cpu_s + phase.nats_cpu_s
+    return phase.accepted / spent if spent else 0.0
 
 
 if __name__ == "__main__":
