@@ -211,11 +211,13 @@ class Conversations:
         self._max_group = max_group
         self._pending: list[tuple[Batch, asyncio.Future[Committed]]] = []
         self._writer: asyncio.Task[None] | None = None
-        # Task id -> (task version, its envelopes' bodies), least recently written first. Only
-        # on SQLite, whose writers are this process: there every envelope a task gets passes
-        # through `commit` here (see `history`).
+        # Task id -> (task version, its envelopes' bodies), least recently written first (see
+        # `history`). Valid because a task's version moves with every envelope it gets: an
+        # envelope comes with its task's guarded write, and on PostgreSQL, where other
+        # replicas write too, a task given envelopes without one has its version bumped in
+        # the same transaction (`_bump_unguarded`), so a window remembered here for an older
+        # version is never taken for the new one.
         self._turns: dict[str, tuple[int, list[dict[str, Any]]]] = {}
-        self._keep_turns = engine.dialect.name == "sqlite"
         self._turns_kept = 0  # bodies in self._turns
 
     async def commit(self, batch: Batch) -> Committed:
@@ -278,8 +280,6 @@ class Conversations:
         task written with its version guard gets the batch's envelopes appended (or is
         forgotten when what was remembered is not the version it was written over); any
         other write of envelopes to a task forgets the task."""
-        if not self._keep_turns:
-            return
         written: dict[str, list[dict[str, Any]]] = {}
         for write in batch.envelopes:
             if write.task_id is not None:
@@ -410,6 +410,7 @@ class Conversations:
         disarms) do not end a run: they are written after the run's rows, one statement
         per class. The inbox rows of the whole group go last in one multi-row INSERT."""
         await _write_tasks(conn, group)
+        await _bump_unguarded(conn, group)
         envelope_rows = [
             _envelope_values(write, batch.now) for batch in group for write in batch.envelopes
         ]
@@ -537,10 +538,12 @@ class Conversations:
         With the task `version` the caller planned on (the language layer's reading), the
         answer is a bounded window: the opening envelope and the newest ones, at most
         `_TURNS_PER_TASK` in all, so a very long conversation costs no more per message than
-        a long one. The window remembered from this process's commits answers when it is of
-        that version (no read). It can be newer than the task the caller holds only if that
-        task is stale, and then the caller's version-guarded commit fails and it plans again
-        on a fresh read.
+        a long one. The window remembered from this process's commits (or its last read)
+        answers when it is of that version (no read), on either backend. It can differ from
+        the stored one only when the caller's task is stale (another replica, a timer or an
+        operator moved the task and its version on since), and then the caller's
+        version-guarded commit fails and it plans again on a fresh read; the language layer
+        only informs that plan (signals, escalation), it never refuses an envelope.
         """
         if version is None:
             async with self._engine.connect() as conn:
@@ -552,13 +555,11 @@ class Conversations:
                     )
                 ).all()
             return [json.loads(row.body) for row in rows]
-        if self._keep_turns:
-            known = self._turns.get(task_id)
-            if known is not None and known[0] == version:
-                return list(known[1])
+        known = self._turns.get(task_id)
+        if known is not None and known[0] == version:
+            return list(known[1])
         bodies = await self._window_from_store(task_id)
-        if self._keep_turns:
-            self._keep(task_id, version, bodies)
+        self._keep(task_id, version, bodies)
         return list(bodies)
 
     async def _window_from_store(self, task_id: str) -> list[dict[str, Any]]:
@@ -744,6 +745,26 @@ async def _write_tasks(conn: AsyncConnection, group: list[Batch]) -> None:
         await conn.execute(_INSERT_TASK, new_tasks)
     if events:
         await conn.execute(_INSERT_EVENT, events)
+
+
+async def _bump_unguarded(conn: AsyncConnection, group: list[Batch]) -> None:
+    """Move the version of every task the group gives an envelope without writing the task
+    itself (no caller does so today): a replica's remembered history of that task (see
+    `Conversations.history`) then no longer matches its version, and a plan made on it
+    fails its guarded commit."""
+    unguarded = sorted(
+        {
+            write.task_id
+            for batch in group
+            for write in batch.envelopes
+            if write.task_id is not None
+            and (batch.task is None or batch.task.record.id != write.task_id)
+        }
+    )
+    if unguarded:
+        await conn.execute(
+            update(tasks).where(tasks.c.id.in_(unguarded)).values(version=tasks.c.version + 1)
+        )
 
 
 async def _update_tasks(conn: AsyncConnection, writes: list[TaskWrite]) -> None:

@@ -54,7 +54,7 @@ def create_engine(url: str) -> AsyncEngine:
     # recently returned connection (LIFO), so the writer keeps using warm ones.
     distributed = create_async_engine(
         url,
-        pool_size=10,
+        pool_size=20,
         max_overflow=10,
         pool_recycle=1800,
         pool_use_lifo=True,

@@ -510,3 +510,52 @@ async def test_the_same_envelopes_raced_through_two_replicas_are_stored_once():
         finally:
             for made in engines:
                 await made.dispose()
+
+
+@pytest.mark.distributed
+async def test_a_history_remembered_on_one_replica_never_passes_for_a_newer_version():
+    """Two stores on one PostgreSQL database, each remembering task windows: when replica B
+    moves the task on (with its guard, or by giving it an envelope without one), replica A's
+    remembered window stays tied to the old version, a commit planned on it fails with
+    TaskChanged, and the window for the new version holds B's envelopes."""
+    async with provision_database() as url:
+        engines = [create_engine(url), create_engine(url)]
+        try:
+            await migrate(engines[0])
+            first, second = (Conversations(made, new_id) for made in engines)
+            await first.commit(_new_task_batch("tsk_1", "env-1"))
+            assert [body["id"] for body in await first.history("tsk_1", 1)] == ["env-1"]
+
+            def say(envelope_id: str, version: int) -> Batch:
+                record = replace(_task("tsk_1"), state="working")
+                return Batch(
+                    now=NOW,
+                    task=TaskWrite(record, version),
+                    envelopes=[_envelope(envelope_id, "tsk_1")],
+                )
+
+            assert [body["id"] for body in await second.history("tsk_1", 1)] == ["env-1"]
+            await second.commit(say("env-2", 1))
+            assert [body["id"] for body in await first.history("tsk_1", 1)] == ["env-1"]
+            with pytest.raises(TaskChanged):
+                await first.commit(say("env-a", 1))
+            assert [body["id"] for body in await first.history("tsk_1", 2)] == ["env-1", "env-2"]
+
+            # An envelope given to the task without its guarded write moves its version too.
+            await second.commit(Batch(now=NOW, envelopes=[_envelope("env-3", "tsk_1")]))
+            found = await first.task_version("tsk_1")
+            assert found is not None and found[1] == 3
+            with pytest.raises(TaskChanged):
+                await first.commit(say("env-b", 2))
+            window = await first.history("tsk_1", 3)
+            assert [body["id"] for body in window] == ["env-1", "env-2", "env-3"]
+            await first.commit(say("env-4", 3))
+            assert [body["id"] for body in await first.history("tsk_1", 4)] == [
+                "env-1",
+                "env-2",
+                "env-3",
+                "env-4",
+            ]
+        finally:
+            for made in engines:
+                await made.dispose()
