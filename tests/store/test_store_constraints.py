@@ -559,3 +559,53 @@ async def test_a_history_remembered_on_one_replica_never_passes_for_a_newer_vers
         finally:
             for made in engines:
                 await made.dispose()
+
+
+@pytest.mark.distributed
+async def test_a_group_of_task_updates_reuses_one_compiled_statement():
+    """The guarded UPDATE of a group's tasks is one statement text whatever the row count:
+    after its first use SQLAlchemy finds it compiled (a statement made of the rows' values
+    was compiled again for every group)."""
+    async with provision_database() as url:
+        engine = create_engine(url)
+        try:
+            await migrate(engine)
+            store = Conversations(engine, new_id)
+            for n in range(5):
+                await store.commit(_new_task_batch(f"tsk_{n}", f"env-old-{n}"))
+            hits: list[str] = []
+
+            def note(_conn: Any, _cursor: Any, statement: str, _p: Any, context: Any, *_: Any):
+                if statement.startswith("UPDATE tasks"):
+                    hits.append(str(context.cache_hit))
+
+            event.listen(engine.sync_engine, "before_cursor_execute", note)
+            for version, size in ((1, 3), (2, 5), (3, 2)):
+                await asyncio.gather(
+                    *(
+                        store.commit(
+                            Batch(
+                                now=NOW,
+                                task=TaskWrite(
+                                    replace(_task(f"tsk_{n}"), state="working"), version
+                                ),
+                                envelopes=[_envelope(f"env-{version}-{n}", f"tsk_{n}")],
+                            )
+                        )
+                        for n in range(size)
+                    )
+                )
+                if version == 1:
+                    for n in range(3, 5):  # keep every task at the same version
+                        await store.commit(
+                            Batch(
+                                now=NOW,
+                                task=TaskWrite(_task(f"tsk_{n}"), 1),
+                                envelopes=[_envelope(f"env-fill-{n}", f"tsk_{n}")],
+                            )
+                        )
+            event.remove(engine.sync_engine, "before_cursor_execute", note)
+            multi = [hit for hit in hits if hit != "CacheStats.NO_CACHE_KEY"]
+            assert len(multi) == len(hits) and hits[-1] == "CacheStats.CACHE_HIT", hits
+        finally:
+            await engine.dispose()
