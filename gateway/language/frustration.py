@@ -346,14 +346,14 @@ def _repeated_question(text: str, history: Sequence[Turn]) -> str | None:
     in circles; sending two similar messages before anyone answered is not (it is how agents
     split or resend a request), so a repeat counts only when a reply came in between.
     """
-    mine = _content(text)
-    if len(mine) < 2:
-        return None
     # The initiator's turns before the other side's latest answer are the answered ones.
     sides = [turn.side for turn in history]
     answer = max(_last_index(sides, "responder"), _last_index(sides, "operator"))
+    mine = _content(text) if answer > 0 else frozenset()
+    if len(mine) < 2:
+        return None
     low, high = 0.6 * len(mine), len(mine) / 0.6  # a Jaccard of 0.6 needs a similar size
-    for turn, side in zip(history[: max(answer, 0)], sides, strict=False):
+    for turn, side in zip(history[:answer], sides, strict=False):
         if side in _ASKING:
             theirs = _content(turn.text)
             if low <= len(theirs) <= high and len(mine & theirs) / len(mine | theirs) >= 0.6:
