@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import sys
 import tempfile
 import time
@@ -71,6 +72,18 @@ async def run(args: argparse.Namespace) -> None:
 
         await asyncio.gather(*(send(pool[:WARM_UP], float("inf")) for pool in pools))
         accepted = 0
+        pauses: list[tuple[int, float]] = []  # (generation, seconds) of each collection
+        started: list[float] = []
+
+        def collecting(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started.append(time.perf_counter())
+            elif started:
+                pauses.append((info["generation"], time.perf_counter() - started.pop()))
+
+        gc.collect()  # as `switchboard serve` does once started: what is alive now is frozen
+        gc.freeze()
+        gc.callbacks.append(collecting)
         profile = cProfile.Profile() if args.profile else None
         cpu, wall = time.process_time(), time.perf_counter()
         if profile:
@@ -80,6 +93,7 @@ async def run(args: argparse.Namespace) -> None:
         if profile:
             profile.disable()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        gc.callbacks.remove(collecting)
         if profile:
             profile.dump_stats(args.profile)
         print(
@@ -87,6 +101,13 @@ async def run(args: argparse.Namespace) -> None:
             f" {accepted / wall:,.0f}/s, CPU {cpu / accepted * 1e6:,.0f} µs per envelope"
             " (all threads, no HTTP)"
         )
+        for generation in (0, 1, 2):
+            took = [seconds for g, seconds in pauses if g == generation]
+            if took:
+                print(
+                    f"  garbage collections of generation {generation}: {len(took)},"
+                    f" {sum(took) * 1e3:.1f} ms in all, longest {max(took) * 1e3:.1f} ms"
+                )
     finally:
         await server.close()
 
