@@ -9,6 +9,7 @@ commit. Accepted means durable: the gateway answers 202 only after `commit` retu
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from gateway.clock import iso
 from gateway.store.database import SqliteEngine, run_in_sqlite_thread
 from gateway.store.records import InboxItem, StoredEnvelope, TaskRecord, dumps
 from gateway.store.tables import (
+    UtcDateTime,
     envelopes,
     inbox,
     inbox_heads,
@@ -117,6 +119,7 @@ class EnvelopeWrite:
     answer: dict[str, Any] | None
     inbox_for: tuple[str, ...] = ()
     deliver_to: tuple[str, ...] = ()  # agents whose endpoint gets it (outbox "delivery")
+    text: str | None = None  # `body` as the JSON text it arrived in, when the caller has it
 
 
 @dataclass(frozen=True, slots=True)
@@ -806,13 +809,24 @@ class SqliteRows:
         names = ", ".join(f'"{name}"' for name in columns)
         marks = ", ".join("?" for _ in columns)
         self.sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks}){suffix}"
-        self._processors = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
+        self._processors = [
+            _remembered(process) if isinstance(table.c[name].type, UtcDateTime) else process
+            for name, process in (
+                (name, table.c[name].type._cached_bind_processor(dialect)) for name in columns
+            )
+        ]
 
     def params(self, *values: Any) -> tuple[Any, ...]:
         return tuple(
             value if process is None or value is None else process(value)
             for process, value in zip(self._processors, values, strict=True)
         )
+
+
+def _remembered(process: Any) -> Any:
+    """A timestamp's bind processor that remembers its recent answers: a group's rows carry
+    the same few instants (each batch's `now`) many times over."""
+    return None if process is None else functools.lru_cache(maxsize=256)(process)
 
 
 _TASK_COLUMNS = (
@@ -966,7 +980,7 @@ def _write_group_sqlite(
                     envelope.task_id,
                     envelope.act,
                     envelope.digest,
-                    dumps(envelope.body),
+                    envelope.text if envelope.text is not None else dumps(envelope.body),
                     dumps(envelope.answer) if envelope.answer is not None else None,
                     now,
                 ),
