@@ -18,6 +18,7 @@ from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolResetState
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x5B1D  # pg_advisory_lock key: one replica migrates at a time
@@ -39,9 +40,14 @@ def create_engine(url: str) -> AsyncEngine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = SqliteEngine(create_async_engine(url, connect_args={"timeout": 30}).sync_engine)
+        engine = SqliteEngine(
+            create_async_engine(
+                url, connect_args={"timeout": 30}, pool_reset_on_return=None
+            ).sync_engine
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        event.listen(engine.sync_engine, "reset", _sqlite_reset)
         return engine
     # No pre-ping: it costs a round trip on every checkout (five per accepted envelope). A
     # connection that died with the server fails its statement once, and SQLAlchemy then
@@ -60,6 +66,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_reset(dbapi_connection: Any, record: Any, state: PoolResetState) -> None:
+    """A connection going back to the pool is rolled back only if it is in a transaction.
+
+    The pool's own reset (off, `pool_reset_on_return=None`) would ROLLBACK every time, a
+    thread round trip each; a connection used only through `run_in_sqlite_thread` never
+    began one (SQLAlchemy's BEGIN is ours, `_sqlite_begin`, and the driver is in autocommit
+    mode), and SQLAlchemy rolls back its own transactions before this is called."""
+    if not state.asyncio_safe or state.transaction_was_reset:
+        return
+    try:
+        open_transaction = bool(record.driver_connection.in_transaction)
+    except Exception:  # not connected, or another driver: roll back as the pool would
+        open_transaction = True
+    if open_transaction:
+        dbapi_connection.rollback()
 
 
 class SqliteEngine(AsyncEngine):
@@ -99,6 +122,15 @@ class SqliteEngine(AsyncEngine):
                     return await run_in_sqlite_thread(conn, _in_transaction, work, args)
             finally:
                 self._writer = None
+
+    async def read_in_thread(self, work: Callable[..., Any], *args: Any) -> Any:
+        """`work(db, *args)` as ONE call in the database's thread on the plain sqlite3
+        connection `db`, with no transaction of ours around it: each statement `work` runs is
+        its own read of one snapshot (the driver is in autocommit mode). For reads of one
+        statement, or whose statements need not agree; the work must not write nor touch
+        the event loop."""
+        async with self.connect() as conn:
+            return await run_in_sqlite_thread(conn, work, *args)
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
