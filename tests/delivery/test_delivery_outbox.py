@@ -22,15 +22,25 @@ from gateway.store.database import create_engine, migrate
 from gateway.store.outbox import AttemptWrite, OutboxRow, OutboxStore
 from gateway.store.tables import metadata
 from identity.ids import new_id
+from tests.conftest import provision_database
 from tests.delivery.webhook_endpoints import wait_until
 
 
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    made = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
-    await migrate(made)
-    yield made
-    await made.dispose()
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.distributed)])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A migrated engine on each backend: the SQLite store runs its hot path in the database's
+    thread with plain sqlite3, PostgreSQL through SQLAlchemy; both must behave the same."""
+    if request.param == "sqlite":
+        made = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
+        await migrate(made)
+        yield made
+        await made.dispose()
+        return
+    async with provision_database() as url:
+        made = create_engine(url)
+        await migrate(made)
+        yield made
+        await made.dispose()
 
 
 async def add_rows(engine: AsyncEngine, kind: str, partitions: list[str]) -> None:
