@@ -10,16 +10,17 @@ starts only when the previous is settled, so a partition's rows leave in the ord
 committed. Partitions run concurrently (bounded by `concurrency`), so a slow endpoint only
 delays itself.
 
-Waking: the bus's `work.<kind>` messages (published by acceptance after each commit, naming
-the row) start the row's partition at once, with no scan. When no partition of the kind is
-being drained here, one transaction claims the head of the woken row's partition (finding the
-partition in the same statement) and the delivery starts; otherwise one indexed read finds
-the partition, and either its running drain is told to look once more before it stops, or a
-new drain claims its head. A drain claims the partition's next row in the same transaction
-that records the previous attempt, and each claim also reads what a delivery needs (envelope
-and endpoint), so a busy partition costs one transaction per attempt. A sweep every
-`sweep_s` finds anything else that is due (retries whose time has come, rows a crashed
-process left, rows another replica's wake-up went to, a wake-up that named no row).
+Waking: the bus's `work.<kind>` messages (published after each commit, naming the row and
+its partition, `gateway.delivery.wakeup`) start the row's partition at once, with no scan and
+no read: a running drain of the partition is told to look once more before it stops, or one
+transaction claims the partition's head and a drain starts with it. (A wake-up naming only
+the row finds the partition from it: claimed in one statement when no partition of the kind
+is being drained here, else by one indexed read.) A drain claims the partition's next row in
+the same transaction that records the previous attempt, and each claim also reads what a
+delivery needs (envelope and endpoint), so a busy partition costs one transaction per
+attempt. A sweep every `sweep_s` finds anything else that is due (retries whose time has
+come, rows a crashed process left, rows another replica's wake-up went to, a wake-up that
+named no row).
 
 Rows are claimed with a lease (`OutboxStore.claim_head`), so replicas never work the same row
 at once, and nor do two claimers in this process: a lease is never taken again by its own
@@ -43,6 +44,7 @@ import structlog
 from gateway.bus import Bus, Subscription
 from gateway.clock import Clock
 from gateway.delivery.schedule import Backoff, Verdict
+from gateway.delivery.wakeup import read_wake_up
 from gateway.store.outbox import DELIVERED, FAILED, PENDING, AttemptWrite, OutboxRow, OutboxStore
 
 log = structlog.get_logger(__name__)
@@ -179,13 +181,15 @@ class OutboxWorker:
 
     async def _on_work(self, subject: str, data: bytes) -> None:
         kind = subject.rsplit(".", 1)[-1]
-        try:
-            pk = int(data)
-        except ValueError:
+        named = read_wake_up(data)
+        if named is None:
             self.wake()  # a wake-up that names no row: look everywhere
             return
+        pk, partition = named
         try:
-            if any(running == kind for running, _ in self._running):
+            if partition is not None:
+                await self._on_partition(kind, partition)
+            elif any(running == kind for running, _ in self._running):
                 found = await self._store.partition_of(pk)
                 if found is not None and found[0] == kind:
                     self._start(kind, found[1])
@@ -200,6 +204,18 @@ class OutboxWorker:
         except Exception:
             log.warning("outbox.wake_failed", kind=kind, row=pk)
             self.wake()
+
+    async def _on_partition(self, kind: str, partition: str) -> None:
+        """A row of `partition` was committed: tell its running drain to look again, or claim
+        its head and start one (no read of the row: the wake-up named the partition)."""
+        if (kind, partition) in self._running:
+            self._start(kind, partition)
+        elif len(self._running) >= self._concurrency:
+            self._saturated = True
+        else:
+            row = await self._claim(kind, partition)
+            if row is not None:
+                self._start(kind, partition, row)
 
     def _start(self, kind: str, partition: str, claimed: OutboxRow | None = None) -> bool:
         """Drain the partition (from `claimed`, its head, already leased), or tell its running

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.bus.memory import MemoryBus
 from gateway.clock import SystemClock
 from gateway.delivery.schedule import Backoff
+from gateway.delivery.wakeup import wake_up
 from gateway.delivery.worker import Attempt, OutboxWorker
 from gateway.store.conversations import Batch, Conversations, OutboxWrite
 from gateway.store.database import create_engine, migrate
@@ -194,10 +195,14 @@ async def test_generic_worker_orders_partitions_and_follows_verdicts(engine: Asy
     assert sorted(rows.values()) == ["delivered"] * 5 + ["failed"] * 2
 
 
-async def test_wake_ups_while_partitions_drain_lose_and_repeat_nothing(engine: AsyncEngine) -> None:
+@pytest.mark.parametrize("message", ["named", "pk only"])
+async def test_wake_ups_while_partitions_drain_lose_and_repeat_nothing(
+    engine: AsyncEngine, message: str
+) -> None:
     """Rows committed one by one, each followed by its wake-up, while their partitions are
     being drained (slow and fast handlers): every row is worked exactly once, in commit order
-    per partition, never two of a partition at once, with no sweep to fall back on."""
+    per partition, never two of a partition at once, with no sweep to fall back on. Wake-ups
+    naming the partition (what writers send) and naming only the row (older writers) alike."""
     seen: dict[str, list[int]] = {}
     busy: set[str] = set()
     overlaps: list[str] = []
@@ -236,8 +241,9 @@ async def test_wake_ups_while_partitions_drain_lose_and_repeat_nothing(engine: A
                 outbox=[OutboxWrite(new_id("ntf"), "notification", partition, {"n": n})],
             )
             committed = await Conversations(engine, new_id).commit(batch)
-            for pk, kind, _partition in committed.outbox:
-                await bus.publish(f"work.{kind}", str(pk).encode())
+            for pk, kind, named in committed.outbox:
+                data = wake_up(pk, named) if message == "named" else str(pk).encode()
+                await bus.publish(f"work.{kind}", data)
             if n % 5 == 0:
                 await asyncio.sleep(0.003)
 
