@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -99,6 +100,9 @@ class SqliteEngine(AsyncEngine):
         super().__init__(sync_engine)
         self._writers = asyncio.Lock()
         self._writer: asyncio.Task[Any] | None = None
+        # Connections kept out of the pool for the thread calls, idle ones here: a pool
+        # checkout and check-in cost about 90 µs of SQLAlchemy per call, the call itself 25.
+        self._kept: list[_Kept] = []
 
     def _check_not_nested(self) -> asyncio.Task[Any] | None:
         task = asyncio.current_task()
@@ -118,8 +122,7 @@ class SqliteEngine(AsyncEngine):
         async with self._writers:
             self._writer = task
             try:
-                async with self.connect() as conn:
-                    return await run_in_sqlite_thread(conn, _in_transaction, work, args)
+                return await self._in_thread(_in_transaction, work, args)
             finally:
                 self._writer = None
 
@@ -129,8 +132,35 @@ class SqliteEngine(AsyncEngine):
         its own read of one snapshot (the driver is in autocommit mode). For reads of one
         statement, or whose statements need not agree; the work must not write nor touch
         the event loop."""
-        async with self.connect() as conn:
-            return await run_in_sqlite_thread(conn, work, *args)
+        return await self._in_thread(_outside_transaction, work, args)
+
+    async def _in_thread(self, call: Callable[..., Any], *args: Any) -> Any:
+        """`call(db, *args)` in the thread of a kept connection (made when none is idle)."""
+        kept = self._kept.pop() if self._kept else None
+        if kept is None:
+            conn = await self.connect().start()
+            execute, database = await _driver(conn)
+            kept = _Kept(conn, execute, database)
+        try:
+            return await kept.execute(call, kept.database, *args)
+        finally:
+            # Each call leaves no transaction open (see `call`); the calls of one connection
+            # run in its thread one after the other, so it may be reused at once.
+            if len(self._kept) < _KEPT and not self._disposed:
+                self._kept.append(kept)
+            else:
+                await kept.connection.close()
+
+    _disposed = False
+
+    async def dispose(self, close: bool = True) -> None:
+        """Close the kept connections too (each has a thread that would outlive the engine)."""
+        self._disposed = True
+        kept, self._kept = self._kept, []
+        for one in kept:
+            with contextlib.suppress(Exception):
+                await one.connection.close()
+        await super().dispose(close)
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -144,6 +174,26 @@ class SqliteEngine(AsyncEngine):
                         yield conn
             finally:
                 self._writer = None
+
+
+_KEPT = 4  # idle kept connections at most
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Kept:
+    connection: AsyncConnection
+    execute: Callable[..., Any]  # the aiosqlite connection's call-in-its-thread
+    database: sqlite3.Connection
+
+
+def _outside_transaction(
+    db: sqlite3.Connection, work: Callable[..., Any], args: tuple[Any, ...]
+) -> Any:
+    try:
+        return work(db, *args)
+    finally:
+        if db.in_transaction:  # a read never leaves one open; if it did, it ends here
+            db.execute("ROLLBACK")
 
 
 def _in_transaction(db: sqlite3.Connection, work: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -188,6 +238,11 @@ async def run_in_sqlite_thread(conn: AsyncConnection, work: Callable[..., Any], 
     publish; pyproject pins aiosqlite to the versions this was checked on, and this check
     turns a future change into a clear error rather than a wrong write.
     """
+    execute, database = await _driver(conn)
+    return await execute(work, database, *args)
+
+
+async def _driver(conn: AsyncConnection) -> tuple[Callable[..., Any], sqlite3.Connection]:
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection  # aiosqlite.Connection
     execute = getattr(driver, "_execute", None)
@@ -197,4 +252,4 @@ async def run_in_sqlite_thread(conn: AsyncConnection, work: Callable[..., Any], 
             "this aiosqlite has no Connection._execute/_conn: install the version pyproject.toml"
             " names (aiosqlite>=0.20,<0.23)"
         )
-    return await execute(work, database, *args)
+    return execute, database

@@ -5,7 +5,9 @@ every connection, a thread round trip each)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,11 +127,58 @@ async def test_a_connection_left_in_a_transaction_is_rolled_back_in_the_pool(
         async with engine.connect() as conn:
             opened = await run_in_sqlite_thread(conn, left_open)
         # One connection in the pool: the next checkout is the same one, rolled back.
-        assert await engine.read_in_thread(state) == (opened, False)
+        async with engine.connect() as conn:
+            assert await run_in_sqlite_thread(conn, state) == (opened, False)
         async with engine.begin() as conn:  # SQLAlchemy's own transactions end as before
             await conn.exec_driver_sql("SELECT 1")
-        assert await engine.read_in_thread(state) == (opened, False)
-        assert await engine.write_in_thread(state) == (opened, True)
-        assert await engine.read_in_thread(state) == (opened, False)
+        async with engine.connect() as conn:
+            assert await run_in_sqlite_thread(conn, state) == (opened, False)
     finally:
         await engine.dispose()
+
+
+async def test_thread_calls_reuse_their_connections_and_leave_no_transaction_open(
+    tmp_path: Path,
+) -> None:
+    """Reads and writes in the thread run on connections kept out of the pool: a read that
+    left a transaction open, or a write that failed, leaves none behind for the next call;
+    concurrent calls get connections of their own; dispose closes them all."""
+    before = set(threading.enumerate())
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    assert isinstance(engine, SqliteEngine)
+    await migrate(engine)
+    seen: set[int] = set()
+    try:
+
+        def left_open(db: sqlite3.Connection) -> None:
+            seen.add(id(db))
+            db.execute("BEGIN")
+
+        def state(db: sqlite3.Connection) -> tuple[int, bool]:
+            seen.add(id(db))
+            return id(db), db.in_transaction
+
+        def fails(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO inbox_heads (agent, last_seq) VALUES ('a', 1)")
+            raise ValueError("refused")
+
+        await engine.read_in_thread(left_open)
+        first, open_transaction = await engine.read_in_thread(state)
+        assert open_transaction is False
+        with pytest.raises(ValueError, match="refused"):
+            await engine.write_in_thread(fails)
+        assert await engine.write_in_thread(state) == (first, True)  # BEGIN IMMEDIATE is on
+        assert await engine.read_in_thread(state) == (first, False)
+
+        def count(db: sqlite3.Connection) -> int:
+            return int(db.execute("SELECT count(*) FROM inbox_heads").fetchone()[0])
+
+        assert await engine.read_in_thread(count) == 0  # the failed write left nothing
+        await asyncio.gather(*(engine.read_in_thread(state) for _ in range(6)))
+        assert len(seen) > 1
+    finally:
+        await engine.dispose()
+    made = [thread for thread in threading.enumerate() if thread not in before]
+    for thread in made:
+        thread.join(5)
+    assert [thread for thread in made if thread.is_alive()] == []
