@@ -261,9 +261,21 @@ class OutboxWorker:
                 break
 
     async def _drain(self, kind: str, partition: str, claimed: OutboxRow | None) -> None:
-        """Work one partition's due rows in order, one at a time."""
+        """Work one partition's due rows in order, one at a time.
+
+        The row after the current one is leased ahead (`ahead`: read while the current one is
+        attempted, or claimed by the previous row's record), so once the current attempt has
+        settled its row (delivered or failed for good) the next attempt starts at once, and
+        the settled row is recorded meanwhile (`recording`), claiming the row after the next.
+        A row left pending (a retry) is recorded before anything else happens, and the row
+        leased ahead is given back: it waits behind the retry. Records are written in order,
+        each before the next one starts."""
         key = (kind, partition)
         row = claimed
+        ahead: OutboxRow | None = None
+        fetch: asyncio.Task[OutboxRow | None] | None = None
+        recording: asyncio.Task[OutboxRow | None] | None = None
+        settling: OutboxRow | None = None  # the row `recording` records
         try:
             looked = self._woken[key]
             if row is None:
@@ -281,18 +293,40 @@ class OutboxWorker:
                     row = await self._claim(kind, partition)
                     continue
                 looked = self._woken[key]
-                row = await self._work(row)  # the next row, claimed with the record
+                if ahead is None and recording is None:
+                    fetch = asyncio.create_task(self._claim_after(row))
+                write = await self._attempt(row)
+                if recording is not None:  # the previous row's record claimed the one after row
+                    ahead, recording, settling = await recording, None, None
+                if fetch is not None:
+                    ahead, fetch = await fetch, None
+                if write.row_status != PENDING and ahead is not None:
+                    recording = asyncio.create_task(self._record(row, write, after=ahead.pk))
+                    settling, row, ahead = row, ahead, None
+                    continue
+                if ahead is not None:  # row is retried later: the rows behind it wait for it
+                    held, ahead = ahead, None
+                    await self._store.release_row(held.pk, self._owner)
+                row = await self._record(row, write)  # and claim the next head
         except asyncio.CancelledError:
+            for child in (fetch, recording):
+                if child is not None:
+                    child.cancel()
             raise
         except Exception:
             log.exception("outbox.partition_failed", kind=kind, partition=partition)
             self._leave(key)  # before any await: no more hand-offs to this drain
             # Our leases are never taken again by us while we run: give them back, so that
             # the sweep starts the partition afresh.
-            for held in (row, self._handoff.pop(key, None)):
-                if held is not None:
+            leased = [settling, row, ahead, self._handoff.pop(key, None)]
+            for child in (fetch, recording):
+                if child is not None:
                     with contextlib.suppress(Exception):
-                        await self._store.release_row(held.pk, self._owner)
+                        leased.append(await child)
+            for one in leased:  # a row settled meanwhile is not pending: left as it is
+                if one is not None:
+                    with contextlib.suppress(Exception):
+                        await self._store.release_row(one.pk, self._owner)
         finally:
             self._leave(key)
             if self._saturated:
@@ -311,8 +345,11 @@ class OutboxWorker:
             kind, partition, self._owner, self._clock.now(), self._lease_s
         )
 
-    async def _work(self, row: OutboxRow) -> OutboxRow | None:
-        """One attempt, recorded; returns the partition's next row if it could be claimed."""
+    async def _claim_after(self, row: OutboxRow) -> OutboxRow | None:
+        return await self._store.claim_after(row, self._owner, self._clock.now(), self._lease_s)
+
+    async def _attempt(self, row: OutboxRow) -> AttemptWrite:
+        """One attempt, and what to record of it (the row's new state)."""
         handler = self._handlers[row.kind]
         started = time.perf_counter()
         try:
@@ -342,32 +379,36 @@ class OutboxWorker:
                 self._wake_at((planned - now).total_seconds())
         elif attempt.verdict in (Verdict.FINAL, Verdict.DISABLE):
             status, last_error = FAILED, attempt.error
+        return AttemptWrite(
+            at=now,
+            outcome=str(attempt.verdict),
+            status_code=attempt.status,
+            error=attempt.error,
+            note=attempt.note,
+            duration_ms=duration_ms,
+            row_status=status,
+            next_attempt_at=next_at,
+            last_error=last_error,
+        )
+
+    async def _record(
+        self, row: OutboxRow, write: AttemptWrite, after: int | None = None
+    ) -> OutboxRow | None:
+        """Record the attempt; returns the partition's next row (the head, or the row after
+        row `after`) if it could be claimed with it."""
         kept, following = await self._store.record(
-            row,
-            self._owner,
-            AttemptWrite(
-                at=now,
-                outcome=str(attempt.verdict),
-                status_code=attempt.status,
-                error=attempt.error,
-                note=attempt.note,
-                duration_ms=duration_ms,
-                row_status=status,
-                next_attempt_at=next_at,
-                last_error=last_error,
-            ),
-            claim_next_s=self._lease_s,
+            row, self._owner, write, claim_next_s=self._lease_s, after=after
         )
         log.info(
             "outbox.attempt",
             kind=row.kind,
             row=row.public_id,
             partition=row.partition,
-            attempt=number,
-            outcome=str(attempt.verdict),
-            status=attempt.status,
-            error=attempt.error,
-            row_status=status,
+            attempt=row.attempts + 1,
+            outcome=write.outcome,
+            status=write.status_code,
+            error=write.error,
+            row_status=write.row_status,
             lease_kept=kept,
         )
         return following

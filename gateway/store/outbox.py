@@ -154,6 +154,68 @@ _CLAIM_WOKEN = _claim_statement(
     .scalar_subquery(),
 )
 
+
+def _claim_after_statement() -> Any:
+    """Lease the partition's first pending row after row `claim_after`, when every pending row
+    of the partition up to `claim_after` is leased by `claim_owner` (it holds them, in
+    flight): the next row in line, taken while the ones before it are still being settled."""
+    mates = outbox.alias("mates")
+    earlier = outbox.alias("earlier")
+    kind: Any = bindparam("claim_kind")
+    partition: Any = bindparam("claim_partition")
+    after: Any = bindparam("claim_after")
+    owner: Any = bindparam("claim_owner")
+    now: Any = bindparam("claim_now")
+    following = (
+        select(func.min(mates.c.pk))
+        .where(
+            and_(
+                mates.c.kind == kind,
+                mates.c.partition == partition,
+                mates.c.status == PENDING,
+                mates.c.pk > after,
+            )
+        )
+        .scalar_subquery()
+    )
+    not_held = (
+        select(earlier.c.pk)
+        .where(
+            and_(
+                earlier.c.kind == kind,
+                earlier.c.partition == partition,
+                earlier.c.status == PENDING,
+                earlier.c.pk <= after,
+                or_(
+                    earlier.c.lease_owner.is_(None),
+                    earlier.c.lease_owner != owner,
+                    earlier.c.leased_until < now,
+                ),
+            )
+        )
+        .exists()
+    )
+    return (
+        update(outbox)
+        .where(
+            and_(
+                outbox.c.pk == following,
+                outbox.c.status == PENDING,
+                outbox.c.next_attempt_at <= now,
+                or_(outbox.c.leased_until.is_(None), outbox.c.leased_until < now),
+                ~not_held,
+            )
+        )
+        .values(
+            lease_owner=owner,
+            leased_until=bindparam("claim_until", type_=outbox.c.leased_until.type),
+        )
+        .returning(*_RETURNED)
+    )
+
+
+_CLAIM_AFTER = _claim_after_statement()
+
 _ADD_ATTEMPT = outbox_attempts.insert()
 
 _SETTLE = (
@@ -236,6 +298,21 @@ class OutboxStore:
         async with self._engine.begin() as conn:
             return await _claim(conn, kind, "", owner, now, lease_s, woken=pk)
 
+    async def claim_after(
+        self, row: OutboxRow, owner: str, now: datetime, lease_s: float
+    ) -> OutboxRow | None:
+        """Lease the row after `row` in its partition, while `owner` holds `row` (and every
+        pending row before it): the next delivery, ready before `row` is settled. None when
+        there is none, or it is not due or leased, or `row` is no longer held."""
+        if self._sqlite is not None:
+            claim = _Claim(
+                row.kind, row.partition, None, owner, now, now + timedelta(seconds=lease_s), row.pk
+            )
+            result: OutboxRow | None = await self._sqlite.write_in_thread(_claim_raw, claim)
+            return result
+        async with self._engine.begin() as conn:
+            return await _claim(conn, row.kind, row.partition, owner, now, lease_s, after=row.pk)
+
     async def partition_of(self, pk: int) -> tuple[str, str] | None:
         """(kind, partition) of a row that is still pending, None otherwise: what a wake-up
         naming the row needs to find its partition, without scanning for heads."""
@@ -254,10 +331,17 @@ class OutboxStore:
             return await _target(conn, envelope_pk, address)
 
     async def record(
-        self, row: OutboxRow, owner: str, attempt: AttemptWrite, claim_next_s: float | None = None
+        self,
+        row: OutboxRow,
+        owner: str,
+        attempt: AttemptWrite,
+        claim_next_s: float | None = None,
+        after: int | None = None,
     ) -> tuple[bool, OutboxRow | None]:
         """Write the attempt and the row's new state, and (with `claim_next_s`) lease the
-        partition's next due head in the same transaction, saving a commit per row.
+        partition's next due head in the same transaction, saving a commit per row; with
+        `after` (a row of the partition that `owner` holds), the row after that one instead
+        (`claim_after`).
 
         Returns whether the lease was still ours (if not, the attempt is kept and the row is
         left to its new holder) and the next row, if one was claimed.
@@ -272,6 +356,7 @@ class OutboxStore:
                     owner,
                     attempt.at,
                     attempt.at + timedelta(seconds=claim_next_s),
+                    after,
                 )
             recorded: tuple[bool, OutboxRow | None] = await self._sqlite.write_in_thread(
                 _record_raw, row.pk, owner, attempt, following_claim
@@ -304,7 +389,7 @@ class OutboxStore:
             following = None
             if claim_next_s is not None:
                 following = await _claim(
-                    conn, row.kind, row.partition, owner, attempt.at, claim_next_s
+                    conn, row.kind, row.partition, owner, attempt.at, claim_next_s, after=after
                 )
         return bool(result.rowcount == 1), following
 
@@ -417,9 +502,11 @@ async def _claim(
     now: datetime,
     lease_s: float,
     woken: int | None = None,
+    after: int | None = None,
 ) -> OutboxRow | None:
-    """Lease the partition's head (the partition of row `woken`, when given) if it is due;
-    None when there is nothing to do now. The delivery target is read with it.
+    """Lease the partition's head (the partition of row `woken`, when given; the row after
+    row `after`, when given, see `_CLAIM_AFTER`) if it is due; None when there is nothing to
+    do now. The delivery target is read with it.
 
     One statement: the head is the partition's oldest pending row (a scalar subquery), and
     the update only happens while it is pending, due and not leased. On PostgreSQL a
@@ -432,7 +519,11 @@ async def _claim(
         "claim_now": now,
         "claim_until": now + timedelta(seconds=lease_s),
     }
-    if woken is None:
+    if after is not None:
+        parameters["claim_partition"] = partition
+        parameters["claim_after"] = after
+        row = (await conn.execute(_CLAIM_AFTER, parameters)).first()
+    elif woken is None:
         parameters["claim_partition"] = partition
         row = (await conn.execute(_CLAIM, parameters)).first()
     else:
@@ -508,6 +599,16 @@ _RAW_CLAIM_WOKEN = (
     " FROM outbox AS woken WHERE woken.pk = ? AND woken.kind = ?)"
     f" AND mates.status = '{PENDING}')" + _RAW_CLAIM_WHERE + _RAW_RETURNED
 )
+_RAW_CLAIM_AFTER = (
+    "UPDATE outbox SET lease_owner = ?, leased_until = ? WHERE pk = (SELECT min(mates.pk)"
+    " FROM outbox AS mates WHERE mates.kind = ? AND mates.partition = ?"
+    f" AND mates.status = '{PENDING}' AND mates.pk > ?)"
+    + _RAW_CLAIM_WHERE
+    + " AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.kind = ?"
+    f" AND earlier.partition = ? AND earlier.status = '{PENDING}' AND earlier.pk <= ?"
+    " AND (earlier.lease_owner IS NULL OR earlier.lease_owner != ? OR earlier.leased_until < ?))"
+    + _RAW_RETURNED
+)
 _RAW_TARGET = (
     "SELECT envelopes.body, agents.kind, agents.endpoint_url, agents.endpoint_status,"
     " agents.endpoint_note FROM envelopes JOIN agents ON agents.address = ?"
@@ -536,13 +637,28 @@ class _Claim:
     owner: str
     now: datetime
     until: datetime
+    after: int | None = None  # the row after this one (`_CLAIM_AFTER`), instead of the head
 
 
 def _claim_raw(db: sqlite3.Connection, claim: _Claim) -> OutboxRow | None:
     """`_claim` in the SQLite thread, inside the caller's write transaction."""
     now = _time_in(claim.now)
     head: tuple[Any, ...] = (claim.owner, _time_in(claim.until), claim.kind)
-    if claim.woken is None:
+    if claim.after is not None:
+        parameters = (
+            *head,
+            claim.partition,
+            claim.after,
+            now,
+            now,
+            claim.kind,
+            claim.partition,
+            claim.after,
+            claim.owner,
+            now,
+        )
+        found = db.execute(_RAW_CLAIM_AFTER, parameters).fetchone()
+    elif claim.woken is None:
         parameters = (*head, claim.partition, now, now)
         found = db.execute(_RAW_CLAIM, parameters).fetchone()
     else:

@@ -95,6 +95,32 @@ async def test_one_replica_wins_a_lease_and_a_lost_lease_is_not_overwritten(
     assert await store.claim_head("notification", "brand-a", "replica-1", later, 30) is None
 
 
+async def test_the_row_after_a_held_one_is_claimed_only_by_its_holder(engine: AsyncEngine) -> None:
+    """While a replica holds a partition's head it may lease the next row (and, recording the
+    head, the row after that one); nobody else may, nor may it once the head is not held."""
+    await add_rows(engine, "notification", ["brand-a", "brand-b", "brand-a", "brand-a"])
+    store = OutboxStore(engine)
+    now = datetime.now(UTC)
+    pks = await _pks(engine)
+    head = await store.claim_head("notification", "brand-a", "replica-1", now, 30)
+    assert head is not None and head.pk == pks[0]
+    assert await store.claim_after(head, "replica-2", now, 30) is None  # not replica-2's head
+    second = await store.claim_after(head, "replica-1", now, 30)
+    assert second is not None and (second.pk, second.payload["n"]) == (pks[2], 2)
+    assert await store.claim_after(head, "replica-1", now, 30) is None  # leased now
+    assert await _leased(engine) == [pks[0], pks[2]]
+    # Recording the head claims the row after the one held ahead, not the head of the rest.
+    write = AttemptWrite(now, "ok", 200, None, None, 5, "delivered", now, None)
+    kept, third = await store.record(head, "replica-1", write, claim_next_s=30, after=second.pk)
+    assert kept is True and third is not None and third.pk == pks[3]
+    assert await store.claim_after(third, "replica-1", now, 30) is None  # nothing after it
+    # A lease that ran out is not held: the row after it is nobody's to take ahead.
+    later = now + timedelta(seconds=31)
+    assert await store.claim_after(second, "replica-1", later, 30) is None
+    other = await store.claim_head("notification", "brand-b", "replica-2", now, 30)
+    assert other is not None and await store.claim_after(other, "replica-2", now, 30) is None
+
+
 async def test_a_wake_up_claims_its_partition_head_and_a_restart_releases_leases(
     engine: AsyncEngine,
 ) -> None:

@@ -131,6 +131,17 @@ async def _script(store: OutboxStore) -> list[Any]:
     following = await store.record(again, "r1", ok, claim_next_s=30)
     seen.append(following)
     seen.append(await store.partition_of(1))
+    # The row after a held one: claimed ahead, then past it while recording.
+    held = following[1]
+    assert isinstance(held, OutboxRow)
+    soon = LATER + timedelta(seconds=1)  # held's lease (from LATER) still runs
+    ahead = await store.claim_after(held, "r1", soon, 30)
+    seen.append(ahead)
+    seen.append(await store.claim_after(held, "r2", soon, 30))
+    seen.append(await store.claim_after(held, "r1", later, 30))  # held's lease ran out
+    assert isinstance(ahead, OutboxRow)
+    seen.append(await store.record(held, "r1", ok, claim_next_s=30, after=ahead.pk))
+    seen.append(await store.claim_after(ahead, "r1", soon, 30))
     return seen
 
 
@@ -141,8 +152,10 @@ async def test_the_thread_path_answers_and_stores_what_sqlalchemy_does(
     fast_seen = await _script(OutboxStore(fast))
     plain_seen = await _script(OutboxStore(plain))
     assert fast_seen == plain_seen
-    following = fast_seen[-2][1]
+    following = fast_seen[10][1]
     assert following is not None and following.public_id == "dlv_2"  # the next head, claimed
+    assert fast_seen[12] is not None and fast_seen[12].public_id == "dlv_4"  # after dlv_2
+    assert fast_seen[13:] == [None, None, (True, None), None]
     assert following.target is not None and following.target.envelope["text"] == "héllo 2"
     assert following.created_at.tzinfo is not None
     assert fast_seen[2].target is None  # a row naming no envelope has no target
