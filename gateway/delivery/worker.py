@@ -6,9 +6,13 @@ attempt and says what came of it (`Attempt`); the worker records the attempt, th
 row delivered, failed, or due again later by the retry schedule (`Backoff`).
 
 Order and fairness: at most one row per (kind, partition) is in flight, and the next one
-starts only when the previous is settled, so a partition's rows leave in the order they were
-committed. Partitions run concurrently (bounded by `concurrency`), so a slow endpoint only
-delays itself.
+starts only when the previous attempt is over and has settled its row (delivered, or failed
+for good; for a delivery, after its synchronous reply was accepted), so a partition's rows
+leave in the order they were committed. Writing down the settled row's attempt overlaps with
+the next attempt (the next row was leased ahead, `OutboxStore.claim_after`); a row left
+pending for a retry is written down first and the row leased ahead waits behind it.
+Partitions run concurrently (bounded by `concurrency`), so a slow endpoint only delays
+itself.
 
 Waking: the bus's `work.<kind>` messages (published after each commit, naming the row and
 its partition, `gateway.delivery.wakeup`) start the row's partition at once, with no scan and
@@ -16,11 +20,11 @@ no read: a running drain of the partition is told to look once more before it st
 transaction claims the partition's head and a drain starts with it. (A wake-up naming only
 the row finds the partition from it: claimed in one statement when no partition of the kind
 is being drained here, else by one indexed read.) A drain claims the partition's next row in
-the same transaction that records the previous attempt, and each claim also reads what a
-delivery needs (envelope and endpoint), so a busy partition costs one transaction per
-attempt. A sweep every `sweep_s` finds anything else that is due (retries whose time has
-come, rows a crashed process left, rows another replica's wake-up went to, a wake-up that
-named no row).
+the same transaction that records the previous attempt (the row after the one leased ahead),
+and each claim also reads what a delivery needs (envelope and endpoint), so a busy partition
+costs one transaction per attempt. A sweep every `sweep_s` finds anything else that is due
+(retries whose time has come, rows a crashed process left, rows another replica's wake-up
+went to, a wake-up that named no row).
 
 Rows are claimed with a lease (`OutboxStore.claim_head`), so replicas never work the same row
 at once, and nor do two claimers in this process: a lease is never taken again by its own
@@ -263,19 +267,20 @@ class OutboxWorker:
     async def _drain(self, kind: str, partition: str, claimed: OutboxRow | None) -> None:
         """Work one partition's due rows in order, one at a time.
 
-        The row after the current one is leased ahead (`ahead`: read while the current one is
-        attempted, or claimed by the previous row's record), so once the current attempt has
-        settled its row (delivered or failed for good) the next attempt starts at once, and
-        the settled row is recorded meanwhile (`recording`), claiming the row after the next.
-        A row left pending (a retry) is recorded before anything else happens, and the row
-        leased ahead is given back: it waits behind the retry. Records are written in order,
-        each before the next one starts."""
+        The row after the current one is leased ahead (`ahead`: claimed by the previous row's
+        record, or while the current one is attempted when rows were seen queued behind it),
+        so once the current attempt has settled its row (delivered or failed for good) the
+        next attempt starts at once, and the settled row is recorded meanwhile (`recording`),
+        claiming the row after the next. A row left pending (a retry) is recorded before
+        anything else happens, and the row leased ahead is given back: it waits behind the
+        retry. Records are written in order, each before the next one starts."""
         key = (kind, partition)
         row = claimed
         ahead: OutboxRow | None = None
         fetch: asyncio.Task[OutboxRow | None] | None = None
         recording: asyncio.Task[OutboxRow | None] | None = None
         settling: OutboxRow | None = None  # the row `recording` records
+        queued = False  # row was found behind another one: more may be queued after it
         try:
             looked = self._woken[key]
             if row is None:
@@ -293,7 +298,7 @@ class OutboxWorker:
                     row = await self._claim(kind, partition)
                     continue
                 looked = self._woken[key]
-                if ahead is None and recording is None:
+                if ahead is None and recording is None and queued:
                     fetch = asyncio.create_task(self._claim_after(row))
                 write = await self._attempt(row)
                 if recording is not None:  # the previous row's record claimed the one after row
@@ -308,6 +313,7 @@ class OutboxWorker:
                     held, ahead = ahead, None
                     await self._store.release_row(held.pk, self._owner)
                 row = await self._record(row, write)  # and claim the next head
+                queued = row is not None
         except asyncio.CancelledError:
             for child in (fetch, recording):
                 if child is not None:

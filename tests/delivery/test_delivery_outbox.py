@@ -221,6 +221,59 @@ async def test_generic_worker_orders_partitions_and_follows_verdicts(engine: Asy
     assert sorted(rows.values()) == ["delivered"] * 5 + ["failed"] * 2
 
 
+async def test_a_retry_holds_back_the_row_leased_behind_it(engine: AsyncEngine) -> None:
+    """Rows queued in one partition are pipelined (the next leased ahead, each record written
+    while the next attempt runs); when one is retried, the row leased behind it is given back
+    and waits: the partition's rows are attempted strictly in order, one at a time."""
+    seen: list[int] = []
+    busy: list[int] = []
+    overlaps: list[int] = []
+    retried: set[int] = set()
+
+    class Notifier:
+        async def handle(self, row: OutboxRow) -> Attempt:
+            n = row.payload["n"]
+            if busy:
+                overlaps.append(n)
+            busy.append(n)
+            try:
+                await asyncio.sleep(0.002)
+                seen.append(n)
+                if n in (2, 5) and n not in retried:
+                    retried.add(n)
+                    return Attempt.retry("busy", 503, retry_after=0.01)
+                return Attempt.ok(200)
+            finally:
+                busy.remove(n)
+
+    bus = MemoryBus()
+    store = OutboxStore(engine)
+    worker = OutboxWorker(
+        store=store,
+        bus=bus,
+        clock=SystemClock(),
+        backoff=Backoff(base_s=0.01, max_s=0.02),
+        owner="replica-1",
+        handlers={"notification": Notifier()},
+        sweep_s=0.05,
+    )
+    await add_rows(engine, "notification", ["p"] * 8)
+    await worker.start()
+    try:
+
+        async def drained() -> bool:
+            return await store.pending_count(["notification"]) == 0
+
+        await wait_until(drained, what="the partition drains")
+    finally:
+        await worker.stop()
+        await bus.close()
+    assert overlaps == []
+    assert seen == [0, 1, 2, 2, 3, 4, 5, 5, 6, 7]
+    assert await _leased(engine) == []
+    assert sorted(status for _, status in await _statuses(engine)) == ["delivered"] * 8
+
+
 @pytest.mark.parametrize("message", ["named", "pk only"])
 async def test_wake_ups_while_partitions_drain_lose_and_repeat_nothing(
     engine: AsyncEngine, message: str
