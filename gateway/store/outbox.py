@@ -56,11 +56,16 @@ class OutboxRow:
 class DeliveryTarget:
     """A stored envelope and its recipient's endpoint, read together for one delivery."""
 
-    envelope: dict[str, Any]
+    envelope_json: str  # the envelope as stored (compact JSON, `records.dumps`)
     agent_kind: str
     endpoint_url: str | None
     endpoint_status: str | None
     endpoint_note: str | None
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.envelope_json)
+        return parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -555,7 +560,7 @@ async def _target(conn: AsyncConnection, envelope_pk: int, address: str) -> Deli
     if row is None:
         return None
     return DeliveryTarget(
-        envelope=json.loads(row.body),
+        envelope_json=row.body,
         agent_kind=row.kind,
         endpoint_url=row.endpoint_url,
         endpoint_status=row.endpoint_status,
@@ -673,7 +678,7 @@ def _claim_raw(db: sqlite3.Connection, claim: _Claim) -> OutboxRow | None:
         read = db.execute(_RAW_TARGET, (payload["agent"], payload["envelope_pk"])).fetchone()
         if read is not None:
             target = DeliveryTarget(
-                envelope=json.loads(read[0]),
+                envelope_json=read[0],
                 agent_kind=read[1],
                 endpoint_url=read[2],
                 endpoint_status=read[3],
