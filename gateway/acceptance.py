@@ -20,6 +20,7 @@ import structlog
 
 from gateway.bus import Bus
 from gateway.clock import Clock
+from gateway.delivery.wakeup import wake_up
 from gateway.errors import ReplayConflict, Unavailable, UnknownSender
 from gateway.escalations import Effects, Escalator
 from gateway.keyring import KeyCache
@@ -504,8 +505,8 @@ class Acceptance:
         try:
             for agent, seq in committed.inbox:
                 await self._bus.publish(f"inbox.{agent}", str(seq).encode())
-            for pk, kind, _partition in committed.outbox:
-                await self._bus.publish(f"work.{kind}", str(pk).encode(), msg_id=str(pk))
+            for pk, kind, partition in committed.outbox:
+                await self._bus.publish(f"work.{kind}", wake_up(pk, partition), msg_id=str(pk))
             for subject in plan.effects.wake if plan.effects else ():
                 await self._bus.publish(subject, b"")
         except Exception as exc:

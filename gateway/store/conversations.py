@@ -605,6 +605,12 @@ class Conversations:
         return [_task(row) for row in rows]
 
     async def inbox(self, agent: str, after: int, limit: int) -> list[InboxItem]:
+        if isinstance(self._engine, SqliteEngine):
+            # One statement, one snapshot: no transaction needed, one thread call.
+            found: list[InboxItem] = await self._engine.read_in_thread(
+                _inbox_sqlite, agent, after, limit
+            )
+            return found
         async with self._engine.connect() as conn:
             rows = (
                 await conn.execute(
@@ -1039,6 +1045,29 @@ def _write_group_sqlite(
     cursor.executemany(_RAW_INBOX.sql, [_RAW_INBOX.params(*row) for row in inbox_rows])
     cursor.close()
     return results
+
+
+_RAW_INBOX_READ = (
+    "SELECT inbox.seq, inbox.task_id, inbox.task_state, inbox.task_control, envelopes.body"
+    " FROM inbox JOIN envelopes ON envelopes.pk = inbox.envelope_pk"
+    " WHERE inbox.agent = ? AND inbox.seq > ? ORDER BY inbox.seq LIMIT ?"
+)
+
+
+def _inbox_sqlite(db: sqlite3.Connection, agent: str, after: int, limit: int) -> list[InboxItem]:
+    """`Conversations.inbox` in aiosqlite's thread: the same query, the same items."""
+    return [
+        InboxItem(
+            seq=int(seq),
+            envelope=json.loads(body),
+            task=(
+                {"id": task_id, "state": task_state, "control": task_control} if task_id else None
+            ),
+        )
+        for seq, task_id, task_state, task_control, body in db.execute(
+            _RAW_INBOX_READ, (agent, after, limit)
+        )
+    ]
 
 
 def _sqlite_prefix(batch: Batch) -> int:
