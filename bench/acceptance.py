@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.workload import make_keys, set_up_gateway, sign_envelopes  # noqa: E402
 from gateway.app import Overrides, build_app  # noqa: E402
+from gateway.collector import settle  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 from gateway.http.context import SERVICES  # noqa: E402
 from gateway.logs import configure  # noqa: E402
@@ -81,8 +82,7 @@ async def run(args: argparse.Namespace) -> None:
             elif started:
                 pauses.append((info["generation"], time.perf_counter() - started.pop()))
 
-        gc.collect()  # as `switchboard serve` does once started: what is alive now is frozen
-        gc.freeze()
+        settle()  # the collector as `switchboard serve` sets it once started
         gc.callbacks.append(collecting)
         profile = cProfile.Profile() if args.profile else None
         cpu, wall = time.process_time(), time.perf_counter()
