@@ -53,6 +53,17 @@ def main() -> None:
         done += len(items)
     elapsed = time.perf_counter() - start
     print(f"{done} messages in {elapsed:.2f}s: {done / elapsed:,.0f} messages/s (target 1,000)")
+    # The signals alone: the part every envelope of a task pays (routing is for first messages).
+    texts = [text for text, _ in items]
+    rounds = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < args.seconds:
+        for text in texts:
+            language.signals_now(text)
+        rounds += 1
+    elapsed = time.perf_counter() - start
+    per_message = elapsed / (rounds * len(texts)) * 1e6
+    print(f"signals alone: {per_message:.1f} µs per message (wants a person + frustration)")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import structlog
 
 from gateway.bus import Bus
 from gateway.clock import Clock
+from gateway.delivery.wakeup import wake_up
 from gateway.errors import ReplayConflict, Unavailable, UnknownSender
 from gateway.escalations import Effects, Escalator
 from gateway.keyring import KeyCache
@@ -118,10 +119,12 @@ class Acceptance:
     async def accept_bytes(self, body: bytes) -> Accepted:
         """Rules 1-2 on the raw request body, then the rest."""
         check_size(body)
-        return await self.accept_object(parse_json(body))
+        parsed = parse_json(body)
+        return await self.accept_object(parsed, text=body.decode())
 
-    async def accept_object(self, obj: object) -> Accepted:
-        """Rules 2-7 on a parsed JSON value, then the commit."""
+    async def accept_object(self, obj: object, *, text: str | None = None) -> Accepted:
+        """Rules 2-7 on a parsed JSON value, then the commit (`text`: the JSON text `obj`
+        was parsed from, stored as it is rather than serialised again)."""
         envelope = parse(obj)
         structlog.contextvars.bind_contextvars(envelope_id=envelope.id, task_id=envelope.task)
         now = self._clock.now()
@@ -174,7 +177,7 @@ class Acceptance:
                 # A new task's id exists only from the plan on: bind it for the lines after.
                 structlog.contextvars.bind_contextvars(task_id=plan.task.id)
                 try:
-                    accepted = await self._commit(envelope, plan, now)
+                    accepted = await self._commit(envelope, plan, now, text)
                 except TaskChanged:
                     self._tasks.pop(plan.task.id, None)
                     fresh = True
@@ -463,7 +466,9 @@ class Acceptance:
 
     # The commit -----------------------------------------------------------------------------
 
-    async def _commit(self, envelope: Envelope, plan: _Plan, now: datetime) -> Accepted:
+    async def _commit(
+        self, envelope: Envelope, plan: _Plan, now: datetime, text: str | None
+    ) -> Accepted:
         task = plan.task
         answer = {
             "id": envelope.id,
@@ -489,6 +494,7 @@ class Acceptance:
                     answer=answer,
                     inbox_for=(recipient.address,),
                     deliver_to=deliver,
+                    text=text,
                 )
             ],
         )
@@ -501,8 +507,8 @@ class Acceptance:
         try:
             # One `inbox.<agent>` per agent for the whole group commit, not one per envelope.
             await self._wakeups.publish(committed.inbox)
-            for pk, kind, _partition in committed.outbox:
-                await self._bus.publish(f"work.{kind}", str(pk).encode(), msg_id=str(pk))
+            for pk, kind, partition in committed.outbox:
+                await self._bus.publish(f"work.{kind}", wake_up(pk, partition), msg_id=str(pk))
             for subject in plan.effects.wake if plan.effects else ():
                 await self._bus.publish(subject, b"")
         except Exception as exc:

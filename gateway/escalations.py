@@ -92,8 +92,9 @@ class Escalator:
         self.language = language
         self.gateway_key = gateway_key
         self.new_id = new_id
-        # Task id -> (its parties, the last body converted, the turns), see `turns`.
-        self._turns_made: dict[str, tuple[tuple[str, str], Mapping[str, Any], list[Turn]]] = {}
+        # Task id -> (its parties, the bodies converted, their turns), see `turns`. The bodies
+        # are kept so that their ids stay theirs while the turns are matched by them.
+        self._turns_made: dict[str, tuple[tuple[str, str], list[dict[str, Any]], list[Turn]]] = {}
 
     async def rules(self, brand: str | None) -> EscalationRules:
         policy = await self.policies.for_brand(brand) if brand else None
@@ -196,21 +197,37 @@ class Escalator:
         if task_id is None:
             return []
         history = await self.conversations.history(task_id, version)
-        # The turns made for this task last time are reused when `history` continues the same
-        # bodies (the remembered ones are appended to, never changed): a long conversation
-        # is not converted again in full for every message.
+        # The turns made for this task last time are reused for the same bodies (remembered
+        # bodies are never changed, only added to or, once the window is full, dropped from
+        # its middle): a long conversation is not converted again in full for every message.
         parties = (task.initiator, task.responder)
         known = self._turns_made.pop(task_id, None)
-        made: list[Turn] = []
-        if known is not None and known[0] == parties:
-            count = len(known[2])
-            if 0 < count <= len(history) and history[count - 1] is known[1]:
-                made = known[2]
-        turns = made + [turn_of(task, body, self.gateway_address) for body in history[len(made) :]]
+        turns: list[Turn]
+        if known is None or known[0] != parties:
+            turns = [turn_of(task, body, self.gateway_address) for body in history]
+        else:
+            _, bodies, made = known
+            count = len(made)
+            if 0 < count <= len(history) and history[count - 1] is bodies[-1]:
+                turns = made + [turn_of(task, b, self.gateway_address) for b in history[count:]]
+            elif (
+                count == len(history) > 2
+                and history[0] is bodies[0]
+                and history[1] is bodies[2]
+                and history[-2] is bodies[-1]
+            ):  # a full window moved on by one envelope (the usual step of a long task)
+                new = turn_of(task, history[-1], self.gateway_address)
+                turns = [made[0], *made[2:], new]
+            else:  # the window moved on otherwise: match bodies by identity
+                by_body = {id(body): turn for body, turn in zip(bodies, made, strict=True)}
+                turns = [
+                    by_body.get(id(body)) or turn_of(task, body, self.gateway_address)
+                    for body in history
+                ]
         if 0 < len(history) <= _TURNS_PER_TASK_MADE:
             if len(self._turns_made) >= _TURNS_MADE:
                 del self._turns_made[next(iter(self._turns_made))]
-            self._turns_made[task_id] = (parties, history[-1], turns)
+            self._turns_made[task_id] = (parties, history, turns)
         return list(turns)
 
     async def summary(

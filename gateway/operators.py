@@ -19,6 +19,7 @@ import structlog
 
 from gateway.bus import Bus
 from gateway.clock import Clock, iso
+from gateway.delivery.wakeup import wake_up
 from gateway.errors import NotFound
 from gateway.escalations import UNCLAIMED_TIMER, Effects, Escalator, turn_of
 from gateway.notify.console import ConsoleStream
@@ -198,8 +199,8 @@ class Desk:
                 continue
             for agent, seq in committed.inbox:
                 await self._bus.publish(f"inbox.{agent}", str(seq).encode())
-            for pk, kind, _partition in committed.outbox:
-                await self._bus.publish(f"work.{kind}", str(pk).encode())
+            for pk, kind, partition in committed.outbox:
+                await self._bus.publish(f"work.{kind}", wake_up(pk, partition))
             for subject in effects.wake:
                 await self._bus.publish(subject, b"")
             log.info("escalation.worked", escalation=escalation.id, action=action, by=operator)

@@ -22,6 +22,7 @@ import structlog
 
 from gateway.bus import Bus
 from gateway.clock import Clock
+from gateway.delivery.wakeup import wake_up
 from gateway.escalations import ABANDON_TIMER, REPLY_TIMER, UNCLAIMED_TIMER, Effects, Escalator
 from gateway.store.conversations import Batch, Committed, TaskChanged, TaskWrite
 from gateway.store.directory import Directory
@@ -201,7 +202,7 @@ class TimerRunner:
     async def _publish(self, committed: Committed, effects: Effects | None) -> None:
         for agent, seq in committed.inbox:
             await self._bus.publish(f"inbox.{agent}", str(seq).encode())
-        for pk, kind, _partition in committed.outbox:
-            await self._bus.publish(f"work.{kind}", str(pk).encode())
+        for pk, kind, partition in committed.outbox:
+            await self._bus.publish(f"work.{kind}", wake_up(pk, partition))
         for subject in effects.wake if effects else ():
             await self._bus.publish(subject, b"")

@@ -20,6 +20,7 @@ from datetime import datetime
 from gateway.bus import Bus
 from gateway.clock import Clock, iso
 from gateway.delivery.deliverer import KIND as DELIVERY
+from gateway.delivery.wakeup import wake_up
 from gateway.delivery.worker import GaveUp
 from gateway.escalations import Effects, Escalator
 from gateway.notify import ENDPOINT_DISABLED
@@ -79,8 +80,8 @@ async def escalate_unreachable(
             continue
         for address, seq in committed.inbox:
             await bus.publish(f"inbox.{address}", str(seq).encode())
-        for pk, kind, _partition in committed.outbox:
-            await bus.publish(f"work.{kind}", str(pk).encode())
+        for pk, kind, partition in committed.outbox:
+            await bus.publish(f"work.{kind}", wake_up(pk, partition))
         for subject in effects.wake:
             await bus.publish(subject, b"")
         return record
@@ -138,8 +139,8 @@ def on_endpoint_disabled(
         # Not about an escalation: the event's escalation id is empty.
         event = AppendEvent(agent.brand, event_id, ENDPOINT_DISABLED, "", body, escalator.new_id)
         committed = await escalator.conversations.commit(Batch(now=now, extra=[event]))
-        for pk, kind, _partition in committed.outbox:
-            await bus.publish(f"work.{kind}", str(pk).encode())
+        for pk, kind, partition in committed.outbox:
+            await bus.publish(f"work.{kind}", wake_up(pk, partition))
         await bus.publish(f"escalations.{agent.brand}", b"")
 
     return disabled

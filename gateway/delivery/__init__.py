@@ -7,5 +7,6 @@ network.
     sender.py     the HTTP POST, pinned to the checked addresses, no redirects
     schedule.py   pure: status classification, backoff with jitter, Retry-After
     worker.py     the generic outbox worker (kinds, partitions, leases, attempts)
+    wakeup.py     the `work.<kind>` message: the committed row and its partition
     deliverer.py  the "delivery" kind: signed webhooks, synchronous replies
 """

@@ -28,6 +28,7 @@ from gateway.delivery.worker import Attempt
 from gateway.errors import EndpointForbidden, GatewayError
 from gateway.store.directory import Directory
 from gateway.store.outbox import OutboxRow, OutboxStore
+from gateway.store.records import dumps
 from identity.envelope import MAX_REQUEST_BYTES
 from identity.errors import IdentityError
 from identity.keys import PrivateKey
@@ -46,6 +47,12 @@ def webhook_body(envelope: dict[str, Any], task: dict[str, Any] | None) -> bytes
     """The bytes POSTed for one envelope (compact JSON, UTF-8)."""
     value = {"type": "envelope", "envelope": envelope, "task": task}
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def webhook_body_of_stored(envelope_json: str, task: dict[str, Any] | None) -> bytes:
+    """`webhook_body` of an envelope kept as compact JSON text (`records.dumps`): the same
+    bytes, spliced around the stored text rather than decoded and encoded again."""
+    return f'{{"type":"envelope","envelope":{envelope_json},"task":{dumps(task)}}}'.encode()
 
 
 class _ReplyNotProcessed(Exception):
@@ -87,7 +94,7 @@ class EndpointDeliverer:
             note = f": {target.endpoint_note}" if target.endpoint_note else ""
             return Attempt.final(f"the endpoint of {address} is {target.endpoint_status}{note}")
         url = target.endpoint_url
-        body = webhook_body(target.envelope, row.payload.get("task"))
+        body = webhook_body_of_stored(target.envelope_json, row.payload.get("task"))
         timestamp = int(self._clock.now().timestamp())
         headers = {
             "webhook-id": row.public_id,

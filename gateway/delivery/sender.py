@@ -27,6 +27,7 @@ from gateway.errors import EndpointForbidden
 from identity.envelope import MAX_REQUEST_BYTES
 
 _USER_AGENT = "Switchboard-Webhooks/1"
+_URLS_KEPT = 10_000  # accepted URLs remembered (all forgotten when full)
 
 
 class _CheckedResolver(AbstractResolver):
@@ -84,6 +85,9 @@ class WebhookSender:
         self._connections = connections
         self._max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
+        # URLs already taken apart and found acceptable as written (the answer depends only
+        # on the URL and `allow`); their hosts' addresses are still checked at every connection.
+        self._accepted_urls: set[str] = set()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -110,15 +114,8 @@ class WebhookSender:
             EndpointTimeout: no complete answer within the timeout.
             EndpointUnreachable: no connection (DNS, refused, reset, TLS).
         """
-        endpoint = _parse(url)
-        if endpoint.literal is not None:
-            reason = refusal(endpoint.literal, self._allow)
-            if reason is not None:
-                raise EndpointForbidden(
-                    f"{url} is a {reason} address; endpoints must be public",
-                    url=url,
-                    address=str(endpoint.literal),
-                )
+        if url not in self._accepted_urls:
+            self._check_url(url)
         started = time.perf_counter()
         try:
             async with self._client().post(
@@ -147,6 +144,20 @@ class WebhookSender:
             raise EndpointTimeout(f"no answer within {self._timeout.total:g} s", url=url) from exc
         except aiohttp.ClientError as exc:
             raise EndpointUnreachable(_describe(exc), url=url) from exc
+
+    def _check_url(self, url: str) -> None:
+        endpoint = _parse(url)
+        if endpoint.literal is not None:
+            reason = refusal(endpoint.literal, self._allow)
+            if reason is not None:
+                raise EndpointForbidden(
+                    f"{url} is a {reason} address; endpoints must be public",
+                    url=url,
+                    address=str(endpoint.literal),
+                )
+        if len(self._accepted_urls) >= _URLS_KEPT:
+            self._accepted_urls.clear()
+        self._accepted_urls.add(url)
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         chunks: list[bytes] = []

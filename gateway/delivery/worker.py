@@ -6,20 +6,25 @@ attempt and says what came of it (`Attempt`); the worker records the attempt, th
 row delivered, failed, or due again later by the retry schedule (`Backoff`).
 
 Order and fairness: at most one row per (kind, partition) is in flight, and the next one
-starts only when the previous is settled, so a partition's rows leave in the order they were
-committed. Partitions run concurrently (bounded by `concurrency`), so a slow endpoint only
-delays itself.
+starts only when the previous attempt is over and has settled its row (delivered, or failed
+for good; for a delivery, after its synchronous reply was accepted), so a partition's rows
+leave in the order they were committed. Writing down the settled row's attempt overlaps with
+the next attempt (the next row was leased ahead, `OutboxStore.claim_after`); a row left
+pending for a retry is written down first and the row leased ahead waits behind it.
+Partitions run concurrently (bounded by `concurrency`), so a slow endpoint only delays
+itself.
 
-Waking: the bus's `work.<kind>` messages (published by acceptance after each commit, naming
-the row) start the row's partition at once, with no scan. When no partition of the kind is
-being drained here, one transaction claims the head of the woken row's partition (finding the
-partition in the same statement) and the delivery starts; otherwise one indexed read finds
-the partition, and either its running drain is told to look once more before it stops, or a
-new drain claims its head. A drain claims the partition's next row in the same transaction
-that records the previous attempt, and each claim also reads what a delivery needs (envelope
-and endpoint), so a busy partition costs one transaction per attempt. A sweep every
-`sweep_s` finds anything else that is due (retries whose time has come, rows a crashed
-process left, rows another replica's wake-up went to, a wake-up that named no row).
+Waking: the bus's `work.<kind>` messages (published after each commit, naming the row and
+its partition, `gateway.delivery.wakeup`) start the row's partition at once, with no scan and
+no read: a running drain of the partition is told to look once more before it stops, or one
+transaction claims the partition's head and a drain starts with it. (A wake-up naming only
+the row finds the partition from it: claimed in one statement when no partition of the kind
+is being drained here, else by one indexed read.) A drain claims the partition's next row in
+the same transaction that records the previous attempt (the row after the one leased ahead),
+and each claim also reads what a delivery needs (envelope and endpoint), so a busy partition
+costs one transaction per attempt. A sweep every `sweep_s` finds anything else that is due
+(retries whose time has come, rows a crashed process left, rows another replica's wake-up
+went to, a wake-up that named no row).
 
 Rows are claimed with a lease (`OutboxStore.claim_head`), so replicas never work the same row
 at once, and nor do two claimers in this process: a lease is never taken again by its own
@@ -43,6 +48,7 @@ import structlog
 from gateway.bus import Bus, Subscription
 from gateway.clock import Clock
 from gateway.delivery.schedule import Backoff, Verdict
+from gateway.delivery.wakeup import read_wake_up
 from gateway.store.outbox import DELIVERED, FAILED, PENDING, AttemptWrite, OutboxRow, OutboxStore
 
 log = structlog.get_logger(__name__)
@@ -179,13 +185,15 @@ class OutboxWorker:
 
     async def _on_work(self, subject: str, data: bytes) -> None:
         kind = subject.rsplit(".", 1)[-1]
-        try:
-            pk = int(data)
-        except ValueError:
+        named = read_wake_up(data)
+        if named is None:
             self.wake()  # a wake-up that names no row: look everywhere
             return
+        pk, partition = named
         try:
-            if any(running == kind for running, _ in self._running):
+            if partition is not None:
+                await self._on_partition(kind, partition)
+            elif any(running == kind for running, _ in self._running):
                 found = await self._store.partition_of(pk)
                 if found is not None and found[0] == kind:
                     self._start(kind, found[1])
@@ -200,6 +208,18 @@ class OutboxWorker:
         except Exception:
             log.warning("outbox.wake_failed", kind=kind, row=pk)
             self.wake()
+
+    async def _on_partition(self, kind: str, partition: str) -> None:
+        """A row of `partition` was committed: tell its running drain to look again, or claim
+        its head and start one (no read of the row: the wake-up named the partition)."""
+        if (kind, partition) in self._running:
+            self._start(kind, partition)
+        elif len(self._running) >= self._concurrency:
+            self._saturated = True
+        else:
+            row = await self._claim(kind, partition)
+            if row is not None:
+                self._start(kind, partition, row)
 
     def _start(self, kind: str, partition: str, claimed: OutboxRow | None = None) -> bool:
         """Drain the partition (from `claimed`, its head, already leased), or tell its running
@@ -245,9 +265,22 @@ class OutboxWorker:
                 break
 
     async def _drain(self, kind: str, partition: str, claimed: OutboxRow | None) -> None:
-        """Work one partition's due rows in order, one at a time."""
+        """Work one partition's due rows in order, one at a time.
+
+        The row after the current one is leased ahead (`ahead`: claimed by the previous row's
+        record, or while the current one is attempted when rows were seen queued behind it),
+        so once the current attempt has settled its row (delivered or failed for good) the
+        next attempt starts at once, and the settled row is recorded meanwhile (`recording`),
+        claiming the row after the next. A row left pending (a retry) is recorded before
+        anything else happens, and the row leased ahead is given back: it waits behind the
+        retry. Records are written in order, each before the next one starts."""
         key = (kind, partition)
         row = claimed
+        ahead: OutboxRow | None = None
+        fetch: asyncio.Task[OutboxRow | None] | None = None
+        recording: asyncio.Task[OutboxRow | None] | None = None
+        settling: OutboxRow | None = None  # the row `recording` records
+        queued = False  # row was found behind another one: more may be queued after it
         try:
             looked = self._woken[key]
             if row is None:
@@ -265,18 +298,41 @@ class OutboxWorker:
                     row = await self._claim(kind, partition)
                     continue
                 looked = self._woken[key]
-                row = await self._work(row)  # the next row, claimed with the record
+                if ahead is None and recording is None and queued:
+                    fetch = asyncio.create_task(self._claim_after(row))
+                write = await self._attempt(row)
+                if recording is not None:  # the previous row's record claimed the one after row
+                    ahead, recording, settling = await recording, None, None
+                if fetch is not None:
+                    ahead, fetch = await fetch, None
+                if write.row_status != PENDING and ahead is not None:
+                    recording = asyncio.create_task(self._record(row, write, after=ahead.pk))
+                    settling, row, ahead = row, ahead, None
+                    continue
+                if ahead is not None:  # row is retried later: the rows behind it wait for it
+                    held, ahead = ahead, None
+                    await self._store.release_row(held.pk, self._owner)
+                row = await self._record(row, write)  # and claim the next head
+                queued = row is not None
         except asyncio.CancelledError:
+            for child in (fetch, recording):
+                if child is not None:
+                    child.cancel()
             raise
         except Exception:
             log.exception("outbox.partition_failed", kind=kind, partition=partition)
             self._leave(key)  # before any await: no more hand-offs to this drain
             # Our leases are never taken again by us while we run: give them back, so that
             # the sweep starts the partition afresh.
-            for held in (row, self._handoff.pop(key, None)):
-                if held is not None:
+            leased = [settling, row, ahead, self._handoff.pop(key, None)]
+            for child in (fetch, recording):
+                if child is not None:
                     with contextlib.suppress(Exception):
-                        await self._store.release_row(held.pk, self._owner)
+                        leased.append(await child)
+            for one in leased:  # a row settled meanwhile is not pending: left as it is
+                if one is not None:
+                    with contextlib.suppress(Exception):
+                        await self._store.release_row(one.pk, self._owner)
         finally:
             self._leave(key)
             if self._saturated:
@@ -295,8 +351,11 @@ class OutboxWorker:
             kind, partition, self._owner, self._clock.now(), self._lease_s
         )
 
-    async def _work(self, row: OutboxRow) -> OutboxRow | None:
-        """One attempt, recorded; returns the partition's next row if it could be claimed."""
+    async def _claim_after(self, row: OutboxRow) -> OutboxRow | None:
+        return await self._store.claim_after(row, self._owner, self._clock.now(), self._lease_s)
+
+    async def _attempt(self, row: OutboxRow) -> AttemptWrite:
+        """One attempt, and what to record of it (the row's new state)."""
         handler = self._handlers[row.kind]
         started = time.perf_counter()
         try:
@@ -326,32 +385,36 @@ class OutboxWorker:
                 self._wake_at((planned - now).total_seconds())
         elif attempt.verdict in (Verdict.FINAL, Verdict.DISABLE):
             status, last_error = FAILED, attempt.error
+        return AttemptWrite(
+            at=now,
+            outcome=str(attempt.verdict),
+            status_code=attempt.status,
+            error=attempt.error,
+            note=attempt.note,
+            duration_ms=duration_ms,
+            row_status=status,
+            next_attempt_at=next_at,
+            last_error=last_error,
+        )
+
+    async def _record(
+        self, row: OutboxRow, write: AttemptWrite, after: int | None = None
+    ) -> OutboxRow | None:
+        """Record the attempt; returns the partition's next row (the head, or the row after
+        row `after`) if it could be claimed with it."""
         kept, following = await self._store.record(
-            row,
-            self._owner,
-            AttemptWrite(
-                at=now,
-                outcome=str(attempt.verdict),
-                status_code=attempt.status,
-                error=attempt.error,
-                note=attempt.note,
-                duration_ms=duration_ms,
-                row_status=status,
-                next_attempt_at=next_at,
-                last_error=last_error,
-            ),
-            claim_next_s=self._lease_s,
+            row, self._owner, write, claim_next_s=self._lease_s, after=after
         )
         log.info(
             "outbox.attempt",
             kind=row.kind,
             row=row.public_id,
             partition=row.partition,
-            attempt=number,
-            outcome=str(attempt.verdict),
-            status=attempt.status,
-            error=attempt.error,
-            row_status=status,
+            attempt=row.attempts + 1,
+            outcome=write.outcome,
+            status=write.status_code,
+            error=write.error,
+            row_status=write.row_status,
             lease_kept=kept,
         )
         return following

@@ -17,6 +17,7 @@ import functools
 import re
 from collections.abc import Sequence
 
+from gateway.language.literals import Prefilter
 from gateway.language.signals import BOT, Finding
 from gateway.language.text import STOPWORDS, normalise, stem, words
 from routing.language import Turn
@@ -257,14 +258,19 @@ def any_of(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str]:
 
 
 _ANY_RULE = any_of([pattern for _, _, pattern in _RULES])
+_RULE_WORDS = Prefilter(_ANY_RULE)
+_ANGER_WORDS = Prefilter(_ANGER)
 _ANY_SENTENCE_RULE = any_of([pattern for _, _, pattern in _SENTENCE_RULES])
+_SENTENCE_WORDS = Prefilter(_ANY_SENTENCE_RULE)
+_CAPS_HINT = re.compile(r"[A-Z][A-Z']{2}")
+"""Three capitals in a row: what every match of `_CAPS_WORD` starts with."""
 
 
 def frustration(text: str, history: Sequence[Turn] = ()) -> list[Finding]:
     """The frustration cues in `text` (with the task's `history`) if they add up, else none."""
     flat = normalise(text).replace("'", "")
     cues: list[tuple[float, Finding]] = []
-    for match in _ANGER.finditer(flat):
+    for match in _ANGER.finditer(flat) if _ANGER_WORDS.may_match(flat) else ():
         before = _SENTENCE_END.split(flat[: match.start()])[-1]
         if _CALM.search(before):
             continue
@@ -275,10 +281,10 @@ def frustration(text: str, history: Sequence[Turn] = ()) -> list[Finding]:
             if _QUESTION.search(flat):
                 weight = FAINT  # "the sound is terrible at low volume, is there an EQ?"
         cues.append((weight, Finding("anger", match.group(0))))
-    if _ANY_RULE.search(flat):  # most messages match none: one search says so
+    if _RULE_WORDS.may_match(flat) and _ANY_RULE.search(flat):  # most messages match none
         for name, weight, pattern in _RULES:
             cues.extend((weight, Finding(name, m.group(0))) for m in pattern.finditer(flat))
-    for sentence in _SENTENCE_END.split(flat):
+    for sentence in _SENTENCE_END.split(flat) if _SENTENCE_WORDS.may_match(flat) else ():
         sentence = sentence.strip(" ,")
         if not _ANY_SENTENCE_RULE.search(sentence):
             continue
@@ -291,14 +297,16 @@ def frustration(text: str, history: Sequence[Turn] = ()) -> list[Finding]:
     openers = [m.group(0) for s in _SENTENCE_END.split(flat) if (m := _OPENER.search(s))]
     if openers and _BAD_NEWS.search(flat) and not _RESOLVED.search(flat):
         cues.append((STRONG, Finding("sarcasm", openers[0].strip(" ,.!") + " …")))
-    shouted = [w for w in _CAPS_WORD.findall(text) if _shouted(w)]
-    if shouted:
-        cues.append((STRONG, Finding("shouting", " ".join(shouted[:4]))))
-    marks = re.search(r"!{2,}|\?+!+|!+\?+", text)
-    if marks:
-        cues.append((STRONG, Finding("exclamation", marks.group(0))))
-    elif re.search(r"\?{2,}", text):
-        cues.append((FAINT, Finding("exclamation", "??")))
+    if _CAPS_HINT.search(text):
+        shouted = [w for w in _CAPS_WORD.findall(text) if _shouted(w)]
+        if shouted:
+            cues.append((STRONG, Finding("shouting", " ".join(shouted[:4]))))
+    if "!" in text or "??" in text:
+        marks = re.search(r"!{2,}|\?+!+|!+\?+", text)
+        if marks:
+            cues.append((STRONG, Finding("exclamation", marks.group(0))))
+        elif "??" in text:
+            cues.append((FAINT, Finding("exclamation", "??")))
     repeated = _repeated_question(text, history)
     if repeated:
         cues.append((STRONG, Finding("asked before", repeated)))
@@ -320,6 +328,17 @@ def _content(text: str) -> frozenset[str]:
     return frozenset(stem(w) for w in words(text) if w not in STOPWORDS and len(w) > 2)
 
 
+_ASKING = frozenset({"initiator", ""})
+
+
+def _last_index(items: list[str], value: str) -> int:
+    """Where `value` last occurs in `items`, or -1 (the search runs in C, from the end)."""
+    try:
+        return len(items) - 1 - items[::-1].index(value)
+    except ValueError:
+        return -1
+
+
 def _repeated_question(text: str, history: Sequence[Turn]) -> str | None:
     """The earlier initiator turn that `text` repeats after the other side has answered it.
 
@@ -327,19 +346,16 @@ def _repeated_question(text: str, history: Sequence[Turn]) -> str | None:
     in circles; sending two similar messages before anyone answered is not (it is how agents
     split or resend a request), so a repeat counts only when a reply came in between.
     """
-    mine = _content(text)
+    # The initiator's turns before the other side's latest answer are the answered ones.
+    sides = [turn.side for turn in history]
+    answer = max(_last_index(sides, "responder"), _last_index(sides, "operator"))
+    mine = _content(text) if answer > 0 else frozenset()
     if len(mine) < 2:
         return None
-    asked: list[Turn] = []
-    answered: list[Turn] = []
-    for turn in history:
-        if turn.side in ("initiator", ""):
-            asked.append(turn)
-        elif turn.side in ("responder", "operator") and asked:
-            answered.extend(asked)
-            asked = []
-    for turn in answered:
-        theirs = _content(turn.text)
-        if theirs and len(mine & theirs) / len(mine | theirs) >= 0.6:
-            return turn.text[:80]
+    low, high = 0.6 * len(mine), len(mine) / 0.6  # a Jaccard of 0.6 needs a similar size
+    for turn, side in zip(history[:answer], sides, strict=False):
+        if side in _ASKING:
+            theirs = _content(turn.text)
+            if low <= len(theirs) <= high and len(mine & theirs) / len(mine | theirs) >= 0.6:
+                return turn.text[:80]
     return None

@@ -227,7 +227,12 @@ class Lexicon:
                     if key and (key not in table or table[key][1] < weight):
                         table[key] = (concept, weight)
         self._table = table
-        self._longest = max(len(k) for k in table)
+        # The longest phrase that starts with each stem: most words start none, and are
+        # passed over with one lookup instead of one per possible phrase length.
+        longest: dict[str, int] = {}
+        for key in table:
+            longest[key[0]] = max(longest.get(key[0], 0), len(key))
+        self._longest_from = longest
         self.vocabulary = frozenset(s for key in table for s in key if len(s) >= 4)
 
     def hits(self, tokens: Sequence[Token]) -> tuple[list[Hit], list[str | None]]:
@@ -238,7 +243,8 @@ class Lexicon:
         found: list[Hit] = []
         i = 0
         while i < len(stems):
-            for size in range(min(self._longest, len(stems) - i), 0, -1):
+            longest = self._longest_from.get(stems[i], 0)
+            for size in range(min(longest, len(stems) - i), 0, -1):
                 entry = self._table.get(tuple(stems[i : i + size]))
                 if entry is None:
                     continue

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gateway.language.literals import Prefilter
 from gateway.language.text import normalise
 
 _DET = (
@@ -160,6 +161,7 @@ _NEGATION = re.compile(
     r"no longer|not|nor|no|never mind|wont|will not|shouldnt|than)\b(?:\W+\w+){0,5}\W*$"
 )
 _ANY_REQUEST = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern in _REQUESTS))
+_REQUEST_WORDS = Prefilter(_ANY_REQUEST)
 _CLAUSE = re.compile(r"[.!?;,:]+|\b(?:but|so|because|although|though)\b")
 
 
@@ -181,6 +183,8 @@ def human_request(text: str) -> tuple[list[Finding], list[Finding]]:
     """Requests for a person in `text`, and mentions a negation turned down (for `why`)."""
     found: list[Finding] = []
     declined: list[Finding] = []
+    if not _REQUEST_WORDS.may_match(normalise(text).replace("'", "")):
+        return found, declined  # none of the words a request is made of: the usual case
     for clause in clauses(text):
         if not _ANY_REQUEST.search(clause):  # most clauses ask for no one: one search says so
             continue

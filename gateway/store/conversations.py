@@ -9,6 +9,7 @@ commit. Accepted means durable: the gateway answers 202 only after `commit` retu
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ from gateway.clock import iso
 from gateway.store.database import SqliteEngine, run_in_sqlite_thread
 from gateway.store.records import InboxItem, StoredEnvelope, TaskRecord, dumps
 from gateway.store.tables import (
+    UtcDateTime,
     envelopes,
     inbox,
     inbox_heads,
@@ -117,6 +119,7 @@ class EnvelopeWrite:
     answer: dict[str, Any] | None
     inbox_for: tuple[str, ...] = ()
     deliver_to: tuple[str, ...] = ()  # agents whose endpoint gets it (outbox "delivery")
+    text: str | None = None  # `body` as the JSON text it arrived in, when the caller has it
 
 
 @dataclass(frozen=True, slots=True)
@@ -623,6 +626,12 @@ class Conversations:
         return [_task(row) for row in rows]
 
     async def inbox(self, agent: str, after: int, limit: int) -> list[InboxItem]:
+        if isinstance(self._engine, SqliteEngine):
+            # One statement, one snapshot: no transaction needed, one thread call.
+            found: list[InboxItem] = await self._engine.read_in_thread(
+                _inbox_sqlite, agent, after, limit
+            )
+            return found
         async with self._engine.connect() as conn:
             rows = (
                 await conn.execute(
@@ -811,7 +820,7 @@ def _envelope_values(write: EnvelopeWrite, now: datetime) -> dict[str, Any]:
         "task_id": write.task_id,
         "act": write.act,
         "digest": write.digest,
-        "body": dumps(write.body),
+        "body": write.text if write.text is not None else dumps(write.body),
         "answer": dumps(write.answer) if write.answer is not None else None,
         "accepted_at": now,
     }
@@ -876,13 +885,24 @@ class SqliteRows:
         names = ", ".join(f'"{name}"' for name in columns)
         marks = ", ".join("?" for _ in columns)
         self.sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks}){suffix}"
-        self._processors = [table.c[name].type._cached_bind_processor(dialect) for name in columns]
+        self._processors = [
+            _remembered(process) if isinstance(table.c[name].type, UtcDateTime) else process
+            for name, process in (
+                (name, table.c[name].type._cached_bind_processor(dialect)) for name in columns
+            )
+        ]
 
     def params(self, *values: Any) -> tuple[Any, ...]:
         return tuple(
             value if process is None or value is None else process(value)
             for process, value in zip(self._processors, values, strict=True)
         )
+
+
+def _remembered(process: Any) -> Any:
+    """A timestamp's bind processor that remembers its recent answers: a group's rows carry
+    the same few instants (each batch's `now`) many times over."""
+    return None if process is None else functools.lru_cache(maxsize=256)(process)
 
 
 _TASK_COLUMNS = (
@@ -1038,7 +1058,7 @@ def _write_group_sqlite(
                     envelope.task_id,
                     envelope.act,
                     envelope.digest,
-                    dumps(envelope.body),
+                    envelope.text if envelope.text is not None else dumps(envelope.body),
                     dumps(envelope.answer) if envelope.answer is not None else None,
                     now,
                 ),
@@ -1097,6 +1117,29 @@ def _write_group_sqlite(
     cursor.executemany(_RAW_INBOX.sql, [_RAW_INBOX.params(*row) for row in inbox_rows])
     cursor.close()
     return results
+
+
+_RAW_INBOX_READ = (
+    "SELECT inbox.seq, inbox.task_id, inbox.task_state, inbox.task_control, envelopes.body"
+    " FROM inbox JOIN envelopes ON envelopes.pk = inbox.envelope_pk"
+    " WHERE inbox.agent = ? AND inbox.seq > ? ORDER BY inbox.seq LIMIT ?"
+)
+
+
+def _inbox_sqlite(db: sqlite3.Connection, agent: str, after: int, limit: int) -> list[InboxItem]:
+    """`Conversations.inbox` in aiosqlite's thread: the same query, the same items."""
+    return [
+        InboxItem(
+            seq=int(seq),
+            envelope=json.loads(body),
+            task=(
+                {"id": task_id, "state": task_state, "control": task_control} if task_id else None
+            ),
+        )
+        for seq, task_id, task_state, task_control, body in db.execute(
+            _RAW_INBOX_READ, (agent, after, limit)
+        )
+    ]
 
 
 def _sqlite_prefix(batch: Batch) -> int:

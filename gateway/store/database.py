@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolResetState
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x5B1D  # pg_advisory_lock key: one replica migrates at a time
@@ -39,9 +41,14 @@ def create_engine(url: str) -> AsyncEngine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = SqliteEngine(create_async_engine(url, connect_args={"timeout": 30}).sync_engine)
+        engine = SqliteEngine(
+            create_async_engine(
+                url, connect_args={"timeout": 30}, pool_reset_on_return=None
+            ).sync_engine
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        event.listen(engine.sync_engine, "reset", _sqlite_reset)
         return engine
     # No pre-ping: it costs a round trip on every checkout (five per accepted envelope). A
     # connection that died with the server fails its statement once, and SQLAlchemy then
@@ -80,6 +87,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_reset(dbapi_connection: Any, record: Any, state: PoolResetState) -> None:
+    """A connection going back to the pool is rolled back only if it is in a transaction.
+
+    The pool's own reset (off, `pool_reset_on_return=None`) would ROLLBACK every time, a
+    thread round trip each; a connection used only through `run_in_sqlite_thread` never
+    began one (SQLAlchemy's BEGIN is ours, `_sqlite_begin`, and the driver is in autocommit
+    mode), and SQLAlchemy rolls back its own transactions before this is called."""
+    if not state.asyncio_safe or state.transaction_was_reset:
+        return
+    try:
+        open_transaction = bool(record.driver_connection.in_transaction)
+    except Exception:  # not connected, or another driver: roll back as the pool would
+        open_transaction = True
+    if open_transaction:
+        dbapi_connection.rollback()
+
+
 class SqliteEngine(AsyncEngine):
     """An engine for SQLite, which lets one writer in at a time: writers queue here, not there.
 
@@ -94,6 +118,9 @@ class SqliteEngine(AsyncEngine):
         super().__init__(sync_engine)
         self._writers = asyncio.Lock()
         self._writer: asyncio.Task[Any] | None = None
+        # Connections kept out of the pool for the thread calls, idle ones here: a pool
+        # checkout and check-in cost about 90 µs of SQLAlchemy per call, the call itself 25.
+        self._kept: list[_Kept] = []
 
     def _check_not_nested(self) -> asyncio.Task[Any] | None:
         task = asyncio.current_task()
@@ -113,10 +140,45 @@ class SqliteEngine(AsyncEngine):
         async with self._writers:
             self._writer = task
             try:
-                async with self.connect() as conn:
-                    return await run_in_sqlite_thread(conn, _in_transaction, work, args)
+                return await self._in_thread(_in_transaction, work, args)
             finally:
                 self._writer = None
+
+    async def read_in_thread(self, work: Callable[..., Any], *args: Any) -> Any:
+        """`work(db, *args)` as ONE call in the database's thread on the plain sqlite3
+        connection `db`, with no transaction of ours around it: each statement `work` runs is
+        its own read of one snapshot (the driver is in autocommit mode). For reads of one
+        statement, or whose statements need not agree; the work must not write nor touch
+        the event loop."""
+        return await self._in_thread(_outside_transaction, work, args)
+
+    async def _in_thread(self, call: Callable[..., Any], *args: Any) -> Any:
+        """`call(db, *args)` in the thread of a kept connection (made when none is idle)."""
+        kept = self._kept.pop() if self._kept else None
+        if kept is None:
+            conn = await self.connect().start()
+            execute, database = await _driver(conn)
+            kept = _Kept(conn, execute, database)
+        try:
+            return await kept.execute(call, kept.database, *args)
+        finally:
+            # Each call leaves no transaction open (see `call`); the calls of one connection
+            # run in its thread one after the other, so it may be reused at once.
+            if len(self._kept) < _KEPT and not self._disposed:
+                self._kept.append(kept)
+            else:
+                await kept.connection.close()
+
+    _disposed = False
+
+    async def dispose(self, close: bool = True) -> None:
+        """Close the kept connections too (each has a thread that would outlive the engine)."""
+        self._disposed = True
+        kept, self._kept = self._kept, []
+        for one in kept:
+            with contextlib.suppress(Exception):
+                await one.connection.close()
+        await super().dispose(close)
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -130,6 +192,26 @@ class SqliteEngine(AsyncEngine):
                         yield conn
             finally:
                 self._writer = None
+
+
+_KEPT = 4  # idle kept connections at most
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Kept:
+    connection: AsyncConnection
+    execute: Callable[..., Any]  # the aiosqlite connection's call-in-its-thread
+    database: sqlite3.Connection
+
+
+def _outside_transaction(
+    db: sqlite3.Connection, work: Callable[..., Any], args: tuple[Any, ...]
+) -> Any:
+    try:
+        return work(db, *args)
+    finally:
+        if db.in_transaction:  # a read never leaves one open; if it did, it ends here
+            db.execute("ROLLBACK")
 
 
 def _in_transaction(db: sqlite3.Connection, work: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -174,6 +256,11 @@ async def run_in_sqlite_thread(conn: AsyncConnection, work: Callable[..., Any], 
     publish; pyproject pins aiosqlite to the versions this was checked on, and this check
     turns a future change into a clear error rather than a wrong write.
     """
+    execute, database = await _driver(conn)
+    return await execute(work, database, *args)
+
+
+async def _driver(conn: AsyncConnection) -> tuple[Callable[..., Any], sqlite3.Connection]:
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection  # aiosqlite.Connection
     execute = getattr(driver, "_execute", None)
@@ -183,4 +270,4 @@ async def run_in_sqlite_thread(conn: AsyncConnection, work: Callable[..., Any], 
             "this aiosqlite has no Connection._execute/_conn: install the version pyproject.toml"
             " names (aiosqlite>=0.20,<0.23)"
         )
-    return await execute(work, database, *args)
+    return execute, database

@@ -16,15 +16,18 @@ life held (`release`), and takes those rows back at once.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.clock import iso
+from gateway.store.database import SqliteEngine
 from gateway.store.records import dumps
 from gateway.store.tables import agents, envelopes, outbox, outbox_attempts, task_events
 
@@ -53,11 +56,16 @@ class OutboxRow:
 class DeliveryTarget:
     """A stored envelope and its recipient's endpoint, read together for one delivery."""
 
-    envelope: dict[str, Any]
+    envelope_json: str  # the envelope as stored (compact JSON, `records.dumps`)
     agent_kind: str
     endpoint_url: str | None
     endpoint_status: str | None
     endpoint_note: str | None
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.envelope_json)
+        return parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +159,68 @@ _CLAIM_WOKEN = _claim_statement(
     .scalar_subquery(),
 )
 
+
+def _claim_after_statement() -> Any:
+    """Lease the partition's first pending row after row `claim_after`, when every pending row
+    of the partition up to `claim_after` is leased by `claim_owner` (it holds them, in
+    flight): the next row in line, taken while the ones before it are still being settled."""
+    mates = outbox.alias("mates")
+    earlier = outbox.alias("earlier")
+    kind: Any = bindparam("claim_kind")
+    partition: Any = bindparam("claim_partition")
+    after: Any = bindparam("claim_after")
+    owner: Any = bindparam("claim_owner")
+    now: Any = bindparam("claim_now")
+    following = (
+        select(func.min(mates.c.pk))
+        .where(
+            and_(
+                mates.c.kind == kind,
+                mates.c.partition == partition,
+                mates.c.status == PENDING,
+                mates.c.pk > after,
+            )
+        )
+        .scalar_subquery()
+    )
+    not_held = (
+        select(earlier.c.pk)
+        .where(
+            and_(
+                earlier.c.kind == kind,
+                earlier.c.partition == partition,
+                earlier.c.status == PENDING,
+                earlier.c.pk <= after,
+                or_(
+                    earlier.c.lease_owner.is_(None),
+                    earlier.c.lease_owner != owner,
+                    earlier.c.leased_until < now,
+                ),
+            )
+        )
+        .exists()
+    )
+    return (
+        update(outbox)
+        .where(
+            and_(
+                outbox.c.pk == following,
+                outbox.c.status == PENDING,
+                outbox.c.next_attempt_at <= now,
+                or_(outbox.c.leased_until.is_(None), outbox.c.leased_until < now),
+                ~not_held,
+            )
+        )
+        .values(
+            lease_owner=owner,
+            leased_until=bindparam("claim_until", type_=outbox.c.leased_until.type),
+        )
+        .returning(*_RETURNED)
+    )
+
+
+_CLAIM_AFTER = _claim_after_statement()
+
 _ADD_ATTEMPT = outbox_attempts.insert()
 
 _SETTLE = (
@@ -169,10 +239,18 @@ _SETTLE = (
 
 
 class OutboxStore:
-    """Reads and moves outbox rows. Every method is one short transaction."""
+    """Reads and moves outbox rows. Every method is one short transaction.
+
+    On SQLite the worker's hot path (claim, record + claim the next, the partition of a row)
+    runs each as ONE call in the database's thread with plain sqlite3 (`_Raw` below): through
+    SQLAlchemy and aiosqlite every statement costs several thread round trips, each an event
+    loop wake-up. The statements are the same as the SQLAlchemy ones, the values go through
+    the columns' own bind and result processors.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._sqlite = engine if isinstance(engine, SqliteEngine) else None
 
     async def due_heads(
         self, kinds: Sequence[str], now: datetime, limit: int, owner: str
@@ -205,6 +283,10 @@ class OutboxStore:
         self, kind: str, partition: str, owner: str, now: datetime, lease_s: float
     ) -> OutboxRow | None:
         """Lease the partition's head if it is due; None when there is nothing to do now."""
+        if self._sqlite is not None:
+            claim = _Claim(kind, partition, None, owner, now, now + timedelta(seconds=lease_s))
+            result: OutboxRow | None = await self._sqlite.write_in_thread(_claim_raw, claim)
+            return result
         async with self._engine.begin() as conn:
             return await _claim(conn, kind, partition, owner, now, lease_s)
 
@@ -214,12 +296,34 @@ class OutboxStore:
         """Lease the head of the partition that row `pk` (of `kind`) belongs to, finding the
         partition in the same statement: a wake-up's row starts its delivery with one
         transaction. None when that head is not due, leased, or there is none."""
+        if self._sqlite is not None:
+            claim = _Claim(kind, "", pk, owner, now, now + timedelta(seconds=lease_s))
+            result: OutboxRow | None = await self._sqlite.write_in_thread(_claim_raw, claim)
+            return result
         async with self._engine.begin() as conn:
             return await _claim(conn, kind, "", owner, now, lease_s, woken=pk)
+
+    async def claim_after(
+        self, row: OutboxRow, owner: str, now: datetime, lease_s: float
+    ) -> OutboxRow | None:
+        """Lease the row after `row` in its partition, while `owner` holds `row` (and every
+        pending row before it): the next delivery, ready before `row` is settled. None when
+        there is none, or it is not due or leased, or `row` is no longer held."""
+        if self._sqlite is not None:
+            claim = _Claim(
+                row.kind, row.partition, None, owner, now, now + timedelta(seconds=lease_s), row.pk
+            )
+            result: OutboxRow | None = await self._sqlite.write_in_thread(_claim_raw, claim)
+            return result
+        async with self._engine.begin() as conn:
+            return await _claim(conn, row.kind, row.partition, owner, now, lease_s, after=row.pk)
 
     async def partition_of(self, pk: int) -> tuple[str, str] | None:
         """(kind, partition) of a row that is still pending, None otherwise: what a wake-up
         naming the row needs to find its partition, without scanning for heads."""
+        if self._sqlite is not None:
+            found: tuple[str, str] | None = await self._sqlite.read_in_thread(_partition_of_raw, pk)
+            return found
         async with self._engine.connect() as conn:
             row = (await conn.execute(_PARTITION_OF, {"row_pk": pk})).first()
         return None if row is None else (row.kind, row.partition)
@@ -232,14 +336,37 @@ class OutboxStore:
             return await _target(conn, envelope_pk, address)
 
     async def record(
-        self, row: OutboxRow, owner: str, attempt: AttemptWrite, claim_next_s: float | None = None
+        self,
+        row: OutboxRow,
+        owner: str,
+        attempt: AttemptWrite,
+        claim_next_s: float | None = None,
+        after: int | None = None,
     ) -> tuple[bool, OutboxRow | None]:
         """Write the attempt and the row's new state, and (with `claim_next_s`) lease the
-        partition's next due head in the same transaction, saving a commit per row.
+        partition's next due head in the same transaction, saving a commit per row; with
+        `after` (a row of the partition that `owner` holds), the row after that one instead
+        (`claim_after`).
 
         Returns whether the lease was still ours (if not, the attempt is kept and the row is
         left to its new holder) and the next row, if one was claimed.
         """
+        if self._sqlite is not None:
+            following_claim = None
+            if claim_next_s is not None:
+                following_claim = _Claim(
+                    row.kind,
+                    row.partition,
+                    None,
+                    owner,
+                    attempt.at,
+                    attempt.at + timedelta(seconds=claim_next_s),
+                    after,
+                )
+            recorded: tuple[bool, OutboxRow | None] = await self._sqlite.write_in_thread(
+                _record_raw, row.pk, owner, attempt, following_claim
+            )
+            return recorded
         async with self._engine.begin() as conn:
             await conn.execute(
                 _ADD_ATTEMPT,
@@ -267,7 +394,7 @@ class OutboxStore:
             following = None
             if claim_next_s is not None:
                 following = await _claim(
-                    conn, row.kind, row.partition, owner, attempt.at, claim_next_s
+                    conn, row.kind, row.partition, owner, attempt.at, claim_next_s, after=after
                 )
         return bool(result.rowcount == 1), following
 
@@ -380,9 +507,11 @@ async def _claim(
     now: datetime,
     lease_s: float,
     woken: int | None = None,
+    after: int | None = None,
 ) -> OutboxRow | None:
-    """Lease the partition's head (the partition of row `woken`, when given) if it is due;
-    None when there is nothing to do now. The delivery target is read with it.
+    """Lease the partition's head (the partition of row `woken`, when given; the row after
+    row `after`, when given, see `_CLAIM_AFTER`) if it is due; None when there is nothing to
+    do now. The delivery target is read with it.
 
     One statement: the head is the partition's oldest pending row (a scalar subquery), and
     the update only happens while it is pending, due and not leased. On PostgreSQL a
@@ -395,7 +524,11 @@ async def _claim(
         "claim_now": now,
         "claim_until": now + timedelta(seconds=lease_s),
     }
-    if woken is None:
+    if after is not None:
+        parameters["claim_partition"] = partition
+        parameters["claim_after"] = after
+        row = (await conn.execute(_CLAIM_AFTER, parameters)).first()
+    elif woken is None:
         parameters["claim_partition"] = partition
         row = (await conn.execute(_CLAIM, parameters)).first()
     else:
@@ -427,9 +560,176 @@ async def _target(conn: AsyncConnection, envelope_pk: int, address: str) -> Deli
     if row is None:
         return None
     return DeliveryTarget(
-        envelope=json.loads(row.body),
+        envelope_json=row.body,
         agent_kind=row.kind,
         endpoint_url=row.endpoint_url,
         endpoint_status=row.endpoint_status,
         endpoint_note=row.endpoint_note,
     )
+
+
+# The SQLite hot path: the statements above as plain SQL, run in the database's thread. -----
+
+_DIALECT = sqlite.dialect()
+_TIME_IN = outbox.c.next_attempt_at.type._cached_bind_processor(_DIALECT)
+_TIME_OUT = outbox.c.next_attempt_at.type._cached_result_processor(_DIALECT, None)
+
+
+def _time_in(value: datetime) -> Any:
+    return value if _TIME_IN is None else _TIME_IN(value)
+
+
+def _time_out(value: Any) -> datetime:
+    moment = value if _TIME_OUT is None else _TIME_OUT(value)
+    assert isinstance(moment, datetime)  # the columns are NOT NULL
+    return moment
+
+
+_RAW_RETURNED = (
+    " RETURNING pk, public_id, kind, partition, payload, attempts, task_id, created_at,"
+    " next_attempt_at"
+)
+_RAW_CLAIM_WHERE = (
+    f" AND status = '{PENDING}' AND next_attempt_at <= ?"
+    " AND (leased_until IS NULL OR leased_until < ?)"
+)
+_RAW_CLAIM = (
+    "UPDATE outbox SET lease_owner = ?, leased_until = ? WHERE pk = (SELECT min(mates.pk)"
+    " FROM outbox AS mates WHERE mates.kind = ? AND mates.partition = ?"
+    f" AND mates.status = '{PENDING}')" + _RAW_CLAIM_WHERE + _RAW_RETURNED
+)
+_RAW_CLAIM_WOKEN = (
+    "UPDATE outbox SET lease_owner = ?, leased_until = ? WHERE pk = (SELECT min(mates.pk)"
+    " FROM outbox AS mates WHERE mates.kind = ? AND mates.partition = (SELECT woken.partition"
+    " FROM outbox AS woken WHERE woken.pk = ? AND woken.kind = ?)"
+    f" AND mates.status = '{PENDING}')" + _RAW_CLAIM_WHERE + _RAW_RETURNED
+)
+_RAW_CLAIM_AFTER = (
+    "UPDATE outbox SET lease_owner = ?, leased_until = ? WHERE pk = (SELECT min(mates.pk)"
+    " FROM outbox AS mates WHERE mates.kind = ? AND mates.partition = ?"
+    f" AND mates.status = '{PENDING}' AND mates.pk > ?)"
+    + _RAW_CLAIM_WHERE
+    + " AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.kind = ?"
+    f" AND earlier.partition = ? AND earlier.status = '{PENDING}' AND earlier.pk <= ?"
+    " AND (earlier.lease_owner IS NULL OR earlier.lease_owner != ? OR earlier.leased_until < ?))"
+    + _RAW_RETURNED
+)
+_RAW_TARGET = (
+    "SELECT envelopes.body, agents.kind, agents.endpoint_url, agents.endpoint_status,"
+    " agents.endpoint_note FROM envelopes JOIN agents ON agents.address = ?"
+    " WHERE envelopes.pk = ?"
+)
+_RAW_PARTITION_OF = f"SELECT kind, partition FROM outbox WHERE pk = ? AND status = '{PENDING}'"
+_RAW_ADD_ATTEMPT = (
+    "INSERT INTO outbox_attempts (outbox_pk, at, outcome, status_code, error, note,"
+    " duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_RAW_SETTLE = (
+    "UPDATE outbox SET status = ?, attempts = attempts + 1, next_attempt_at = ?,"
+    " last_error = ?, updated_at = ?, lease_owner = NULL, leased_until = NULL"
+    " WHERE pk = ? AND lease_owner = ?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """What a claim in the SQLite thread needs: the partition, or the row (`woken`) whose
+    partition it is."""
+
+    kind: str
+    partition: str
+    woken: int | None
+    owner: str
+    now: datetime
+    until: datetime
+    after: int | None = None  # the row after this one (`_CLAIM_AFTER`), instead of the head
+
+
+def _claim_raw(db: sqlite3.Connection, claim: _Claim) -> OutboxRow | None:
+    """`_claim` in the SQLite thread, inside the caller's write transaction."""
+    now = _time_in(claim.now)
+    head: tuple[Any, ...] = (claim.owner, _time_in(claim.until), claim.kind)
+    if claim.after is not None:
+        parameters = (
+            *head,
+            claim.partition,
+            claim.after,
+            now,
+            now,
+            claim.kind,
+            claim.partition,
+            claim.after,
+            claim.owner,
+            now,
+        )
+        found = db.execute(_RAW_CLAIM_AFTER, parameters).fetchone()
+    elif claim.woken is None:
+        parameters = (*head, claim.partition, now, now)
+        found = db.execute(_RAW_CLAIM, parameters).fetchone()
+    else:
+        parameters = (*head, claim.woken, claim.kind, now, now)
+        found = db.execute(_RAW_CLAIM_WOKEN, parameters).fetchone()
+    if found is None:
+        return None
+    pk, public_id, kind, partition, payload_text, attempts, task_id, created, next_at = found
+    payload = json.loads(payload_text)
+    target = None
+    if isinstance(payload.get("envelope_pk"), int) and isinstance(payload.get("agent"), str):
+        read = db.execute(_RAW_TARGET, (payload["agent"], payload["envelope_pk"])).fetchone()
+        if read is not None:
+            target = DeliveryTarget(
+                envelope_json=read[0],
+                agent_kind=read[1],
+                endpoint_url=read[2],
+                endpoint_status=read[3],
+                endpoint_note=read[4],
+            )
+    return OutboxRow(
+        pk=int(pk),
+        public_id=public_id,
+        kind=kind,
+        partition=partition,
+        payload=payload,
+        attempts=int(attempts),
+        task_id=task_id,
+        created_at=_time_out(created),
+        next_attempt_at=_time_out(next_at),
+        target=target,
+    )
+
+
+def _record_raw(
+    db: sqlite3.Connection, pk: int, owner: str, attempt: AttemptWrite, following: _Claim | None
+) -> tuple[bool, OutboxRow | None]:
+    """`OutboxStore.record` in the SQLite thread, inside the caller's write transaction."""
+    at = _time_in(attempt.at)
+    db.execute(
+        _RAW_ADD_ATTEMPT,
+        (
+            pk,
+            at,
+            attempt.outcome,
+            attempt.status_code,
+            attempt.error,
+            attempt.note,
+            attempt.duration_ms,
+        ),
+    )
+    settled = db.execute(
+        _RAW_SETTLE,
+        (
+            attempt.row_status,
+            _time_in(attempt.next_attempt_at),
+            attempt.last_error,
+            at,
+            pk,
+            owner,
+        ),
+    )
+    kept = settled.rowcount == 1
+    return kept, None if following is None else _claim_raw(db, following)
+
+
+def _partition_of_raw(db: sqlite3.Connection, pk: int) -> tuple[str, str] | None:
+    found = db.execute(_RAW_PARTITION_OF, (pk,)).fetchone()
+    return None if found is None else (found[0], found[1])

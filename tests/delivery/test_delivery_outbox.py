@@ -16,21 +16,32 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.bus.memory import MemoryBus
 from gateway.clock import SystemClock
 from gateway.delivery.schedule import Backoff
+from gateway.delivery.wakeup import wake_up
 from gateway.delivery.worker import Attempt, OutboxWorker
 from gateway.store.conversations import Batch, Conversations, OutboxWrite
 from gateway.store.database import create_engine, migrate
 from gateway.store.outbox import AttemptWrite, OutboxRow, OutboxStore
 from gateway.store.tables import metadata
 from identity.ids import new_id
+from tests.conftest import provision_database
 from tests.delivery.webhook_endpoints import wait_until
 
 
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    made = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
-    await migrate(made)
-    yield made
-    await made.dispose()
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.distributed)])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A migrated engine on each backend: the SQLite store runs its hot path in the database's
+    thread with plain sqlite3, PostgreSQL through SQLAlchemy; both must behave the same."""
+    if request.param == "sqlite":
+        made = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
+        await migrate(made)
+        yield made
+        await made.dispose()
+        return
+    async with provision_database() as url:
+        made = create_engine(url)
+        await migrate(made)
+        yield made
+        await made.dispose()
 
 
 async def add_rows(engine: AsyncEngine, kind: str, partitions: list[str]) -> None:
@@ -82,6 +93,32 @@ async def test_one_replica_wins_a_lease_and_a_lost_lease_is_not_overwritten(
     assert kept is True
     assert third is not None and third.payload["n"] == 1
     assert await store.claim_head("notification", "brand-a", "replica-1", later, 30) is None
+
+
+async def test_the_row_after_a_held_one_is_claimed_only_by_its_holder(engine: AsyncEngine) -> None:
+    """While a replica holds a partition's head it may lease the next row (and, recording the
+    head, the row after that one); nobody else may, nor may it once the head is not held."""
+    await add_rows(engine, "notification", ["brand-a", "brand-b", "brand-a", "brand-a"])
+    store = OutboxStore(engine)
+    now = datetime.now(UTC)
+    pks = await _pks(engine)
+    head = await store.claim_head("notification", "brand-a", "replica-1", now, 30)
+    assert head is not None and head.pk == pks[0]
+    assert await store.claim_after(head, "replica-2", now, 30) is None  # not replica-2's head
+    second = await store.claim_after(head, "replica-1", now, 30)
+    assert second is not None and (second.pk, second.payload["n"]) == (pks[2], 2)
+    assert await store.claim_after(head, "replica-1", now, 30) is None  # leased now
+    assert await _leased(engine) == [pks[0], pks[2]]
+    # Recording the head claims the row after the one held ahead, not the head of the rest.
+    write = AttemptWrite(now, "ok", 200, None, None, 5, "delivered", now, None)
+    kept, third = await store.record(head, "replica-1", write, claim_next_s=30, after=second.pk)
+    assert kept is True and third is not None and third.pk == pks[3]
+    assert await store.claim_after(third, "replica-1", now, 30) is None  # nothing after it
+    # A lease that ran out is not held: the row after it is nobody's to take ahead.
+    later = now + timedelta(seconds=31)
+    assert await store.claim_after(second, "replica-1", later, 30) is None
+    other = await store.claim_head("notification", "brand-b", "replica-2", now, 30)
+    assert other is not None and await store.claim_after(other, "replica-2", now, 30) is None
 
 
 async def test_a_wake_up_claims_its_partition_head_and_a_restart_releases_leases(
@@ -184,10 +221,67 @@ async def test_generic_worker_orders_partitions_and_follows_verdicts(engine: Asy
     assert sorted(rows.values()) == ["delivered"] * 5 + ["failed"] * 2
 
 
-async def test_wake_ups_while_partitions_drain_lose_and_repeat_nothing(engine: AsyncEngine) -> None:
+async def test_a_retry_holds_back_the_row_leased_behind_it(engine: AsyncEngine) -> None:
+    """Rows queued in one partition are pipelined (the next leased ahead, each record written
+    while the next attempt runs); when one is retried, the row leased behind it is given back
+    and waits: the partition's rows are attempted strictly in order, one at a time."""
+    seen: list[int] = []
+    busy: list[int] = []
+    overlaps: list[int] = []
+    retried: set[int] = set()
+
+    class Notifier:
+        async def handle(self, row: OutboxRow) -> Attempt:
+            n = row.payload["n"]
+            if busy:
+                overlaps.append(n)
+            busy.append(n)
+            try:
+                await asyncio.sleep(0.002)
+                seen.append(n)
+                if n in (2, 5) and n not in retried:
+                    retried.add(n)
+                    return Attempt.retry("busy", 503, retry_after=0.01)
+                return Attempt.ok(200)
+            finally:
+                busy.remove(n)
+
+    bus = MemoryBus()
+    store = OutboxStore(engine)
+    worker = OutboxWorker(
+        store=store,
+        bus=bus,
+        clock=SystemClock(),
+        backoff=Backoff(base_s=0.01, max_s=0.02),
+        owner="replica-1",
+        handlers={"notification": Notifier()},
+        sweep_s=0.05,
+    )
+    await add_rows(engine, "notification", ["p"] * 8)
+    await worker.start()
+    try:
+
+        async def drained() -> bool:
+            return await store.pending_count(["notification"]) == 0
+
+        await wait_until(drained, what="the partition drains")
+    finally:
+        await worker.stop()
+        await bus.close()
+    assert overlaps == []
+    assert seen == [0, 1, 2, 2, 3, 4, 5, 5, 6, 7]
+    assert await _leased(engine) == []
+    assert sorted(status for _, status in await _statuses(engine)) == ["delivered"] * 8
+
+
+@pytest.mark.parametrize("message", ["named", "pk only"])
+async def test_wake_ups_while_partitions_drain_lose_and_repeat_nothing(
+    engine: AsyncEngine, message: str
+) -> None:
     """Rows committed one by one, each followed by its wake-up, while their partitions are
     being drained (slow and fast handlers): every row is worked exactly once, in commit order
-    per partition, never two of a partition at once, with no sweep to fall back on."""
+    per partition, never two of a partition at once, with no sweep to fall back on. Wake-ups
+    naming the partition (what writers send) and naming only the row (older writers) alike."""
     seen: dict[str, list[int]] = {}
     busy: set[str] = set()
     overlaps: list[str] = []
@@ -226,8 +320,9 @@ async def test_wake_ups_while_partitions_drain_lose_and_repeat_nothing(engine: A
                 outbox=[OutboxWrite(new_id("ntf"), "notification", partition, {"n": n})],
             )
             committed = await Conversations(engine, new_id).commit(batch)
-            for pk, kind, _partition in committed.outbox:
-                await bus.publish(f"work.{kind}", str(pk).encode())
+            for pk, kind, named in committed.outbox:
+                data = wake_up(pk, named) if message == "named" else str(pk).encode()
+                await bus.publish(f"work.{kind}", data)
             if n % 5 == 0:
                 await asyncio.sleep(0.003)
 

@@ -118,22 +118,28 @@ async def test_sender_refuses_at_connect_time_and_sends_nothing(tmp_path: Path) 
     endpoint = await Endpoint().start()
     try:
         sender = WebhookSender(timeout_s=2.0)
-        for url in (
-            f"http://localhost:{endpoint.port}/hook",
-            f"http://127.0.0.1:{endpoint.port}/hook",
-            f"http://[::ffff:127.0.0.1]:{endpoint.port}/hook",
-            f"http://2130706433:{endpoint.port}/hook",
-        ):
-            with pytest.raises(EndpointForbidden):
-                await sender.post(url, b"{}", {})
-        await sender.close()
+        for _ in range(2):  # a refusal is never remembered as an acceptance
+            for url in (
+                f"http://localhost:{endpoint.port}/hook",
+                f"http://127.0.0.1:{endpoint.port}/hook",
+                f"http://[::ffff:127.0.0.1]:{endpoint.port}/hook",
+                f"http://2130706433:{endpoint.port}/hook",
+            ):
+                with pytest.raises(EndpointForbidden):
+                    await sender.post(url, b"{}", {})
         assert endpoint.received == []
 
         allowed = WebhookSender(timeout_s=2.0, allow=(ipaddress.ip_network("127.0.0.0/8"),))
-        answer = await allowed.post(f"http://127.0.0.1:{endpoint.port}/hook", b"{}", {})
+        for _ in range(2):
+            answer = await allowed.post(f"http://127.0.0.1:{endpoint.port}/hook", b"{}", {})
+            assert answer.status == 204
         await allowed.close()
-        assert answer.status == 204
-        assert len(endpoint.received) == 1
+        assert len(endpoint.received) == 2
+        # What one sender's allow-list let through, another's still refuses.
+        with pytest.raises(EndpointForbidden):
+            await sender.post(f"http://127.0.0.1:{endpoint.port}/hook", b"{}", {})
+        await sender.close()
+        assert len(endpoint.received) == 2
     finally:
         await endpoint.stop()
 

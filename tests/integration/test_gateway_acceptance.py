@@ -257,6 +257,24 @@ async def test_time_comes_before_recipient(gateway, refused):
     await refused(gone, 400, "expired")
 
 
+async def test_the_stored_envelope_is_the_signed_one_whatever_the_request_looks_like(gateway):
+    """Indented JSON, escaped and unescaped non-ASCII text, members in another order: the
+    recipient reads back exactly the object that was signed (so its signature still holds)."""
+    _, support, alice = await _world(gateway)
+    envelope = alice.envelope("acme.example", "Caf\u00e9 speaker \u2014 \u00fcber loud \U0001f50a")
+    text = json.dumps(dict(reversed(list(envelope.items()))), indent=3, ensure_ascii=True)
+    assert "\\u00e9" in text and "\n   " in text
+    answer = await request(
+        gateway.session, "POST", gateway.url + "/v1/messages", data=text.encode()
+    )
+    assert answer.status == 202, answer.body
+    (item,) = (await support.inbox())["items"]
+    assert item["envelope"] == envelope
+    assert json.loads(json.dumps(item["envelope"])) == envelope
+    view = await alice.task(answer.body["task"])
+    assert view["history"][0] == envelope
+
+
 # Rule 5: replay ------------------------------------------------------------------------------
 
 

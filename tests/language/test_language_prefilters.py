@@ -1,12 +1,22 @@
-"""The one-search prefilters of the rule language layer say "no rule matches" only when none
-does, so skipping the rules one by one never changes a finding."""
+"""The prefilters of the rule language layer say "no rule matches" only when none does, so
+skipping the rules never changes a finding: the one-search union of a rule set, and before it
+the literal filters (`gateway.language.literals`)."""
 
 from __future__ import annotations
 
+import functools
+import json
+import re
+from pathlib import Path
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.language import frustration, signals
+from gateway.language.literals import Prefilter as _Prefilter
+from gateway.language.literals import literals
+from gateway.language.text import normalise
 
 _WORDS = [
     "again", "third", "time", "human", "person", "agent", "please", "now", "not", "i", "want",
@@ -33,3 +43,101 @@ def test_each_prefilter_matches_exactly_when_one_of_its_patterns_does(text: str)
     ]
     for combined, patterns in sets:
         assert bool(combined.search(text)) == any(p.search(text) for p in patterns)
+
+
+# Literal prefilters (`gateway.language.literals`): a pattern can match only where one of its
+# literals occurs, so "no literal here" lets the rules skip a search. Checked on the rules
+# themselves, over texts made of the words they are built on, and on every labelled message.
+
+Prefilter = functools.cache(_Prefilter)  # each pattern's literals are read once
+
+
+_RULE_PATTERNS = [
+    ("request", signals._ANY_REQUEST),
+    ("rule", frustration._ANY_RULE),
+    ("anger", frustration._ANGER),
+    ("sentence", frustration._ANY_SENTENCE_RULE),
+    *((f"request {name}", pattern) for name, pattern in signals._REQUESTS),
+    *((f"frustration {name}", pattern) for name, _, pattern in frustration._RULES),
+]
+
+
+def _vocabulary() -> list[str]:
+    """The words the rules' literals are made of, and some ordinary ones between them."""
+    words = set(_WORDS)
+    for _, pattern in _RULE_PATTERNS:
+        for literal in Prefilter(pattern).strings or ():
+            words.update(literal.replace("\x00", " ").split())
+    return sorted(words)
+
+
+_RULE_TEXTS = st.lists(st.sampled_from(_vocabulary()), min_size=1, max_size=12).map(" ".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(_RULE_TEXTS, st.sampled_from([p for _, p in _RULE_PATTERNS]))
+def test_a_rule_matches_only_where_its_prefilter_says_it_may(text: str, pattern: re.Pattern[str]):
+    assert Prefilter(pattern).strings, "every rule is built on fixed words"
+    if pattern.search(text):
+        assert Prefilter(pattern).may_match(text)
+
+
+@functools.cache
+def _labelled_texts() -> list[str]:
+    here = Path(__file__).parent
+    files = [*here.glob("data/*.jsonl"), *here.glob("data/blind/*.jsonl")]
+    files += list((here.parents[2].parent / "shared" / "language").glob("*.jsonl"))
+    texts = []
+    for path in files:
+        for line in path.read_text().splitlines():
+            if line.strip():
+                texts.append(normalise(json.loads(line)["text"]).replace("'", ""))
+    return texts
+
+
+@pytest.mark.parametrize(("name", "pattern"), _RULE_PATTERNS, ids=[n for n, _ in _RULE_PATTERNS])
+def test_no_labelled_message_matched_by_a_rule_is_filtered_out(name: str, pattern: re.Pattern[str]):
+    texts = _labelled_texts()
+    assert len(texts) > 400
+    prefilter = Prefilter(pattern)
+    matched = [t for t in texts if pattern.search(t)]
+    assert all(prefilter.may_match(t) for t in matched), name
+    # Requests are tested clause by clause: a clause's match is one in the whole text too.
+    for text in texts:
+        for clause in signals.clauses(text):
+            if pattern.search(clause):
+                assert prefilter.may_match(text), (name, clause)
+
+
+def test_the_filters_pass_few_ordinary_messages():
+    """The point of a filter: most labelled messages need no search by the big patterns."""
+    texts = _labelled_texts()
+    for pattern in (signals._ANY_REQUEST, frustration._ANGER, frustration._ANY_RULE):
+        passed = sum(Prefilter(pattern).may_match(t) for t in texts)
+        assert passed < 0.6 * len(texts), pattern.pattern[:40]
+
+
+def test_literals_keep_word_boundaries_and_multiply_out_short_alternatives():
+    bot = Prefilter(re.compile(r"\b(?:not|no more) (?:the |a )?(?:bots?|ai|automated \w+)\b"))
+    assert bot.may_match("i said not the ai")
+    assert not bot.may_match("it failed again, not for the first time")  # "ai" inside words
+    colour = Prefilter(re.compile(r"\bcolou?r me (?:shocked|surprised)\b"))
+    assert colour.may_match("well color me surprised")
+    assert not colour.may_match("colour me pink")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"(?i)human",  # case folded: literals would miss HUMAN
+        r"(?:human)?\w+",  # nothing is required
+        r"(\w+) and \1",  # a back reference
+        r"\w+ing",  # "ing" is required, but that is no word: it is too short to pay
+    ],
+)
+def test_no_literals_means_the_filter_lets_everything_through(pattern: str):
+    compiled = re.compile(pattern)
+    if literals(compiled) is None:
+        assert Prefilter(compiled).may_match("nothing like it")
+    else:  # a short required piece is still a correct (if weak) filter
+        assert Prefilter(compiled).may_match("something")
