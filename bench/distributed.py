@@ -14,9 +14,16 @@ connections; two replicas get the senders split between them, as a load balancer
 Every envelope opens a new task with a brand agent named by address (no language routing),
 so each is one full acceptance: verify, replay check, plan, one transaction (envelope, task,
 event, inbox item with its seq, outbox row), then the inbox and work wake-ups. Envelopes are
-signed before the clock starts. `--profile DIR` runs the one-replica phases under cProfile and
-prints where their time goes. Service URLs: SWITCHBOARD_TEST_DATABASE_URL and
-SWITCHBOARD_TEST_NATS_URL (defaults: the local PostgreSQL `test` database and NATS).
+signed before the clock starts. Besides the replicas' CPU, each phase reports the CPU used
+in its timed part by the PostgreSQL backends serving its database, by the NATS server, by
+this load generator and by the whole machine (the difference is other work on it), so the
+cost per acceptance can be compared where wall-clock rates are noisy (2 CPUs shared).
+
+`--profile DIR` runs the first replica of each phase under `bench.profiled_gateway` (cProfile
+of the timed part only, and the SQL statements it ran: DIR/<phase>/statements.json) and
+prints where its time goes; `--phases embedded,pg1,pg2` picks phases. Service URLs:
+SWITCHBOARD_TEST_DATABASE_URL and SWITCHBOARD_TEST_NATS_URL (defaults: the local PostgreSQL
+`test` database and NATS).
 """
 
 from __future__ import annotations
@@ -63,7 +70,12 @@ class Phase:
     failed: int = 0
     elapsed_s: float = 0.0
     latencies_s: list[float] = field(default_factory=list)
+    accepted_by: list[int] = field(default_factory=list)  # per replica
     server_cpu_s: float = 0.0
+    postgres_cpu_s: float = 0.0
+    nats_cpu_s: float = 0.0
+    generator_cpu_s: float = 0.0  # this process: the load generator
+    machine_cpu_s: float = 0.0  # every process on the machine (other work included)
 
     @property
     def per_s(self) -> float:
@@ -82,12 +94,14 @@ class Replica:
     def __init__(self, name: str, env: dict[str, str], folder: Path, profile: Path | None):
         self.name = name
         self.port = _free_port()
+        self.profile = profile
         folder.mkdir(parents=True, exist_ok=True)
         self.log = folder / f"{name}.log"
         command = [sys.executable]
         if profile is not None:
-            command += ["-m", "cProfile", "-o", str(profile)]
-        command += ["-m", "gateway.cli", "serve"]
+            command += ["-m", "bench.profiled_gateway", str(profile)]
+        else:
+            command += ["-m", "gateway.cli", "serve"]
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 command,
@@ -120,8 +134,7 @@ class Replica:
         raise RuntimeError(f"{self.name} not ready in 30 s")
 
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_s(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -131,6 +144,44 @@ class Replica:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def _cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu_s() -> float:
+    """CPU seconds the whole machine has been busy (not idle, not waiting for I/O)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _nats_pids() -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if stat.read_text().strip() == "nats-server":
+                pids.append(int(stat.parent.name))
+        except OSError:
+            pass
+    return pids
+
+
+async def _backends(database: str) -> list[int]:
+    """The pids of the PostgreSQL backends connected to `database` (the replicas' pools)."""
+    import asyncpg
+
+    admin = await asyncpg.connect(DATABASE_URL.replace("+asyncpg", ""))
+    try:
+        rows = await admin.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database)
+    finally:
+        await admin.close()
+    return [int(row["pid"]) for row in rows]
 
 
 def _free_port() -> int:
@@ -204,7 +255,7 @@ async def _drive(
     session: aiohttp.ClientSession,
     phase: Phase,
     urls: list[str],
-    streams: list[list[bytes]],
+    streams: list[Iterator[bytes]],
     warmup_s: float,
     duration_s: float,
 ) -> None:
@@ -227,11 +278,13 @@ async def _drive(
             if begun >= measure_from:
                 if status == 202:
                     phase.accepted += 1
+                    phase.accepted_by[index % len(urls)] += 1
                     phase.latencies_s.append(ended - begun)
                 else:
                     phase.failed += 1
 
-    await asyncio.gather(*(sender(i, iter(stream)) for i, stream in enumerate(streams)))
+    phase.accepted_by = phase.accepted_by or [0] * len(urls)
+    await asyncio.gather(*(sender(i, stream) for i, stream in enumerate(streams)))
     phase.elapsed_s = min(time.perf_counter(), stop_at) - measure_from
 
 
@@ -253,9 +306,8 @@ async def run_phase(args: argparse.Namespace, name: str, replicas: int, pg: bool
         env["SWITCHBOARD_NATS_URL"] = NATS_URL
         env["SWITCHBOARD_NATS_PREFIX"] = prefix
     profile = None
-    if args.profile and replicas == 1:
-        args.profile.mkdir(parents=True, exist_ok=True)
-        profile = args.profile / f"{name.replace(' ', '_').replace('+', '_')}.prof"
+    if args.profile:
+        profile = args.profile / name.replace(" ", "_").replace("+", "_")
     servers = [
         Replica(f"{name}-{n}", env, work / f"r{n}", profile if n == 0 else None)
         for n in range(replicas)
@@ -266,35 +318,68 @@ async def run_phase(args: argparse.Namespace, name: str, replicas: int, pg: bool
             for server in servers:
                 await server.ready(session)
             per_sender = int(args.pool_rate * (args.duration + args.warmup) / args.senders) + 1
-            streams = await _prepare(session, servers[0].url, args.senders, per_sender)
+            streams = [
+                iter(stream)
+                for stream in await _prepare(session, servers[0].url, args.senders, per_sender)
+            ]
+            await _drive(session, phase, [s.url for s in servers], streams, args.warmup, 0)
+            if profile is not None:
+                servers[0].process.send_signal(signal.SIGUSR1)  # profile the timed part only
+                await asyncio.sleep(0.2)
+            backends = await _backends(database) if pg else []
+            nats_pids = _nats_pids() if pg else []
             cpu_before = sum(server.cpu_s() for server in servers)
-            await _drive(
-                session, phase, [s.url for s in servers], streams, args.warmup, args.duration
-            )
+            pg_before = {pid: _cpu_s(pid) for pid in backends}
+            nats_before = {pid: _cpu_s(pid) for pid in nats_pids}
+            generator_before, machine_before = time.process_time(), _machine_cpu_s()
+            await _drive(session, phase, [s.url for s in servers], streams, 0, args.duration)
             phase.server_cpu_s = sum(server.cpu_s() for server in servers) - cpu_before
+            phase.generator_cpu_s = time.process_time() - generator_before
+            phase.machine_cpu_s = _machine_cpu_s() - machine_before
+            # A NATS server restarted meanwhile (another test's) counts whole.
+            phase.nats_cpu_s = sum(
+                _cpu_s(pid) - nats_before.get(pid, 0.0) for pid in (_nats_pids() if pg else [])
+            )
+            if pg:
+                # Backends opened during the timed part count whole.
+                phase.postgres_cpu_s = sum(
+                    _cpu_s(pid) - pg_before.get(pid, 0.0) for pid in await _backends(database)
+                )
     finally:
         for server in servers:
             server.stop()
         if pg:
             await _drop(database, prefix)
     if profile is not None:
-        _print_profile(name, profile)
+        _print_profile(name, profile, phase.accepted_by[0])
     return phase
 
 
-def _print_profile(name: str, path: Path) -> None:
-    print(f"\n--- profile: {name} (top 25 by own time) ---", file=sys.stderr)
-    stats = pstats.Stats(str(path), stream=sys.stderr)
+def _print_profile(name: str, folder: Path, accepted: int) -> None:
+    print(f"\n--- profile: {name}, first replica (top 25 by own time) ---", file=sys.stderr)
+    stats = pstats.Stats(str(folder / "gateway.prof"), stream=sys.stderr)
     stats.sort_stats("tottime").print_stats(25)
+    statements = json.loads((folder / "statements.json").read_text())
+    print(
+        f"--- SQL of {name}'s first replica in the timed part ({accepted} accepted there),"
+        " count and per acceptance ---",
+        file=sys.stderr,
+    )
+    for text, count in statements[:20]:
+        print(f"{count:8d} {count / max(accepted, 1):6.2f}  {text}", file=sys.stderr)
+
+
+_PHASES = {
+    "embedded": ("embedded", 1, False),
+    "pg1": ("pg+nats x1", 1, True),
+    "pg2": ("pg+nats x2", 2, True),
+}
 
 
 async def main_async(args: argparse.Namespace) -> list[Phase]:
     phases = []
-    for name, replicas, pg in (
-        ("embedded", 1, False),
-        ("pg+nats x1", 1, True),
-        ("pg+nats x2", 2, True),
-    ):
+    for key in args.phases.split(","):
+        name, replicas, pg = _PHASES[key]
         print(f"phase {name} ...", file=sys.stderr, flush=True)
         phases.append(await run_phase(args, name, replicas, pg))
     return phases
@@ -308,21 +393,30 @@ def main() -> None:
     parser.add_argument(
         "--pool-rate", type=float, default=1500.0, help="envelopes/s to sign in advance for"
     )
+    parser.add_argument("--phases", default="embedded,pg1,pg2", help="of embedded, pg1, pg2")
     parser.add_argument("--profile", type=Path, default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.profile:
+        args.profile = args.profile.resolve()
     phases = asyncio.run(main_async(args))
-    embedded = phases[0].per_s
+    embedded = next((p.per_s for p in phases if p.name == "embedded"), None)
+    embedded_cpu = next((_per_cpu(p) for p in phases if p.name == "embedded"), None)
+    embedded_all = next((_per_server_cpu(p) for p in phases if p.name == "embedded"), None)
     rows: list[dict[str, Any]] = []
     print(
         f"\n{args.senders} senders, {args.duration:.0f} s per phase, {os.cpu_count()} CPUs"
         " (load generator, replicas, PostgreSQL and NATS share them)"
     )
     print("| mode | replicas | accepted/s | per replica | x embedded/replica | p50 ms | p99 ms |"
-          " server CPU s | refused |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          " replica CPU s | accepted per replica CPU s | x embedded | PostgreSQL CPU s |"
+          " NATS CPU s | accepted per server CPU s | x embedded | generator CPU s |"
+          " machine CPU s | refused |")  # fmt: skip
+    print("|---" * 17 + "|")
     for phase in phases:
         per_replica = phase.per_s / phase.replicas
+        per_cpu = _per_cpu(phase)
+        per_all = _per_server_cpu(phase)
         row = {
             "mode": phase.name,
             "replicas": phase.replicas,
@@ -332,16 +426,31 @@ def main() -> None:
             "p50_ms": round(phase.percentile_ms(0.50), 1),
             "p99_ms": round(phase.percentile_ms(0.99), 1),
             "server_cpu_s": round(phase.server_cpu_s, 1),
+            "accepted_per_cpu_s": round(per_cpu),
+            "cpu_ratio": round(per_cpu / embedded_cpu, 2) if embedded_cpu else None,
+            "postgres_cpu_s": round(phase.postgres_cpu_s, 1),
+            "nats_cpu_s": round(phase.nats_cpu_s, 1),
+            "accepted_per_server_cpu_s": round(per_all),
+            "server_cpu_ratio": round(per_all / embedded_all, 2) if embedded_all else None,
+            "generator_cpu_s": round(phase.generator_cpu_s, 1),
+            "machine_cpu_s": round(phase.machine_cpu_s, 1),
             "failed": phase.failed,
         }
         rows.append(row)
-        print(
-            f"| {row['mode']} | {row['replicas']} | {row['accepted_per_s']} |"
-            f" {row['per_replica']} | {row['ratio']} | {row['p50_ms']} | {row['p99_ms']} |"
-            f" {row['server_cpu_s']} | {row['failed']} |"
-        )
+        print(" ".join(f"| {value}" for value in row.values()) + " |")
     if args.json:
         print(json.dumps(rows))
+
+
+def _per_cpu(phase: Phase) -> float:
+    """Accepted envelopes per CPU second of the replica processes (their own CPU only)."""
+    return phase.accepted / phase.server_cpu_s if phase.server_cpu_s else 0.0
+
+
+def _per_server_cpu(phase: Phase) -> float:
+    """Accepted envelopes per CPU second of every server: replicas, PostgreSQL, NATS."""
+    spent = phase.server_cpu_s + phase.postgres_cpu_s + phase.nats_cpu_s
+    return phase.accepted / spent if spent else 0.0
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from gateway.store.conversations import (
 )
 from gateway.store.directory import Directory
 from gateway.store.records import AgentRecord, StoredEnvelope, TaskRecord
+from gateway.wakeups import InboxWakeups
 from identity.address import Address
 from identity.envelope import Envelope, check_size, parse, parse_json, verify
 from routing.errors import RateLimited, RoutingError, TaskNotFound, UnknownRecipient
@@ -102,6 +103,7 @@ class Acceptance:
         self._policies = policies
         self._keys = keys
         self._bus = bus
+        self._wakeups = InboxWakeups(bus)
         self._clock = clock
         self._metrics = metrics
         self._new_id = new_id
@@ -503,8 +505,8 @@ class Acceptance:
         structlog.contextvars.bind_contextvars(task_id=task.id)
         self._metrics.accepted(envelope.act)
         try:
-            for agent, seq in committed.inbox:
-                await self._bus.publish(f"inbox.{agent}", str(seq).encode())
+            # One `inbox.<agent>` per agent for the whole group commit, not one per envelope.
+            await self._wakeups.publish(committed.inbox)
             for pk, kind, partition in committed.outbox:
                 await self._bus.publish(f"work.{kind}", wake_up(pk, partition), msg_id=str(pk))
             for subject in plan.effects.wake if plan.effects else ():

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import json
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -22,15 +23,14 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     bindparam,
-    cast,
-    column,
     func,
     or_,
     select,
+    text,
     update,
-    values,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -162,6 +162,29 @@ class Write(Protocol):
     async def apply(self, conn: AsyncConnection, now: datetime) -> list[OutboxWrite]: ...
 
 
+class GroupedWrite(Protocol):
+    """A `Write` that PostgreSQL can write together with others of its class in one statement.
+
+    It writes (or deletes) at most the one row named by `row` (its table's name and key, the
+    same for every class that writes that table), touches no other rows, needs none of its
+    batch's rows written first and causes no outbox rows. PostgreSQL's group writer collects
+    such extras over a run of batches and, when no two of them name the same row (so their
+    order cannot matter), hands each class's list to `apply_together` once (`(write, its
+    batch's now)` in batch order) after the run's own rows; otherwise they apply one by one
+    in batch order. On SQLite they go through `apply_sqlite` or `apply` as before.
+    """
+
+    @property
+    def row(self) -> tuple[Any, ...]: ...
+
+    async def apply(self, conn: AsyncConnection, now: datetime) -> list[OutboxWrite]: ...
+
+    @classmethod
+    async def apply_together(
+        cls, conn: AsyncConnection, writes: list[tuple[Any, datetime]]
+    ) -> None: ...
+
+
 @dataclass(slots=True)
 class Batch:
     """Everything one acceptance writes."""
@@ -190,11 +213,13 @@ class Conversations:
         self._max_group = max_group
         self._pending: list[tuple[Batch, asyncio.Future[Committed]]] = []
         self._writer: asyncio.Task[None] | None = None
-        # Task id -> (task version, its envelopes' bodies), least recently written first. Only
-        # on SQLite, whose writers are this process: there every envelope a task gets passes
-        # through `commit` here (see `history`).
+        # Task id -> (task version, its envelopes' bodies), least recently written first (see
+        # `history`). Valid because a task's version moves with every envelope it gets: an
+        # envelope comes with its task's guarded write, and on PostgreSQL, where other
+        # replicas write too, a task given envelopes without one has its version bumped in
+        # the same transaction (`_bump_unguarded`), so a window remembered here for an older
+        # version is never taken for the new one.
         self._turns: dict[str, tuple[int, list[dict[str, Any]]]] = {}
-        self._keep_turns = engine.dialect.name == "sqlite"
         self._turns_kept = 0  # bodies in self._turns
 
     async def commit(self, batch: Batch) -> Committed:
@@ -257,8 +282,6 @@ class Conversations:
         task written with its version guard gets the batch's envelopes appended (or is
         forgotten when what was remembered is not the version it was written over); any
         other write of envelopes to a task forgets the task."""
-        if not self._keep_turns:
-            return
         written: dict[str, list[dict[str, Any]]] = {}
         for write in batch.envelopes:
             if write.task_id is not None:
@@ -366,16 +389,38 @@ class Conversations:
     async def _apply_group(self, conn: AsyncConnection, group: list[Batch]) -> list[Committed]:
         """The group through SQLAlchemy (PostgreSQL), one statement per table where it can.
 
-        First every agent's inbox head is bumped by the group's count for it in ONE upsert
+        First the task rows and envelopes of the whole group: its guarded task updates in
+        one UPDATE (each must find its version), its new tasks in one multi-row INSERT,
+        their events in another, its envelopes in one more (RETURNING their pks in order).
+        No extra reads or writes the tasks table, and an extra that reads its envelope
+        still finds it written; writing these before the inbox heads keeps the head row
+        locks (below) held for fewer round trips. Every group takes task rows, then
+        envelope keys, then head rows, so two replicas' groups never wait for each other in
+        opposite orders (a raced duplicate waits at its envelope's unique key, before the
+        heads, and fails there once the first commits).
+
+        Then every agent's inbox head is bumped by the group's count for it in ONE upsert
         whose rows go in sorted agent order: each head row stays locked until commit, so
         writers to one inbox serialise across replicas, and since the locks come before any
-        envelope or delivery row is inserted, those rows' ids follow the order of the seqs
-        (deliveries go out in commit order). Then the batches' rows go in runs: new tasks,
-        events, envelopes (RETURNING their pks in order) and outbox rows each as one
-        multi-row statement per run; a run ends at a batch with extras, whose extras then
-        apply (after its own rows, before any later batch's) with the outbox rows they
-        cause. Guarded task updates go one by one (each must find its version). The inbox
-        rows of the whole group go last in one executemany."""
+        delivery row is inserted, those rows' ids follow the order of the seqs (deliveries
+        go out in commit order). (Envelope pks need no such order: only a task's history
+        reads them in pk order, and its writers are serialised by its version guard.) Then
+        the batches' outbox rows go in runs, one multi-row statement per run; a run ends at
+        a batch with extras other than `GroupedWrite`s, whose extras then apply (after its
+        own rows, before any later batch's) with the outbox rows they cause.
+        Extras that go together (`GroupedWrite`: the timers nearly every acceptance arms or
+        disarms) do not end a run: they are written after the run's rows, one statement
+        per class. The inbox rows of the whole group go last in one multi-row INSERT."""
+        await _write_tasks(conn, group)
+        await _bump_unguarded(conn, group)
+        envelope_rows = [
+            _envelope_values(write, batch.now) for batch in group for write in batch.envelopes
+        ]
+        pks: list[int] = []
+        if envelope_rows:
+            result = await conn.execute(_INSERT_ENVELOPES, envelope_rows)
+            pks = [int(pk) for pk in result.scalars().all()]
+        next_pk = iter(pks)
         counts: dict[str, int] = {}
         for batch in group:
             for write in batch.envelopes:
@@ -392,10 +437,14 @@ class Conversations:
         run: list[Batch] = []
         for index, batch in enumerate(group):
             run.append(batch)
-            if batch.extra or index == len(group) - 1:
-                results.extend(await self._write_run(conn, run, next_seq, inbox_rows))
+            grouped = _all_grouped(batch.extra)
+            if not grouped or index == len(group) - 1:
+                results.extend(await self._write_run(conn, run, next_pk, next_seq, inbox_rows))
+                # The extras of the run's batches that go together, then (a run ends there)
+                # those of its last batch in their order, with the outbox rows they cause.
+                await _apply_grouped(conn, run if grouped else run[:-1])
                 run = []
-                if batch.extra:
+                if not grouped:
                     caused: list[OutboxWrite] = []
                     for extra in batch.extra:
                         caused.extend(await extra.apply(conn, batch.now))
@@ -408,41 +457,13 @@ class Conversations:
         self,
         conn: AsyncConnection,
         run: list[Batch],
+        next_pk: Iterator[int],
         next_seq: dict[str, int],
         inbox_rows: list[dict[str, Any]],
     ) -> list[tuple[list[tuple[str, int]], list[tuple[int, str, str]]]]:
-        """The tasks, events, envelopes and outbox rows of `run` (batches without extras but
-        perhaps the last), one multi-row statement per table; the inbox rows are appended
-        to `inbox_rows` with their seqs handed out in batch order."""
-        new_tasks: list[dict[str, Any]] = []
-        changed: list[TaskWrite] = []
-        events: list[dict[str, Any]] = []
-        for batch in run:
-            task = batch.task
-            if task is None:
-                continue
-            if task.expected_version is None:
-                new_tasks.append(_task_values(task))
-            else:
-                changed.append(task)
-            for kind, data in task.events:
-                events.append(
-                    {"task_id": task.record.id, "at": batch.now, "kind": kind, "data": dumps(data)}
-                )
-        if changed:
-            await _update_tasks(conn, changed)
-        if new_tasks:
-            await conn.execute(_INSERT_TASK, new_tasks)
-        if events:
-            await conn.execute(_INSERT_EVENT, events)
-        envelope_rows = [
-            _envelope_values(write, batch.now) for batch in run for write in batch.envelopes
-        ]
-        pks: list[int] = []
-        if envelope_rows:
-            result = await conn.execute(_INSERT_ENVELOPES, envelope_rows)
-            pks = [int(pk) for pk in result.scalars().all()]
-        next_pk = iter(pks)
+        """The outbox rows of `run` (batches without extras but perhaps the last) in one
+        multi-row statement, their envelopes' pks taken from `next_pk`; the inbox rows are
+        appended to `inbox_rows` with their seqs handed out in batch order."""
         outbox_rows: list[dict[str, Any]] = []
         per_batch: list[tuple[list[tuple[str, int]], int]] = []  # seqs, outbox row count
         for batch in run:
@@ -519,10 +540,12 @@ class Conversations:
         With the task `version` the caller planned on (the language layer's reading), the
         answer is a bounded window: the opening envelope and the newest ones, at most
         `_TURNS_PER_TASK` in all, so a very long conversation costs no more per message than
-        a long one. The window remembered from this process's commits answers when it is of
-        that version (no read). It can be newer than the task the caller holds only if that
-        task is stale, and then the caller's version-guarded commit fails and it plans again
-        on a fresh read.
+        a long one. The window remembered from this process's commits (or its last read)
+        answers when it is of that version (no read), on either backend. It can differ from
+        the stored one only when the caller's task is stale (another replica, a timer or an
+        operator moved the task and its version on since), and then the caller's
+        version-guarded commit fails and it plans again on a fresh read; the language layer
+        only informs that plan (signals, escalation), it never refuses an envelope.
         """
         if version is None:
             async with self._engine.connect() as conn:
@@ -534,13 +557,11 @@ class Conversations:
                     )
                 ).all()
             return [json.loads(row.body) for row in rows]
-        if self._keep_turns:
-            known = self._turns.get(task_id)
-            if known is not None and known[0] == version:
-                return list(known[1])
+        known = self._turns.get(task_id)
+        if known is not None and known[0] == version:
+            return list(known[1])
         bodies = await self._window_from_store(task_id)
-        if self._keep_turns:
-            self._keep(task_id, version, bodies)
+        self._keep(task_id, version, bodies)
         return list(bodies)
 
     async def _window_from_store(self, task_id: str) -> list[dict[str, Any]]:
@@ -708,6 +729,52 @@ def _changed_task(write: TaskWrite) -> dict[str, Any]:
     return changed
 
 
+async def _write_tasks(conn: AsyncConnection, group: list[Batch]) -> None:
+    """The group's guarded task updates (in task id order, the order their rows lock in), new
+    tasks and their events, one statement each."""
+    new_tasks: list[dict[str, Any]] = []
+    changed: list[TaskWrite] = []
+    events: list[dict[str, Any]] = []
+    for batch in group:
+        task = batch.task
+        if task is None:
+            continue
+        if task.expected_version is None:
+            new_tasks.append(_task_values(task))
+        else:
+            changed.append(task)
+        for kind, data in task.events:
+            events.append(
+                {"task_id": task.record.id, "at": batch.now, "kind": kind, "data": dumps(data)}
+            )
+    if changed:
+        await _update_tasks(conn, sorted(changed, key=lambda write: write.record.id))
+    if new_tasks:
+        await conn.execute(_INSERT_TASK, new_tasks)
+    if events:
+        await conn.execute(_INSERT_EVENT, events)
+
+
+async def _bump_unguarded(conn: AsyncConnection, group: list[Batch]) -> None:
+    """Move the version of every task the group gives an envelope without writing the task
+    itself (no caller does so today): a replica's remembered history of that task (see
+    `Conversations.history`) then no longer matches its version, and a plan made on it
+    fails its guarded commit."""
+    unguarded = sorted(
+        {
+            write.task_id
+            for batch in group
+            for write in batch.envelopes
+            if write.task_id is not None
+            and (batch.task is None or batch.task.record.id != write.task_id)
+        }
+    )
+    if unguarded:
+        await conn.execute(
+            update(tasks).where(tasks.c.id.in_(unguarded)).values(version=tasks.c.version + 1)
+        )
+
+
 async def _update_tasks(conn: AsyncConnection, writes: list[TaskWrite]) -> None:
     """Guarded updates of existing tasks (their events are the caller's): one UPDATE, or for
     several one UPDATE ... FROM (VALUES ...) RETURNING the ids it changed. Each task must be
@@ -719,27 +786,30 @@ async def _update_tasks(conn: AsyncConnection, writes: list[TaskWrite]) -> None:
             raise TaskChanged()
         return
     rows = [_changed_task(write) for write in writes]
-    names = ("guard_id", "guard_version", *_TASK_COLUMNS, "version")
-    given = values(
-        column("guard_id", tasks.c.id.type),
-        column("guard_version", tasks.c.version.type),
-        *(column(name, tasks.c[name].type) for name in (*_TASK_COLUMNS, "version")),
-        name="given",
-    ).data([tuple(row[name] for name in names) for row in rows])
-    statement = (
-        update(tasks)
-        .where(tasks.c.id == given.c.guard_id, tasks.c.version == given.c.guard_version)
-        .values(
-            {
-                # A column that is NULL in every row comes out of VALUES as text.
-                name: cast(given.c[name], tasks.c[name].type)
-                for name in (*_TASK_COLUMNS, "version")
-            }
-        )
-        .returning(tasks.c.id)
-    )
-    if len((await conn.execute(statement)).all()) != len(writes):
+    parameters = {name: [row[name] for row in rows] for name in _UPDATE_TASKS_COLUMNS}
+    if len((await conn.execute(_UPDATE_TASKS, parameters)).all()) != len(writes):
         raise TaskChanged()
+
+
+def _update_tasks_statement() -> Any:
+    """UPDATE tasks ... FROM unnest(<one array per column>): one statement text for any
+    number of rows, so SQLAlchemy compiles it once and asyncpg prepares it once per
+    connection. (A FROM (VALUES ...) made of the rows had no cache key: it was compiled
+    again for every group, about a tenth of a replica's time in a conversation.)"""
+    kinds = {"guard_id": tasks.c.id.type, "guard_version": tasks.c.version.type}
+    kinds.update({name: tasks.c[name].type for name in (*_TASK_COLUMNS, "version")})
+    names = ", ".join(kinds)
+    arrays = ", ".join(f":{name}" for name in kinds)
+    sets = ", ".join(f"{name} = given.{name}" for name in (*_TASK_COLUMNS, "version"))
+    return (
+        text(
+            f"UPDATE tasks SET {sets} FROM unnest({arrays}) AS given({names})"
+            " WHERE tasks.id = given.guard_id AND tasks.version = given.guard_version"
+            " RETURNING tasks.id"
+        )
+        .bindparams(*(bindparam(name, type_=ARRAY(kind)) for name, kind in kinds.items()))
+        .columns(tasks.c.id)
+    )
 
 
 def _envelope_values(write: EnvelopeWrite, now: datetime) -> dict[str, Any]:
@@ -750,7 +820,7 @@ def _envelope_values(write: EnvelopeWrite, now: datetime) -> dict[str, Any]:
         "task_id": write.task_id,
         "act": write.act,
         "digest": write.digest,
-        "body": dumps(write.body),
+        "body": write.text if write.text is not None else dumps(write.body),
         "answer": dumps(write.answer) if write.answer is not None else None,
         "accepted_at": now,
     }
@@ -849,6 +919,8 @@ _TASK_COLUMNS = (
     "turns_without_progress",
     "route_why",
 )
+_UPDATE_TASKS_COLUMNS = ("guard_id", "guard_version", *_TASK_COLUMNS, "version")
+_UPDATE_TASKS = _update_tasks_statement()
 _RAW_TASK = SqliteRows(tasks, ("id", "created_at", "version", *_TASK_COLUMNS))
 _RAW_TASK_UPDATE = (
     "UPDATE tasks SET "
@@ -1079,6 +1151,30 @@ def _sqlite_prefix(batch: Batch) -> int:
             break
         count += 1
     return count
+
+
+def _all_grouped(extras: list[Write]) -> bool:
+    """Whether every one of `extras` can be written together with others (`GroupedWrite`)."""
+    return all(hasattr(extra, "apply_together") for extra in extras)
+
+
+async def _apply_grouped(conn: AsyncConnection, run: list[Batch]) -> None:
+    """The extras of `run`'s batches (all `GroupedWrite`s), one statement per class when no
+    two name the same row (then their order cannot matter), else one by one in order."""
+    writes: list[tuple[Any, datetime]] = [
+        (extra, batch.now) for batch in run for extra in batch.extra
+    ]
+    if not writes:
+        return
+    if len({write.row for write, _ in writes}) < len(writes):
+        for write, now in writes:
+            await write.apply(conn, now)
+        return
+    by_class: dict[type[GroupedWrite], list[tuple[Any, datetime]]] = {}
+    for write, now in writes:
+        by_class.setdefault(type(write), []).append((write, now))
+    for kind, together in by_class.items():
+        await kind.apply_together(conn, together)
 
 
 def _first_inbox(batch: Batch) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, or_, select, update
+from sqlalchemy import Row, and_, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -56,10 +56,39 @@ class ArmTimer:
     due_at: datetime
     data: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def row(self) -> tuple[str, str, str]:
+        return ("timers", self.kind, self.key)
+
+    @classmethod
+    async def apply_together(
+        cls, conn: AsyncConnection, writes: list[tuple[ArmTimer, datetime]]
+    ) -> None:
+        """Several `apply`s of distinct timers as one multi-row upsert (PostgreSQL)."""
+        if conn.dialect.name != "postgresql":
+            for write, now in writes:
+                await write.apply(conn, now)
+            return
+        await conn.execute(
+            _ARM_MANY,
+            [
+                {
+                    "kind": write.kind,
+                    "key": write.key,
+                    "due_at": write.due_at,
+                    "data": dumps(write.data),
+                    "created_at": now,
+                }
+                for write, now in writes
+            ],
+        )
+
     async def apply(self, conn: AsyncConnection, now: datetime) -> list[OutboxWrite]:
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        if conn.dialect.name == "postgresql":
+            await ArmTimer.apply_together(conn, [(self, now)])
+            return []
         values = {"due_at": self.due_at, "data": dumps(self.data)}
-        statement = dialect.insert(timers).values(
+        statement = sqlite.insert(timers).values(
             kind=self.kind, key=self.key, created_at=now, **values
         )
         await conn.execute(
@@ -86,16 +115,21 @@ class DisarmTimer:
     kind: str
     key: str
 
-    async def apply(self, conn: AsyncConnection, now: datetime) -> list[OutboxWrite]:
+    @property
+    def row(self) -> tuple[str, str, str]:
+        return ("timers", self.kind, self.key)
+
+    @classmethod
+    async def apply_together(
+        cls, conn: AsyncConnection, writes: list[tuple[DisarmTimer, datetime]]
+    ) -> None:
+        """Several `apply`s as one statement (pipelined parameter sets)."""
         await conn.execute(
-            delete(timers).where(
-                and_(
-                    timers.c.kind == self.kind,
-                    timers.c.key == self.key,
-                    timers.c.fired_at.is_(None),
-                )
-            )
+            _DISARM, [{"disarm_kind": write.kind, "disarm_key": write.key} for write, _ in writes]
         )
+
+    async def apply(self, conn: AsyncConnection, now: datetime) -> list[OutboxWrite]:
+        await conn.execute(_DISARM, {"disarm_kind": self.kind, "disarm_key": self.key})
         return []
 
     def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> list[OutboxWrite]:
@@ -129,6 +163,30 @@ class FireTimer:
         if result.rowcount != 1:
             raise TimerLost(str(self.pk))
         return []
+
+
+def _arm_many() -> Any:
+    statement = postgresql.insert(timers)
+    return statement.on_conflict_do_update(
+        index_elements=[timers.c.kind, timers.c.key],
+        set_={
+            "due_at": statement.excluded.due_at,
+            "data": statement.excluded.data,
+            "fired_at": None,
+            "lease": None,
+            "lease_until": None,
+        },
+    )
+
+
+_ARM_MANY = _arm_many()  # built once: the rows come as parameter sets
+_DISARM = delete(timers).where(
+    and_(
+        timers.c.kind == bindparam("disarm_kind"),
+        timers.c.key == bindparam("disarm_key"),
+        timers.c.fired_at.is_(None),
+    )
+)
 
 
 class Timers:

@@ -6,11 +6,12 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store.conversations import (
@@ -24,7 +25,8 @@ from gateway.store.conversations import (
 )
 from gateway.store.database import create_engine, migrate
 from gateway.store.records import TaskRecord
-from gateway.store.tables import envelopes, outbox
+from gateway.store.tables import envelopes, inbox, outbox, timers
+from gateway.store.timers import ArmTimer, DisarmTimer, Timers
 from identity.ids import new_id
 from tests.conftest import provision_database
 
@@ -303,3 +305,307 @@ async def test_a_group_of_updates_commits_together_and_a_stale_one_fails_alone(e
         assert (record.state, record.turns_without_progress, version) == ("working", 2 + n, 3)
     for n in range(10):
         assert await store.by_replay_key("alice@people.example", f"env-a-{n}") is not None
+
+
+def _timer_batch(n: int, *extras: Any) -> Batch:
+    return Batch(
+        now=NOW.replace(microsecond=n),
+        task=TaskWrite(_task(f"tsk_{n}"), None),
+        envelopes=[_envelope(f"env-{n}", f"tsk_{n}")],
+        extra=list(extras),
+    )
+
+
+async def _timers(engine: AsyncEngine) -> dict[tuple[str, str], Any]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(timers))).all()
+    return {(row.kind, row.key): row for row in rows}
+
+
+async def test_timers_armed_and_disarmed_by_a_group_land_as_if_written_one_by_one(engine):
+    """A group of acceptances whose timer writes go together (one statement per kind on
+    PostgreSQL): each arm lands with its own batch's values, a re-arm clears the fired mark
+    and the lease, a disarm deletes only an unfired timer, and a run that names one timer
+    twice keeps batch order (disarm k1, arm k1 leaves k1 armed), also when an extra
+    that does not go together splits the group into runs."""
+    store = Conversations(engine, new_id)
+    timer_store = Timers(engine)
+    # Set-up: an unfired and a fired timer to disarm, a fired one to re-arm.
+    await store.commit(
+        _timer_batch(
+            90,
+            ArmTimer("reply", "old-unfired", NOW),
+            ArmTimer("reply", "old-fired", NOW),
+            ArmTimer("reply", "rearm", NOW, {"v": 0}),
+        )
+    )
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(timers)
+            .where(timers.c.key.in_(["old-fired", "rearm"]))
+            .values(fired_at=NOW, lease="held", lease_until=NOW)
+        )
+    later = NOW + timedelta(minutes=5)
+    batches = [_timer_batch(n, ArmTimer("reply", f"tsk_{n}", later, {"n": n})) for n in range(10)]
+    batches += [
+        _timer_batch(10, DisarmTimer("reply", "old-unfired"), DisarmTimer("reply", "old-fired")),
+        _timer_batch(11, ArmTimer("reply", "rearm", later, {"v": 1})),
+        _timer_batch(12, ArmTimer("reply", "other", later)),
+        _timer_batch(13, DisarmTimer("reply", "twice")),
+        _timer_batch(14, ArmTimer("abandon", "twice", later)),  # another row: same key, kind
+        _timer_batch(15, ArmTimer("reply", "twice", later, {"v": 2})),
+        _timer_batch(16, _Announce("env-16"), ArmTimer("reply", "split", later)),
+        _timer_batch(17, DisarmTimer("reply", "split"), ArmTimer("reply", "after", later)),
+    ]
+    outcomes = await asyncio.gather(*(store.commit(batch) for batch in batches))
+    assert [len(outcome.inbox) for outcome in outcomes] == [1] * len(batches)
+    found = await _timers(engine)
+    for n in range(10):
+        row = found[("reply", f"tsk_{n}")]
+        assert (row.due_at, json.loads(row.data), row.fired_at) == (later, {"n": n}, None)
+        assert row.created_at == NOW.replace(microsecond=n)
+    assert ("reply", "old-unfired") not in found
+    assert found[("reply", "old-fired")].fired_at == NOW  # a fired timer is history
+    rearmed = found[("reply", "rearm")]
+    assert (rearmed.fired_at, rearmed.lease, rearmed.lease_until) == (None, None, None)
+    assert (rearmed.due_at, json.loads(rearmed.data)) == (later, {"v": 1})
+    assert rearmed.created_at == NOW.replace(microsecond=90)  # an update, not a new row
+    assert json.loads(found[("reply", "twice")].data) == {"v": 2}
+    assert ("abandon", "twice") in found
+    assert ("reply", "split") not in found and ("reply", "after") in found
+    assert await timer_store.get("reply", "tsk_3") is not None
+
+
+@pytest.mark.distributed
+async def test_a_group_of_timer_arming_acceptances_costs_the_same_statements_at_any_size():
+    """On PostgreSQL a run of acceptances that each arm a timer is written with a fixed number
+    of statements (one per table), however many acceptances the group holds: the timers do
+    not end the run. (SQLite writes the group in one call in its thread either way.)"""
+    async with provision_database() as url:
+        engine = create_engine(url)
+        try:
+            await migrate(engine)
+            store = Conversations(engine, new_id)
+            later = NOW + timedelta(minutes=5)
+            counts = []
+            statements: list[str] = []
+
+            def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+                statements.append(statement)
+
+            for size, first in ((4, 0), (16, 100)):
+                statements.clear()
+                event.listen(engine.sync_engine, "before_cursor_execute", count)
+                try:
+                    await asyncio.gather(
+                        *(
+                            store.commit(_timer_batch(n, ArmTimer("reply", f"tsk_{n}", later)))
+                            for n in range(first, first + size)
+                        )
+                    )
+                finally:
+                    event.remove(engine.sync_engine, "before_cursor_execute", count)
+                counts.append(len(statements))
+            assert counts[0] == counts[1], counts
+            assert len(await _timers(engine)) == 20
+        finally:
+            await engine.dispose()
+
+
+@pytest.mark.distributed
+async def test_two_replicas_updating_the_same_tasks_in_opposite_orders_each_win_once():
+    """Two writers on one PostgreSQL database (two replicas' stores), each committing groups
+    that update the same ten tasks from the same version, in opposite orders, with an
+    envelope into a shared inbox and a timer each: every task moves exactly once per round
+    (the other writer gets TaskChanged for it), the shared inbox's seqs stay gapless, and
+    its delivery rows are numbered in the order of its seqs (the head locks come before any
+    envelope or delivery row, whatever the group wrote first)."""
+    async with provision_database() as url:
+        engines = [create_engine(url), create_engine(url)]
+        try:
+            await migrate(engines[0])
+            first, second = (Conversations(made, new_id) for made in engines)
+            for n in range(10):
+                await first.commit(_new_task_batch(f"tsk_{n}", f"env-old-{n}"))
+            later = NOW + timedelta(minutes=5)
+
+            def update(n: int, version: int, who: str) -> Batch:
+                record = replace(_task(f"tsk_{n}"), state="working", resolved_by=who)
+                return Batch(
+                    now=NOW,
+                    task=TaskWrite(record, version, (("state", {"by": who}),)),
+                    envelopes=[_envelope(f"env-{who}-{version}-{n}", f"tsk_{n}")],
+                    extra=[ArmTimer("reply", f"tsk_{n}", later, {"by": who})],
+                )
+
+            won = {"a": 0, "b": 0}
+            for version in range(1, 6):
+                outcomes = await asyncio.gather(
+                    *(first.commit(update(n, version, "a")) for n in range(10)),
+                    *(second.commit(update(n, version, "b")) for n in reversed(range(10))),
+                    return_exceptions=True,
+                )
+                for who, part in (("a", outcomes[:10]), ("b", outcomes[10:])):
+                    for outcome in part:
+                        if isinstance(outcome, BaseException):
+                            assert isinstance(outcome, TaskChanged), outcome
+                        else:
+                            won[who] += 1
+                for n in range(10):
+                    found = await first.task_version(f"tsk_{n}")
+                    assert found is not None and found[1] == version + 1
+            assert won["a"] + won["b"] == 50
+            items = await first.inbox("support@acme.example", 0, 1000)
+            assert [item.seq for item in items] == list(range(1, 61))
+            async with engines[0].connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(outbox.c.pk, outbox.c.payload)
+                        .where(outbox.c.kind == "delivery")
+                        .order_by(outbox.c.pk)
+                    )
+                ).all()
+                by_pk = {
+                    pk: seq
+                    for pk, seq in (
+                        await conn.execute(select(envelopes.c.pk, inbox.c.seq).join(inbox))
+                    ).all()
+                }
+            seqs = [by_pk[json.loads(payload)["envelope_pk"]] for _, payload in rows]
+            assert seqs == sorted(seqs) and len(seqs) == 60
+            for n in range(10):
+                timer = (await _timers(engines[0]))[("reply", f"tsk_{n}")]
+                record = await first.task(f"tsk_{n}")
+                assert record is not None
+                assert json.loads(timer.data) == {"by": record.resolved_by}
+        finally:
+            for made in engines:
+                await made.dispose()
+
+
+@pytest.mark.distributed
+async def test_the_same_envelopes_raced_through_two_replicas_are_stored_once():
+    """Two writers on one PostgreSQL database each commit a group of the same ten envelopes
+    (new tasks of their own), in opposite orders, three rounds: each envelope is stored once,
+    the other writer's copy is a ReplayCollision, and the inbox holds each once, gapless."""
+    async with provision_database() as url:
+        engines = [create_engine(url), create_engine(url)]
+        try:
+            await migrate(engines[0])
+            first, second = (Conversations(made, new_id) for made in engines)
+            for round_ in range(3):
+                ids = [f"env-{round_}-{n}" for n in range(10)]
+                outcomes = await asyncio.gather(
+                    *(first.commit(_new_task_batch(f"tsk_a{i}", i)) for i in ids),
+                    *(second.commit(_new_task_batch(f"tsk_b{i}", i)) for i in reversed(ids)),
+                    return_exceptions=True,
+                )
+                stored = [o for o in outcomes if not isinstance(o, BaseException)]
+                refused = [o for o in outcomes if isinstance(o, BaseException)]
+                assert len(stored) == 10 and len(refused) == 10
+                assert all(isinstance(o, ReplayCollision) for o in refused), refused
+            items = await first.inbox("support@acme.example", 0, 1000)
+            assert [item.seq for item in items] == list(range(1, 31))
+            assert len({item.envelope["id"] for item in items}) == 30
+        finally:
+            for made in engines:
+                await made.dispose()
+
+
+@pytest.mark.distributed
+async def test_a_history_remembered_on_one_replica_never_passes_for_a_newer_version():
+    """Two stores on one PostgreSQL database, each remembering task windows: when replica B
+    moves the task on (with its guard, or by giving it an envelope without one), replica A's
+    remembered window stays tied to the old version, a commit planned on it fails with
+    TaskChanged, and the window for the new version holds B's envelopes."""
+    async with provision_database() as url:
+        engines = [create_engine(url), create_engine(url)]
+        try:
+            await migrate(engines[0])
+            first, second = (Conversations(made, new_id) for made in engines)
+            await first.commit(_new_task_batch("tsk_1", "env-1"))
+            assert [body["id"] for body in await first.history("tsk_1", 1)] == ["env-1"]
+
+            def say(envelope_id: str, version: int) -> Batch:
+                record = replace(_task("tsk_1"), state="working")
+                return Batch(
+                    now=NOW,
+                    task=TaskWrite(record, version),
+                    envelopes=[_envelope(envelope_id, "tsk_1")],
+                )
+
+            assert [body["id"] for body in await second.history("tsk_1", 1)] == ["env-1"]
+            await second.commit(say("env-2", 1))
+            assert [body["id"] for body in await first.history("tsk_1", 1)] == ["env-1"]
+            with pytest.raises(TaskChanged):
+                await first.commit(say("env-a", 1))
+            assert [body["id"] for body in await first.history("tsk_1", 2)] == ["env-1", "env-2"]
+
+            # An envelope given to the task without its guarded write moves its version too.
+            await second.commit(Batch(now=NOW, envelopes=[_envelope("env-3", "tsk_1")]))
+            found = await first.task_version("tsk_1")
+            assert found is not None and found[1] == 3
+            with pytest.raises(TaskChanged):
+                await first.commit(say("env-b", 2))
+            window = await first.history("tsk_1", 3)
+            assert [body["id"] for body in window] == ["env-1", "env-2", "env-3"]
+            await first.commit(say("env-4", 3))
+            assert [body["id"] for body in await first.history("tsk_1", 4)] == [
+                "env-1",
+                "env-2",
+                "env-3",
+                "env-4",
+            ]
+        finally:
+            for made in engines:
+                await made.dispose()
+
+
+@pytest.mark.distributed
+async def test_a_group_of_task_updates_reuses_one_compiled_statement():
+    """The guarded UPDATE of a group's tasks is one statement text whatever the row count:
+    after its first use SQLAlchemy finds it compiled (a statement made of the rows' values
+    was compiled again for every group)."""
+    async with provision_database() as url:
+        engine = create_engine(url)
+        try:
+            await migrate(engine)
+            store = Conversations(engine, new_id)
+            for n in range(5):
+                await store.commit(_new_task_batch(f"tsk_{n}", f"env-old-{n}"))
+            hits: list[str] = []
+
+            def note(_conn: Any, _cursor: Any, statement: str, _p: Any, context: Any, *_: Any):
+                if statement.startswith("UPDATE tasks"):
+                    hits.append(str(context.cache_hit))
+
+            event.listen(engine.sync_engine, "before_cursor_execute", note)
+            for version, size in ((1, 3), (2, 5), (3, 2)):
+                await asyncio.gather(
+                    *(
+                        store.commit(
+                            Batch(
+                                now=NOW,
+                                task=TaskWrite(
+                                    replace(_task(f"tsk_{n}"), state="working"), version
+                                ),
+                                envelopes=[_envelope(f"env-{version}-{n}", f"tsk_{n}")],
+                            )
+                        )
+                        for n in range(size)
+                    )
+                )
+                if version == 1:
+                    for n in range(3, 5):  # keep every task at the same version
+                        await store.commit(
+                            Batch(
+                                now=NOW,
+                                task=TaskWrite(_task(f"tsk_{n}"), 1),
+                                envelopes=[_envelope(f"env-fill-{n}", f"tsk_{n}")],
+                            )
+                        )
+            event.remove(engine.sync_engine, "before_cursor_execute", note)
+            multi = [hit for hit in hits if hit != "CacheStats.NO_CACHE_KEY"]
+            assert len(multi) == len(hits) and hits[-1] == "CacheStats.CACHE_HIT", hits
+        finally:
+            await engine.dispose()
