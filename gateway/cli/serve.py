@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from gateway.cli.output import CliError
+from gateway.collector import settle
 
 
 def register(commands: Any) -> None:
@@ -60,8 +61,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _settle_heap(_app: object) -> None:
-    from gateway.collector import settle
-
     settle()
 
 

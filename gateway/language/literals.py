@@ -16,7 +16,10 @@ alternatives need one of the union of what each alternative needs; an optional p
 nothing. Word boundaries are kept in the literals (the filter is itself a small pattern);
 other zero-width items (`^`, `$`, look-arounds) are dropped, which only makes the filter more
 permissive, never wrong. Anything the reader does not know (case-insensitive matching, back
-references) yields no literals, and the filter then always says "may match".
+references, flags set inside a group, NUL characters, operations a later Python adds) yields
+no literals, and the filter then always says "may match". The tree comes from `re._parser`,
+Python's own (private) pattern parser; an opcode this module does not know is read as "any
+string", so a change there can only make the filter weaker, never wrong.
 """
 
 from __future__ import annotations
@@ -37,12 +40,21 @@ _MAX_STRINGS = 512
 _SPLITS = 3
 """How many mixed alternatives of one sequence are read both ways (each doubles the work)."""
 
+_MAX_REPEAT = 8
+"""A repeat of known strings is multiplied out only up to this many times (`a{0,3000}` is not)."""
+
 _MAX_CLASS = 8
 """A character class with more members than this is treated as any character."""
 
 _BOUNDARY = "\x00"
 """Stands for `\\b` inside a literal: the filter keeps word boundaries, so the literal "ai"
 of `\\bai\\b` does not pass "again"."""
+
+
+_FLAGS_THAT_CHANGE_MATCHING = (
+    c.SRE_FLAG_IGNORECASE | c.SRE_FLAG_ASCII | c.SRE_FLAG_UNICODE | c.SRE_FLAG_LOCALE
+)
+"""Inline flags that change what a literal or `\\b` matches inside their group."""
 
 
 class _Unsupported(Exception):
@@ -217,6 +229,8 @@ def _fold(parts: list[_Part]) -> _Part:
 
 def _item(op: Any, av: Any) -> _Part:
     if op is c.LITERAL:
+        if chr(av) == _BOUNDARY:
+            raise _Unsupported("a NUL character, which stands for a word boundary here")
         return _exact(frozenset({chr(av)}))
     if op is c.AT and av is c.AT_BOUNDARY:
         return _exact(frozenset({_BOUNDARY}))
@@ -228,9 +242,9 @@ def _item(op: Any, av: Any) -> _Part:
             return _exact(frozenset(members))
         return _Part()
     if op is c.SUBPATTERN:
-        _group, add_flags, _del_flags, body = av
-        if add_flags & c.SRE_FLAG_IGNORECASE:
-            raise _Unsupported("case-insensitive group")
+        _group, add_flags, del_flags, body = av
+        if (add_flags | del_flags) & _FLAGS_THAT_CHANGE_MATCHING:
+            raise _Unsupported("a group with its own case or word-character flags")
         return _sequence(list(body))
     if op is c.ATOMIC_GROUP:
         return _sequence(list(av))
@@ -276,7 +290,11 @@ def _branch(alternatives: list[_Part]) -> _Part:
 
 def _repeat(low: int, high: int, body: _Part) -> _Part:
     exact: frozenset[str] | None = None
-    if body.exact is not None and high != c.MAXREPEAT and len(body.exact) ** high <= _MAX_STRINGS:
+    if (
+        body.exact is not None
+        and high <= _MAX_REPEAT
+        and sum(len(body.exact) ** count for count in range(low, high + 1)) <= _MAX_STRINGS
+    ):
         exact = frozenset(
             "".join(parts)
             for count in range(low, high + 1)

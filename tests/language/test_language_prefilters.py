@@ -127,17 +127,24 @@ def test_literals_keep_word_boundaries_and_multiply_out_short_alternatives():
 
 
 @pytest.mark.parametrize(
-    "pattern",
+    ("pattern", "text"),
     [
-        r"(?i)human",  # case folded: literals would miss HUMAN
-        r"(?:human)?\w+",  # nothing is required
-        r"(\w+) and \1",  # a back reference
-        r"\w+ing",  # "ing" is required, but that is no word: it is too short to pay
+        (r"(?i)human", "HUMAN please"),  # case folded: the literal "human" would miss it
+        (r"(?:human)?\w+", "anything"),  # nothing is required
+        (r"(\w+) and \1", "this and this"),  # a back reference
+        (r"(?a:\bfoo\b)", "\u00e9foo"),  # a group's own ASCII flag changes what \b means
+        ("a\x00b", "a\x00b"),  # a NUL, which the literals use for word boundaries
     ],
 )
-def test_no_literals_means_the_filter_lets_everything_through(pattern: str):
+def test_what_the_reader_does_not_know_lets_everything_through(pattern: str, text: str):
     compiled = re.compile(pattern)
-    if literals(compiled) is None:
-        assert Prefilter(compiled).may_match("nothing like it")
-    else:  # a short required piece is still a correct (if weak) filter
-        assert Prefilter(compiled).may_match("something")
+    assert compiled.search(text)
+    assert literals(compiled) is None
+    assert Prefilter(compiled).may_match(text)
+
+
+def test_long_repeats_are_not_multiplied_out():
+    """`x{0,65535}yz` needs "yz"; multiplying the repeat out would take gigabytes."""
+    compiled = re.compile(r"x{0,65535}yz")
+    assert literals(compiled) == frozenset({"yz"})
+    assert Prefilter(compiled).may_match("yz") and not Prefilter(compiled).may_match("xxy")
