@@ -23,6 +23,7 @@ from gateway.clock import Clock
 from gateway.delivery.wakeup import wake_up
 from gateway.errors import ReplayConflict, Unavailable, UnknownSender
 from gateway.escalations import Effects, Escalator
+from gateway.inbox_wakeups import InboxWakeups
 from gateway.keyring import KeyCache
 from gateway.metrics import Metrics
 from gateway.policies import PolicyCache
@@ -36,7 +37,6 @@ from gateway.store.conversations import (
 )
 from gateway.store.directory import Directory
 from gateway.store.records import AgentRecord, StoredEnvelope, TaskRecord
-from gateway.wakeups import InboxWakeups
 from identity.address import Address
 from identity.envelope import Envelope, check_size, parse, parse_json, verify
 from routing.errors import RateLimited, RoutingError, TaskNotFound, UnknownRecipient

@@ -215,9 +215,9 @@ class Conversations:
         self._writer: asyncio.Task[None] | None = None
         # Task id -> (task version, its envelopes' bodies), least recently written first (see
         # `history`). Valid because a task's version moves with every envelope it gets: an
-        # envelope comes with its task's guarded write, and on PostgreSQL, where other
-        # replicas write too, a task given envelopes without one has its version bumped in
-        # the same transaction (`_bump_unguarded`), so a window remembered here for an older
+        # envelope comes with its task's guarded write, and a task given envelopes without
+        # one has its version bumped in the same transaction on either backend
+        # (`_unguarded`), so a window remembered here (or on another replica) for an older
         # version is never taken for the new one.
         self._turns: dict[str, tuple[int, list[dict[str, Any]]]] = {}
         self._turns_kept = 0  # bodies in self._turns
@@ -730,8 +730,12 @@ def _changed_task(write: TaskWrite) -> dict[str, Any]:
 
 
 async def _write_tasks(conn: AsyncConnection, group: list[Batch]) -> None:
-    """The group's guarded task updates (in task id order, the order their rows lock in), new
-    tasks and their events, one statement each."""
+    """The group's guarded task updates, new tasks and their events, one statement each.
+
+    The updates are given in task id order, but that does not fix the order their rows
+    lock in: the join plan of `UPDATE ... FROM unnest(...)` decides it. Two replicas'
+    groups can then deadlock on task rows; PostgreSQL detects it and fails one
+    transaction, whose batches `Conversations.commit` writes again one by one."""
     new_tasks: list[dict[str, Any]] = []
     changed: list[TaskWrite] = []
     events: list[dict[str, Any]] = []
@@ -755,12 +759,13 @@ async def _write_tasks(conn: AsyncConnection, group: list[Batch]) -> None:
         await conn.execute(_INSERT_EVENT, events)
 
 
-async def _bump_unguarded(conn: AsyncConnection, group: list[Batch]) -> None:
-    """Move the version of every task the group gives an envelope without writing the task
-    itself (no caller does so today): a replica's remembered history of that task (see
-    `Conversations.history`) then no longer matches its version, and a plan made on it
-    fails its guarded commit."""
-    unguarded = sorted(
+def _unguarded(group: list[Batch]) -> list[str]:
+    """The tasks, in id order, that the group gives an envelope in a batch that does not
+    write the task itself (no caller does so today). Both backends move each one's version
+    once per group, after the group's own task writes (`_bump_unguarded`, and
+    `_write_group_sqlite`): a history remembered for the task (see `Conversations.history`)
+    then no longer matches its version, and a plan made on it fails its guarded commit."""
+    return sorted(
         {
             write.task_id
             for batch in group
@@ -769,6 +774,11 @@ async def _bump_unguarded(conn: AsyncConnection, group: list[Batch]) -> None:
             and (batch.task is None or batch.task.record.id != write.task_id)
         }
     )
+
+
+async def _bump_unguarded(conn: AsyncConnection, group: list[Batch]) -> None:
+    """`_unguarded(group)`'s versions moved on, in one UPDATE (PostgreSQL)."""
+    unguarded = _unguarded(group)
     if unguarded:
         await conn.execute(
             update(tasks).where(tasks.c.id.in_(unguarded)).values(version=tasks.c.version + 1)
@@ -927,6 +937,7 @@ _RAW_TASK_UPDATE = (
     + ", ".join(f"{name} = ?" for name in _TASK_COLUMNS)
     + ", version = ? WHERE id = ? AND version = ?"
 )
+_RAW_BUMP_TASK = "UPDATE tasks SET version = version + 1 WHERE id = ?"
 _RAW_EVENT = SqliteRows(task_events, ("task_id", "at", "kind", "data"))
 _RAW_ENVELOPE = SqliteRows(
     envelopes,
@@ -1099,6 +1110,11 @@ def _write_group_sqlite(
             deferred = True
             done.applied, done.caused = applied, caused
         results.append(done)
+    # Tasks given envelopes without their own guarded write: their versions move on, after
+    # the group's task writes, as on PostgreSQL (`_unguarded`).
+    unguarded = _unguarded(group)
+    if unguarded:
+        cursor.executemany(_RAW_BUMP_TASK, [(task_id,) for task_id in unguarded])
     # Each agent's head once, by the group's count for it; then the seqs in batch order.
     firsts: dict[str, int] = {}
     for agent, count in counts.items():

@@ -64,11 +64,9 @@ class ArmTimer:
     async def apply_together(
         cls, conn: AsyncConnection, writes: list[tuple[ArmTimer, datetime]]
     ) -> None:
-        """Several `apply`s of distinct timers as one multi-row upsert (PostgreSQL)."""
-        if conn.dialect.name != "postgresql":
-            for write, now in writes:
-                await write.apply(conn, now)
-            return
+        """Several `apply`s of distinct timers as one multi-row upsert. PostgreSQL only: its
+        group writer (and `apply` there) is the only caller; SQLite arms through `apply` or
+        `apply_sqlite`."""
         await conn.execute(
             _ARM_MANY,
             [

@@ -43,8 +43,9 @@ async def _until(heard: list[int], last: int) -> None:
 
 async def test_concurrent_envelopes_wake_their_inbox_with_every_last_seq(gateway):
     """96 envelopes from 16 senders at once into one inbox: every wake-up heard carries a seq
-    higher than the one before, the last carries the last seq, and no more wake-ups were sent
-    than envelopes (those committed together share one)."""
+    higher than the one before and the last carries the last seq. (How many wake-ups that
+    takes depends on how the requests fall into group commits; that envelopes committed
+    together share one is asserted in tests/gateway/test_gateway_inbox_wakeups.py.)"""
     _, agents = await gateway.brand("acme.example", [("support", "Support", ["help"])])
     support = agents["support"]
     people = [await gateway.person(f"person{n}") for n in range(SENDERS)]
@@ -56,8 +57,6 @@ async def test_concurrent_envelopes_wake_their_inbox_with_every_last_seq(gateway
     finally:
         await subscription.stop()
     assert heard == sorted(set(heard)) and heard[-1] == total
-    assert len(heard) <= total
-    print(f"{total} envelopes, {len(heard)} inbox wake-ups")
 
 
 @pytest.mark.distributed

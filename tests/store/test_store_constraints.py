@@ -273,6 +273,43 @@ async def test_a_group_with_extras_and_updates_keeps_row_order_per_batch(engine)
     ) == sorted(f"env-{n}" for n in range(0, 20, 3))
 
 
+@pytest.mark.parametrize("extra", [False, True], ids=["thread", "extras-after-thread"])
+async def test_an_envelope_given_to_a_task_without_its_guarded_write_moves_its_version(
+    engine, extra: bool
+):
+    """On either backend (and on SQLite whether the whole group is written in the thread or
+    an extra follows through SQLAlchemy), a batch that gives a task an envelope without
+    writing the task moves the task's version on: a plan made on the old version fails with
+    TaskChanged. In one group with a guarded update of that task, both commit and the
+    version moves twice."""
+    store = Conversations(engine, new_id)
+    await store.commit(_new_task_batch("tsk_1", "env-1"))
+
+    def unguarded(envelope_id: str) -> Batch:
+        return Batch(
+            now=NOW,
+            envelopes=[_envelope(envelope_id, "tsk_1")],
+            extra=[_Announce(envelope_id)] if extra else [],
+        )
+
+    def guarded(envelope_id: str, version: int) -> Batch:
+        record = replace(_task("tsk_1"), state="working")
+        return Batch(
+            now=NOW, task=TaskWrite(record, version), envelopes=[_envelope(envelope_id, "tsk_1")]
+        )
+
+    await store.commit(unguarded("env-2"))
+    found = await store.task_version("tsk_1")
+    assert found is not None and found[1] == 2
+    with pytest.raises(TaskChanged):
+        await store.commit(guarded("env-stale", 1))
+    await asyncio.gather(store.commit(guarded("env-3", 2)), store.commit(unguarded("env-4")))
+    found = await store.task_version("tsk_1")
+    assert found is not None and found[1] == 4 and found[0].state == "working"
+    window = await store.history("tsk_1", 4)
+    assert [body["id"] for body in window] == ["env-1", "env-2", "env-3", "env-4"]
+
+
 async def test_a_group_of_updates_commits_together_and_a_stale_one_fails_alone(engine):
     """Ten stored tasks updated at once from version 1 all commit; then updated at once from
     version 2 with a second update of one of them from version 2 too: exactly one of that
