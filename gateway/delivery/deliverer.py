@@ -1,10 +1,10 @@
 """The "delivery" handler: one envelope to one agent's endpoint, as a signed webhook.
 
-Body: `{"type": "envelope", "envelope": <exactly as the sender signed it>, "task": {id, state,
-control}}`. Headers (Standard Webhooks): `webhook-id` is the outbox row's public id, the same
-on every retry, so a receiver deduplicates by it; `webhook-timestamp` is the time of this
-attempt; `webhook-signature` is `v1a,<base64 Ed25519>` made with the gateway key published in
-`/.well-known/switchboard`.
+Body: `{"type": "envelope", "envelope": <the object the sender signed, as the JSON text it was
+received in>, "task": {id, state, control}}`. Headers (Standard Webhooks): `webhook-id` is
+the outbox row's public id, the same on every retry, so a receiver deduplicates by it;
+`webhook-timestamp` is the time of this attempt; `webhook-signature` is
+`v1a,<base64 Ed25519>` made with the gateway key published in `/.well-known/switchboard`.
 
 An answer 200 whose JSON is `{"envelope": {...}}` is the recipient's reply in the same round
 trip: it goes through `Acceptance.accept_object` exactly as if POSTed to /v1/messages. A
@@ -43,15 +43,12 @@ Accept = Callable[[object], Awaitable[Accepted]]
 Disabled = Callable[[str, str], Awaitable[None]]  # (agent address, reason)
 
 
-def webhook_body(envelope: dict[str, Any], task: dict[str, Any] | None) -> bytes:
-    """The bytes POSTed for one envelope (compact JSON, UTF-8)."""
-    value = {"type": "envelope", "envelope": envelope, "task": task}
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 def webhook_body_of_stored(envelope_json: str, task: dict[str, Any] | None) -> bytes:
-    """`webhook_body` of an envelope kept as compact JSON text (`records.dumps`): the same
-    bytes, spliced around the stored text rather than decoded and encoded again."""
+    """The bytes POSTed for one envelope (UTF-8 JSON): the stored envelope text spliced in as
+    it is, not decoded and encoded again. That text is the sender's request as received (or,
+    for a synchronous reply, compact `records.dumps`), so the webhook keeps the sender's
+    whitespace and escapes: still valid JSON whose "envelope" is the object the sender
+    signed."""
     return f'{{"type":"envelope","envelope":{envelope_json},"task":{dumps(task)}}}'.encode()
 
 

@@ -6,13 +6,14 @@ attempt and says what came of it (`Attempt`); the worker records the attempt, th
 row delivered, failed, or due again later by the retry schedule (`Backoff`).
 
 Order and fairness: at most one row per (kind, partition) is in flight, and the next one
-starts only when the previous attempt is over and has settled its row (delivered, or failed
-for good; for a delivery, after its synchronous reply was accepted), so a partition's rows
-leave in the order they were committed. Writing down the settled row's attempt overlaps with
-the next attempt (the next row was leased ahead, `OutboxStore.claim_after`); a row left
-pending for a retry is written down first and the row leased ahead waits behind it.
-Partitions run concurrently (bounded by `concurrency`), so a slow endpoint only delays
-itself.
+starts only when the previous attempt is over, has settled its row (delivered, or failed for
+good; for a delivery, after its synchronous reply was accepted) and that is written down, so
+a partition's rows leave in the order they were committed: if the record fails or the
+process dies before it commits, the row is attempted again before any row after it. The next
+row is leased ahead (`OutboxStore.claim_after`, or in the previous record's transaction), so
+no claim of its own is needed; a row left pending for a retry gives back the row leased ahead,
+which waits behind it. Partitions run concurrently (bounded by `concurrency`), so a slow
+endpoint only delays itself.
 
 Waking: the bus's `work.<kind>` messages (published after each commit, naming the row and
 its partition, `gateway.delivery.wakeup`) start the row's partition at once, with no scan and
@@ -28,7 +29,8 @@ went to, a wake-up that named no row).
 
 Rows are claimed with a lease (`OutboxStore.claim_head`), so replicas never work the same row
 at once, and nor do two claimers in this process: a lease is never taken again by its own
-holder. A lease left by a killed process expires, or is released at once by the same replica
+holder. A row leased ahead waits for one attempt before its own, so its lease is twice as
+long. A lease left by a killed process expires, or is released at once by the same replica
 when it restarts (the lease owner id is stable per replica). Delivery is therefore at least
 once, and a repeat carries the same row id (the `webhook-id`).
 """
@@ -268,18 +270,16 @@ class OutboxWorker:
         """Work one partition's due rows in order, one at a time.
 
         The row after the current one is leased ahead (`ahead`: claimed by the previous row's
-        record, or while the current one is attempted when rows were seen queued behind it),
-        so once the current attempt has settled its row (delivered or failed for good) the
-        next attempt starts at once, and the settled row is recorded meanwhile (`recording`),
-        claiming the row after the next. A row left pending (a retry) is recorded before
-        anything else happens, and the row leased ahead is given back: it waits behind the
-        retry. Records are written in order, each before the next one starts."""
+        record, or while the current one is attempted when rows were seen queued behind it).
+        Once the current attempt has settled its row (delivered or failed for good), the
+        settled row is recorded, claiming the row after the next in the same transaction,
+        and only then does the next attempt start: a record that fails leaves the settled row
+        to be attempted again before anything after it is sent. A row left pending (a retry)
+        gives back the row leased ahead, which waits behind the retry."""
         key = (kind, partition)
         row = claimed
         ahead: OutboxRow | None = None
         fetch: asyncio.Task[OutboxRow | None] | None = None
-        recording: asyncio.Task[OutboxRow | None] | None = None
-        settling: OutboxRow | None = None  # the row `recording` records
         queued = False  # row was found behind another one: more may be queued after it
         try:
             looked = self._woken[key]
@@ -298,16 +298,15 @@ class OutboxWorker:
                     row = await self._claim(kind, partition)
                     continue
                 looked = self._woken[key]
-                if ahead is None and recording is None and queued:
+                if ahead is None and queued:
                     fetch = asyncio.create_task(self._claim_after(row))
                 write = await self._attempt(row)
-                if recording is not None:  # the previous row's record claimed the one after row
-                    ahead, recording, settling = await recording, None, None
                 if fetch is not None:
                     ahead, fetch = await fetch, None
                 if write.row_status != PENDING and ahead is not None:
-                    recording = asyncio.create_task(self._record(row, write, after=ahead.pk))
-                    settling, row, ahead = row, ahead, None
+                    # Recorded before the next attempt starts, claiming the row after it.
+                    following = await self._record(row, write, after=ahead.pk)
+                    row, ahead = ahead, following
                     continue
                 if ahead is not None:  # row is retried later: the rows behind it wait for it
                     held, ahead = ahead, None
@@ -315,20 +314,18 @@ class OutboxWorker:
                 row = await self._record(row, write)  # and claim the next head
                 queued = row is not None
         except asyncio.CancelledError:
-            for child in (fetch, recording):
-                if child is not None:
-                    child.cancel()
+            if fetch is not None:
+                fetch.cancel()
             raise
         except Exception:
             log.exception("outbox.partition_failed", kind=kind, partition=partition)
             self._leave(key)  # before any await: no more hand-offs to this drain
             # Our leases are never taken again by us while we run: give them back, so that
             # the sweep starts the partition afresh.
-            leased = [settling, row, ahead, self._handoff.pop(key, None)]
-            for child in (fetch, recording):
-                if child is not None:
-                    with contextlib.suppress(Exception):
-                        leased.append(await child)
+            leased = [row, ahead, self._handoff.pop(key, None)]
+            if fetch is not None:
+                with contextlib.suppress(Exception):
+                    leased.append(await fetch)
             for one in leased:  # a row settled meanwhile is not pending: left as it is
                 if one is not None:
                     with contextlib.suppress(Exception):
@@ -351,8 +348,17 @@ class OutboxWorker:
             kind, partition, self._owner, self._clock.now(), self._lease_s
         )
 
+    @property
+    def _ahead_lease_s(self) -> float:
+        """The lease of a row leased ahead: it waits for the attempt before it (and that
+        row's record) before its own attempt starts, so it is leased for two attempts, and
+        keeps for its own attempt the whole `lease_s` of a row claimed just before it."""
+        return 2 * self._lease_s
+
     async def _claim_after(self, row: OutboxRow) -> OutboxRow | None:
-        return await self._store.claim_after(row, self._owner, self._clock.now(), self._lease_s)
+        return await self._store.claim_after(
+            row, self._owner, self._clock.now(), self._ahead_lease_s
+        )
 
     async def _attempt(self, row: OutboxRow) -> AttemptWrite:
         """One attempt, and what to record of it (the row's new state)."""
@@ -402,8 +408,9 @@ class OutboxWorker:
     ) -> OutboxRow | None:
         """Record the attempt; returns the partition's next row (the head, or the row after
         row `after`) if it could be claimed with it."""
+        lease_s = self._lease_s if after is None else self._ahead_lease_s
         kept, following = await self._store.record(
-            row, self._owner, write, claim_next_s=self._lease_s, after=after
+            row, self._owner, write, claim_next_s=lease_s, after=after
         )
         log.info(
             "outbox.attempt",

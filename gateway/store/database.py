@@ -160,14 +160,23 @@ class SqliteEngine(AsyncEngine):
             execute, database = await _driver(conn)
             kept = _Kept(conn, execute, database)
         try:
-            return await kept.execute(call, kept.database, *args)
-        finally:
-            # Each call leaves no transaction open (see `call`); the calls of one connection
-            # run in its thread one after the other, so it may be reused at once.
-            if len(self._kept) < _KEPT and not self._disposed:
-                self._kept.append(kept)
-            else:
-                await kept.connection.close()
+            result, failure, clean = await kept.execute(_caught, call, kept.database, *args)
+        except BaseException:
+            # Not raised by the work nor by SQLite in it: the driver or its thread failed, or
+            # the caller was cancelled with the call still running. Drop the connection.
+            await _drop(kept)
+            raise
+        # Each call leaves no transaction open (see `call`); the calls of one connection run
+        # in its thread one after the other, so it may be reused at once.
+        if not clean:
+            await _drop(kept)
+        elif len(self._kept) < _KEPT and not self._disposed:
+            self._kept.append(kept)
+        else:
+            await kept.connection.close()
+        if failure is not None:
+            raise failure
+        return result
 
     _disposed = False
 
@@ -202,6 +211,29 @@ class _Kept:
     connection: AsyncConnection
     execute: Callable[..., Any]  # the aiosqlite connection's call-in-its-thread
     database: sqlite3.Connection
+
+
+def _caught(
+    call: Callable[..., Any], db: sqlite3.Connection, *args: Any
+) -> tuple[Any, Exception | None, bool]:
+    """`call(db, *args)` in the database's thread: (its result, what it raised, whether the
+    connection is fit to keep: it raised nothing, or left no transaction open)."""
+    try:
+        return call(db, *args), None, True
+    except Exception as exc:
+        try:
+            clean = not db.in_transaction
+        except Exception:  # the connection is closed
+            clean = False
+        return None, exc, clean
+
+
+async def _drop(kept: _Kept) -> None:
+    """Close a kept connection for good: it leaves the pool, which gets a fresh one."""
+    with contextlib.suppress(Exception):
+        await kept.connection.invalidate()
+    with contextlib.suppress(Exception):
+        await kept.connection.close()
 
 
 def _outside_transaction(

@@ -56,7 +56,9 @@ class OutboxRow:
 class DeliveryTarget:
     """A stored envelope and its recipient's endpoint, read together for one delivery."""
 
-    envelope_json: str  # the envelope as stored (compact JSON, `records.dumps`)
+    # The envelope as stored: the sender's JSON text as received (whitespace and escapes
+    # included), or compact `records.dumps` text for one that came without its text.
+    envelope_json: str
     agent_kind: str
     endpoint_url: str | None
     endpoint_status: str | None

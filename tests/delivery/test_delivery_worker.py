@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.client import AgentClient
+from gateway.store.database import create_engine
 from identity.envelope import KeyState, parse, verify
 from identity.keys import PublicKey
 from identity.webhook import verify_webhook
@@ -352,3 +353,54 @@ async def test_pending_deliveries_show_in_metrics(delivering: Harness, endpoints
     async with delivering.session.get(delivering.url + "/metrics") as response:
         text = await response.text()
     assert "switchboard_outbox_pending 2" in text
+
+
+async def test_a_record_that_fails_redelivers_its_row_before_the_next_one_is_sent(
+    delivering: Harness, endpoints: Any
+) -> None:
+    """A row whose attempt succeeded but could not be written down (here a trigger fails the
+    INSERT of its attempt once, as a busy or full disk would) is delivered again before the
+    row after it is sent: the endpoint sees its webhook-ids in acceptance order, with the
+    repeat right after the first try, never the next row in between."""
+    gate = asyncio.Event()
+    dropped = asyncio.Event()
+    engine = create_engine(delivering.settings.sqlalchemy_url)
+
+    async def drop_trigger() -> None:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql("DROP TRIGGER IF EXISTS fail_second_attempt")
+        dropped.set()
+
+    async def respond(endpoint: Endpoint, received: Received) -> web.StreamResponse:
+        if len(endpoint.received) == 1:
+            await gate.wait()  # the first delivery is held until all rows are queued
+        elif [r.webhook_id for r in endpoint.received].count(received.webhook_id) == 2:
+            await drop_trigger()  # a repeat: the record of the second row has failed
+        return web.Response(status=204)
+
+    endpoint = await endpoints(respond)
+    agent = await brand_agent(delivering, endpoint)
+    person = await delivering.person("p")
+    try:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(
+                "CREATE TRIGGER fail_second_attempt BEFORE INSERT ON outbox_attempts"
+                " WHEN NEW.outbox_pk = (SELECT pk FROM outbox WHERE kind = 'delivery'"
+                f" AND partition = '{agent.address}' ORDER BY pk LIMIT 1 OFFSET 1)"
+                " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+            )
+        opened = await person.send(agent.address, "first")
+        for text in ("second", "third"):
+            await person.send(agent.address, text, task=opened["task"])
+        await endpoint.wait_for(1)
+        gate.set()
+        await settled(delivering, agent, opened["task"], count=3)
+        assert dropped.is_set()
+    finally:
+        await drop_trigger()
+        await engine.dispose()
+
+    ids = [received.webhook_id for received in endpoint.received]
+    rows = [d["id"] for d in await deliveries(delivering, agent, opened["task"])]
+    assert ids[:4] == [rows[0], rows[1], rows[1], rows[2]]
+    assert ids[4:] == []

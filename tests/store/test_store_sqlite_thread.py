@@ -182,3 +182,37 @@ async def test_thread_calls_reuse_their_connections_and_leave_no_transaction_ope
     for thread in made:
         thread.join(5)
     assert [thread for thread in made if thread.is_alive()] == []
+
+
+async def test_a_kept_connection_whose_driver_failed_is_dropped(tmp_path: Path) -> None:
+    """A kept connection whose aiosqlite connection was closed under it fails the call it was
+    picked for, and is dropped: the next call gets a fresh connection and works, while a
+    failure of the work itself (SQLite's own error) keeps the connection."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    assert isinstance(engine, SqliteEngine)
+    await migrate(engine)
+    try:
+
+        def mark(db: sqlite3.Connection) -> None:
+            db.execute("CREATE TEMP TABLE marked (x)")  # a table of this connection only
+
+        def marked(db: sqlite3.Connection) -> bool:
+            query = "SELECT count(*) FROM temp.sqlite_master WHERE name = 'marked'"
+            return bool(db.execute(query).fetchone()[0])
+
+        def bad_sql(db: sqlite3.Connection) -> None:
+            db.execute("SELECT * FROM no_such_table")
+
+        await engine.read_in_thread(mark)
+        with pytest.raises(sqlite3.OperationalError):
+            await engine.read_in_thread(bad_sql)
+        assert await engine.read_in_thread(marked) is True  # SQLite's own error: kept
+        [kept] = engine._kept
+        driver = (await kept.connection.get_raw_connection()).driver_connection
+        await driver.close()  # the aiosqlite connection and its thread are gone
+        with pytest.raises(ValueError, match="closed"):
+            await engine.read_in_thread(marked)
+        assert await engine.read_in_thread(marked) is False  # a fresh connection
+        assert await engine.write_in_thread(marked) is False
+    finally:
+        await engine.dispose()
