@@ -23,10 +23,12 @@ from typing import Any, NoReturn
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import Overrides, build_app
 from gateway.client import AgentClient, StaffClient
 from gateway.config import Settings
+from gateway.store.database import create_engine, migrate
 from identity.keys import PrivateKey
 
 ADMIN_TOKEN = "sbt_test_admin_token_0123456789abcdef"
@@ -178,6 +180,24 @@ async def provision_database() -> AsyncIterator[str]:
             await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         finally:
             await admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.distributed)])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A migrated store engine on each backend (a private database on PostgreSQL), for the
+    tests of the store itself: the SQLite store runs its hot paths in the database's thread
+    with plain sqlite3, PostgreSQL through SQLAlchemy, and both must behave the same."""
+    if request.param == "sqlite":
+        made = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+        await migrate(made)
+        yield made
+        await made.dispose()
+        return
+    async with provision_database() as url:
+        made = create_engine(url)
+        await migrate(made)
+        yield made
+        await made.dispose()
 
 
 async def _nats_client() -> Any:

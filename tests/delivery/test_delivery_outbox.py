@@ -4,9 +4,7 @@ per partition for any kind, retries by verdict, the gave-up hook, and the migrat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -19,29 +17,10 @@ from gateway.delivery.schedule import Backoff
 from gateway.delivery.wakeup import wake_up
 from gateway.delivery.worker import Attempt, OutboxWorker
 from gateway.store.conversations import Batch, Conversations, OutboxWrite
-from gateway.store.database import create_engine, migrate
 from gateway.store.outbox import AttemptWrite, OutboxRow, OutboxStore
 from gateway.store.tables import metadata
 from identity.ids import new_id
-from tests.conftest import provision_database
 from tests.delivery.webhook_endpoints import wait_until
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.distributed)])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    """A migrated engine on each backend: the SQLite store runs its hot path in the database's
-    thread with plain sqlite3, PostgreSQL through SQLAlchemy; both must behave the same."""
-    if request.param == "sqlite":
-        made = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
-        await migrate(made)
-        yield made
-        await made.dispose()
-        return
-    async with provision_database() as url:
-        made = create_engine(url)
-        await migrate(made)
-        yield made
-        await made.dispose()
 
 
 async def add_rows(engine: AsyncEngine, kind: str, partitions: list[str]) -> None:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,22 +29,6 @@ from identity.ids import new_id
 from tests.conftest import provision_database
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.distributed)])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    """A migrated engine on each backend (a private database on PostgreSQL)."""
-    if request.param == "sqlite":
-        made = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
-        await migrate(made)
-        yield made
-        await made.dispose()
-        return
-    async with provision_database() as url:
-        made = create_engine(url)
-        await migrate(made)
-        yield made
-        await made.dispose()
 
 
 def _task(task_id: str) -> TaskRecord:

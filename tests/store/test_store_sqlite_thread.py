@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,24 +18,8 @@ from gateway.store.conversations import Batch, Conversations, EnvelopeWrite, Tas
 from gateway.store.database import SqliteEngine, create_engine, migrate, run_in_sqlite_thread
 from gateway.store.records import TaskRecord
 from identity.ids import new_id
-from tests.conftest import provision_database
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.distributed)])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        made = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
-        await migrate(made)
-        yield made
-        await made.dispose()
-        return
-    async with provision_database() as url:
-        made = create_engine(url)
-        await migrate(made)
-        yield made
-        await made.dispose()
 
 
 async def _fill(engine: AsyncEngine) -> None:
