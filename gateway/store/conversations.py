@@ -329,9 +329,9 @@ class Conversations:
             if isinstance(self._engine, SqliteEngine) and all(
                 _sqlite_prefix(batch) == len(batch.extra) for batch in group
             ):
-                # Every row of the group writes itself in the thread: the transaction's
-                # BEGIN and COMMIT go in the same single call.
-                done: list[_InThread] = await self._engine.write_in_thread(
+                # Every row of the group writes itself in plain sqlite3: the transaction's
+                # BEGIN and COMMIT go in the same single call (`SqliteEngine.write_plain`).
+                done: list[_InThread] = await self._engine.write_plain(
                     _write_group_sqlite, group, self._delivery_ids(group)
                 )
                 return [Committed(tuple(item.seqs), tuple(item.rows)) for item in done]
@@ -628,7 +628,7 @@ class Conversations:
     async def inbox(self, agent: str, after: int, limit: int) -> list[InboxItem]:
         if isinstance(self._engine, SqliteEngine):
             # One statement, one snapshot: no transaction needed, one thread call.
-            found: list[InboxItem] = await self._engine.read_in_thread(
+            found: list[InboxItem] = await self._engine.read_plain(
                 _inbox_sqlite, agent, after, limit
             )
             return found

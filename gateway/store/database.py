@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
 
+_log = structlog.get_logger(__name__)
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x5B1D  # pg_advisory_lock key: one replica migrates at a time
 _WRITE = "switchboard_sqlite_write"  # execution option marking a write transaction
@@ -112,6 +114,16 @@ class SqliteEngine(AsyncEngine):
     this process inside SQLite, whose busy handler sleeps in steps of up to 100 ms; writers of
     other processes still wait there, up to the busy timeout). `connect()` is a read: a
     deferred `BEGIN` that reads one WAL snapshot and neither waits for nor blocks a writer.
+
+    The hot paths (`write_plain`, `read_plain`) run on one plain sqlite3 connection in the
+    event loop's own thread, without a thread round trip: in WAL mode with `synchronous=
+    NORMAL` a commit writes to the WAL and does not wait for the disk, so a call takes what
+    its statements take (tens to hundreds of µs), while each round trip to a database thread
+    cost more than that in wake-ups and hand-overs of the interpreter lock. That connection
+    never waits: its busy timeout is 0, and a call that finds the database locked (by another
+    process) goes to a database thread instead, which waits there. It never checkpoints
+    either (a checkpoint may wait for the disk): every `_CHECKPOINT_EVERY` commits, a passive
+    checkpoint runs in a database thread.
     """
 
     def __init__(self, sync_engine: Any) -> None:
@@ -121,6 +133,11 @@ class SqliteEngine(AsyncEngine):
         # Connections kept out of the pool for the thread calls, idle ones here: a pool
         # checkout and check-in cost about 90 µs of SQLAlchemy per call, the call itself 25.
         self._kept: list[_Kept] = []
+        database = self.url.database
+        self._file = database if database and database != ":memory:" else None
+        self._direct: sqlite3.Connection | None = None
+        self._commits = 0  # by the direct connection since the last checkpoint began
+        self._checkpoint: asyncio.Task[None] | None = None
 
     def _check_not_nested(self) -> asyncio.Task[Any] | None:
         task = asyncio.current_task()
@@ -130,6 +147,70 @@ class SqliteEngine(AsyncEngine):
                 " it would wait for itself: write through the connection you hold"
             )
         return task
+
+    async def write_plain(self, work: Callable[..., Any], *args: Any) -> Any:
+        """`work(db, *args)` in one write transaction on a plain sqlite3 connection `db`:
+        BEGIN IMMEDIATE, `work`, COMMIT (or ROLLBACK if it raises, and the exception is raised
+        here). It runs in this thread, or in a database thread when the database is locked by
+        another process (then it waits there, up to the busy timeout). Writers queue on the
+        same lock as `begin()`; the work must not touch the event loop."""
+        task = self._check_not_nested()
+        async with self._writers:
+            self._writer = task
+            try:
+                db = self._direct_connection()
+                if db is not None:
+                    try:
+                        db.execute("BEGIN IMMEDIATE")
+                    except sqlite3.OperationalError as exc:
+                        if not _busy(exc):
+                            raise
+                    else:
+                        result = _in_begun_transaction(db, work, args)
+                        self._committed()
+                        return result
+                return await self._in_thread(_in_transaction, work, args)
+            finally:
+                self._writer = None
+
+    async def read_plain(self, work: Callable[..., Any], *args: Any) -> Any:
+        """`work(db, *args)` on a plain sqlite3 connection `db` with no transaction of ours
+        around it (as `read_in_thread`), in this thread; in a database thread if the database
+        was busy (a read in WAL mode waits for nobody, but may meet a recovery). The work must
+        not write nor touch the event loop."""
+        db = self._direct_connection()
+        if db is not None:
+            try:
+                return _outside_transaction(db, work, args)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+        return await self._in_thread(_outside_transaction, work, args)
+
+    def _direct_connection(self) -> sqlite3.Connection | None:
+        """The connection of this thread's calls (made on first use); None for a database in
+        memory, which another connection would not see."""
+        if self._direct is None and self._file is not None and not self._disposed:
+            db = sqlite3.connect(self._file, timeout=0, isolation_level=None)
+            _sqlite_pragmas(db, None)
+            db.execute("PRAGMA busy_timeout=0")
+            db.execute("PRAGMA wal_autocheckpoint=0")
+            self._direct = db
+        return self._direct
+
+    def _committed(self) -> None:
+        self._commits += 1
+        if self._commits >= _CHECKPOINT_EVERY and self._checkpoint is None:
+            self._commits = 0
+            self._checkpoint = asyncio.create_task(self._run_checkpoint(), name="sqlite-checkpoint")
+
+    async def _run_checkpoint(self) -> None:
+        try:
+            await self.read_in_thread(_checkpoint)
+        except Exception:  # the next one tries again; a checkpoint is never owed to anyone
+            _log.warning("sqlite.checkpoint_failed", exc_info=True)
+        finally:
+            self._checkpoint = None
 
     async def write_in_thread(self, work: Callable[..., Any], *args: Any) -> Any:
         """`work(db, *args)` in one write transaction, all of it in ONE call in the database's
@@ -183,6 +264,12 @@ class SqliteEngine(AsyncEngine):
     async def dispose(self, close: bool = True) -> None:
         """Close the kept connections too (each has a thread that would outlive the engine)."""
         self._disposed = True
+        if self._checkpoint is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpoint
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
         kept, self._kept = self._kept, []
         for one in kept:
             with contextlib.suppress(Exception):
@@ -204,6 +291,19 @@ class SqliteEngine(AsyncEngine):
 
 
 _KEPT = 4  # idle kept connections at most
+_CHECKPOINT_EVERY = 200
+"""Commits of the direct connection between passive checkpoints (at a few pages a commit,
+near SQLite's own default of one every 1,000 pages of WAL)."""
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLite said SQLITE_BUSY (any of its extended codes): the database is locked."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+
+
+def _checkpoint(db: sqlite3.Connection) -> None:
+    """Copy what it can of the WAL into the database, waiting for no reader nor writer."""
+    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -248,13 +348,24 @@ def _outside_transaction(
 
 def _in_transaction(db: sqlite3.Connection, work: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     db.execute("BEGIN IMMEDIATE")
+    return _in_begun_transaction(db, work, args)
+
+
+def _in_begun_transaction(
+    db: sqlite3.Connection, work: Callable[..., Any], args: tuple[Any, ...]
+) -> Any:
     try:
         result = work(db, *args)
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
+    try:
+        db.execute("COMMIT")
+    except BaseException:  # SQLite may leave the transaction open: the connection is reused
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
     return result
 
 

@@ -244,9 +244,9 @@ class OutboxStore:
     """Reads and moves outbox rows. Every method is one short transaction.
 
     On SQLite the worker's hot path (claim, record + claim the next, the partition of a row)
-    runs each as ONE call in the database's thread with plain sqlite3 (`_Raw` below): through
-    SQLAlchemy and aiosqlite every statement costs several thread round trips, each an event
-    loop wake-up. The statements are the same as the SQLAlchemy ones, the values go through
+    runs each as ONE call with plain sqlite3 (`_Raw` below, `SqliteEngine.write_plain`):
+    through SQLAlchemy and aiosqlite every statement costs several thread round trips, each an
+    event loop wake-up. The statements are the same as the SQLAlchemy ones, the values go through
     the columns' own bind and result processors.
     """
 
@@ -287,7 +287,7 @@ class OutboxStore:
         """Lease the partition's head if it is due; None when there is nothing to do now."""
         if self._sqlite is not None:
             claim = _Claim(kind, partition, None, owner, now, now + timedelta(seconds=lease_s))
-            result: OutboxRow | None = await self._sqlite.write_in_thread(_claim_raw, claim)
+            result: OutboxRow | None = await self._sqlite.write_plain(_claim_raw, claim)
             return result
         async with self._engine.begin() as conn:
             return await _claim(conn, kind, partition, owner, now, lease_s)
@@ -300,7 +300,7 @@ class OutboxStore:
         transaction. None when that head is not due, leased, or there is none."""
         if self._sqlite is not None:
             claim = _Claim(kind, "", pk, owner, now, now + timedelta(seconds=lease_s))
-            result: OutboxRow | None = await self._sqlite.write_in_thread(_claim_raw, claim)
+            result: OutboxRow | None = await self._sqlite.write_plain(_claim_raw, claim)
             return result
         async with self._engine.begin() as conn:
             return await _claim(conn, kind, "", owner, now, lease_s, woken=pk)
@@ -315,7 +315,7 @@ class OutboxStore:
             claim = _Claim(
                 row.kind, row.partition, None, owner, now, now + timedelta(seconds=lease_s), row.pk
             )
-            result: OutboxRow | None = await self._sqlite.write_in_thread(_claim_raw, claim)
+            result: OutboxRow | None = await self._sqlite.write_plain(_claim_raw, claim)
             return result
         async with self._engine.begin() as conn:
             return await _claim(conn, row.kind, row.partition, owner, now, lease_s, after=row.pk)
@@ -324,7 +324,7 @@ class OutboxStore:
         """(kind, partition) of a row that is still pending, None otherwise: what a wake-up
         naming the row needs to find its partition, without scanning for heads."""
         if self._sqlite is not None:
-            found: tuple[str, str] | None = await self._sqlite.read_in_thread(_partition_of_raw, pk)
+            found: tuple[str, str] | None = await self._sqlite.read_plain(_partition_of_raw, pk)
             return found
         async with self._engine.connect() as conn:
             row = (await conn.execute(_PARTITION_OF, {"row_pk": pk})).first()
@@ -365,7 +365,7 @@ class OutboxStore:
                     attempt.at + timedelta(seconds=claim_next_s),
                     after,
                 )
-            recorded: tuple[bool, OutboxRow | None] = await self._sqlite.write_in_thread(
+            recorded: tuple[bool, OutboxRow | None] = await self._sqlite.write_plain(
                 _record_raw, row.pk, owner, attempt, following_claim
             )
             return recorded
@@ -570,7 +570,7 @@ async def _target(conn: AsyncConnection, envelope_pk: int, address: str) -> Deli
     )
 
 
-# The SQLite hot path: the statements above as plain SQL, run in the database's thread. -----
+# The SQLite hot path: the statements above as plain SQL, in one plain sqlite3 call. -------
 
 _DIALECT = sqlite.dialect()
 _TIME_IN = outbox.c.next_attempt_at.type._cached_bind_processor(_DIALECT)
@@ -635,7 +635,7 @@ _RAW_SETTLE = (
 
 @dataclass(frozen=True, slots=True)
 class _Claim:
-    """What a claim in the SQLite thread needs: the partition, or the row (`woken`) whose
+    """What a plain sqlite3 claim needs: the partition, or the row (`woken`) whose
     partition it is."""
 
     kind: str
@@ -648,7 +648,7 @@ class _Claim:
 
 
 def _claim_raw(db: sqlite3.Connection, claim: _Claim) -> OutboxRow | None:
-    """`_claim` in the SQLite thread, inside the caller's write transaction."""
+    """`_claim` in plain sqlite3, inside the caller's write transaction."""
     now = _time_in(claim.now)
     head: tuple[Any, ...] = (claim.owner, _time_in(claim.until), claim.kind)
     if claim.after is not None:
@@ -703,7 +703,7 @@ def _claim_raw(db: sqlite3.Connection, claim: _Claim) -> OutboxRow | None:
 def _record_raw(
     db: sqlite3.Connection, pk: int, owner: str, attempt: AttemptWrite, following: _Claim | None
 ) -> tuple[bool, OutboxRow | None]:
-    """`OutboxStore.record` in the SQLite thread, inside the caller's write transaction."""
+    """`OutboxStore.record` in plain sqlite3, inside the caller's write transaction."""
     at = _time_in(attempt.at)
     db.execute(
         _RAW_ADD_ATTEMPT,
