@@ -380,7 +380,7 @@ class Conversations:
         return committed
 
     def _delivery_ids(self, group: list[Batch]) -> list[list[str]]:
-        """The public ids of the group's delivery rows, made here (not in the thread)."""
+        """The public ids of the group's delivery rows, made here (not in the SQLite call)."""
         return [
             [self._new_id("dlv") for write in batch.envelopes for _ in write.deliver_to]
             for batch in group
@@ -1012,7 +1012,8 @@ def _write_outbox_row(cursor: sqlite3.Cursor, item: OutboxWrite, now: datetime) 
 def _write_group_sqlite(
     db: sqlite3.Connection, group: list[Batch], ids: list[list[str]]
 ) -> list[_InThread]:
-    """Runs in aiosqlite's thread: every batch's task, events, envelopes, inbox items and
+    """One plain sqlite3 call (`SqliteEngine.write_plain`, or aiosqlite's thread under a
+    SQLAlchemy transaction): every batch's task, events, envelopes, inbox items and
     delivery rows, and the extras that write themselves (`SqliteWrite`) with the outbox rows
     they cause. Once a batch has an extra that cannot, its remaining extras and those of
     every later batch are left to the caller, so extras still apply in batch order."""
@@ -1143,7 +1144,7 @@ _RAW_INBOX_READ = (
 
 
 def _inbox_sqlite(db: sqlite3.Connection, agent: str, after: int, limit: int) -> list[InboxItem]:
-    """`Conversations.inbox` in aiosqlite's thread: the same query, the same items."""
+    """`Conversations.inbox` in one plain sqlite3 call: the same query, the same items."""
     return [
         InboxItem(
             seq=int(seq),
@@ -1159,7 +1160,7 @@ def _inbox_sqlite(db: sqlite3.Connection, agent: str, after: int, limit: int) ->
 
 
 def _sqlite_prefix(batch: Batch) -> int:
-    """How many of the batch's first extras write themselves in the thread: only a leading
+    """How many of the batch's first extras write themselves in plain sqlite3: only a leading
     run, so extras still apply in their order (a disarm must not overtake a fire's guard)."""
     count = 0
     for extra in batch.extra:
