@@ -185,8 +185,8 @@ async def provision_database() -> AsyncIterator[str]:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.distributed)])
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     """A migrated store engine on each backend (a private database on PostgreSQL), for the
-    tests of the store itself: the SQLite store runs its hot paths in the database's thread
-    with plain sqlite3, PostgreSQL through SQLAlchemy, and both must behave the same."""
+    tests of the store itself: the SQLite store runs its hot paths with plain sqlite3
+    (`SqliteEngine.write_plain`), PostgreSQL through SQLAlchemy, and both must behave the same."""
     if request.param == "sqlite":
         made = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
         await migrate(made)

@@ -143,10 +143,10 @@ class OutboxWrite:
 class SqliteWrite(Protocol):
     """A `Write` that can also write itself with the plain sqlite3 connection.
 
-    On SQLite the group writer runs a whole group's rows in one call in the database's
-    thread; a batch's leading extras with this method run there too (after the batch's own
-    rows), so they cost no thread round trip of their own. It does what `apply` does and
-    returns the same outbox rows.
+    On SQLite the group writer runs a whole group's rows in one plain sqlite3 call
+    (`SqliteEngine.write_plain`); a batch's leading extras with this method run there too
+    (after the batch's own rows), so they cost no statement through SQLAlchemy. It does what
+    `apply` does and returns the same outbox rows.
     """
 
     def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> list[OutboxWrite]: ...
@@ -627,7 +627,7 @@ class Conversations:
 
     async def inbox(self, agent: str, after: int, limit: int) -> list[InboxItem]:
         if isinstance(self._engine, SqliteEngine):
-            # One statement, one snapshot: no transaction needed, one thread call.
+            # One statement, one snapshot: no transaction needed, one plain sqlite3 call.
             found: list[InboxItem] = await self._engine.read_plain(
                 _inbox_sqlite, agent, after, limit
             )
@@ -979,9 +979,9 @@ _RAW_BUMP_HEAD = (
 
 @dataclass(slots=True)
 class _InThread:
-    """What the thread wrote of one batch: its inbox seqs and outbox rows; when it could not
-    run all the batch's extras, how many it ran and the outbox rows they caused (not yet
-    written)."""
+    """What the plain sqlite3 call wrote of one batch: its inbox seqs and outbox rows; when
+    it could not run all the batch's extras, how many it ran and the outbox rows they caused
+    (not yet written)."""
 
     seqs: list[tuple[str, int]]
     rows: list[tuple[int, str, str]]

@@ -24,6 +24,7 @@ from sqlalchemy.pool import PoolResetState
 
 _log = structlog.get_logger(__name__)
 _MIGRATIONS = Path(__file__).with_name("migrations")
+_BUSY_TIMEOUT_MS = 30_000  # how long a connection of a database thread waits for a lock
 _MIGRATION_LOCK = 0x5B1D  # pg_advisory_lock key: one replica migrates at a time
 _WRITE = "switchboard_sqlite_write"  # execution option marking a write transaction
 
@@ -45,7 +46,9 @@ def create_engine(url: str) -> AsyncEngine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = SqliteEngine(
             create_async_engine(
-                url, connect_args={"timeout": 30}, pool_reset_on_return=None
+                url,
+                connect_args={"timeout": _BUSY_TIMEOUT_MS / 1000},
+                pool_reset_on_return=None,
             ).sync_engine
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -85,7 +88,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
@@ -133,8 +136,12 @@ class SqliteEngine(AsyncEngine):
         # Connections kept out of the pool for the thread calls, idle ones here: a pool
         # checkout and check-in cost about 90 µs of SQLAlchemy per call, the call itself 25.
         self._kept: list[_Kept] = []
+        # The direct connection opens a plain file path; a database in memory, which another
+        # connection would not see, or a URL with options (`?mode=...&uri=true`) stays with
+        # the threads, which open it as the URL says.
         database = self.url.database
-        self._file = database if database and database != ":memory:" else None
+        plain = database and database != ":memory:" and not self.url.query
+        self._file = database if plain else None
         self._direct: sqlite3.Connection | None = None
         self._commits = 0  # by the direct connection since the last checkpoint began
         self._checkpoint: asyncio.Task[None] | None = None
@@ -166,7 +173,10 @@ class SqliteEngine(AsyncEngine):
                         if not _busy(exc):
                             raise
                     else:
-                        result = _in_begun_transaction(db, work, args)
+                        try:
+                            result = _in_begun_transaction(db, work, args)
+                        finally:
+                            self._check_direct(db)
                         self._committed()
                         return result
                 return await self._in_thread(_in_transaction, work, args)
@@ -185,6 +195,8 @@ class SqliteEngine(AsyncEngine):
             except sqlite3.OperationalError as exc:
                 if not _busy(exc):
                     raise
+            finally:
+                self._check_direct(db)
         return await self._in_thread(_outside_transaction, work, args)
 
     def _direct_connection(self) -> sqlite3.Connection | None:
@@ -192,30 +204,48 @@ class SqliteEngine(AsyncEngine):
         memory, which another connection would not see."""
         if self._direct is None and self._file is not None and not self._disposed:
             db = sqlite3.connect(self._file, timeout=0, isolation_level=None)
-            _sqlite_pragmas(db, None)
-            db.execute("PRAGMA busy_timeout=0")
-            db.execute("PRAGMA wal_autocheckpoint=0")
+            try:
+                _sqlite_pragmas(db, None)
+                db.execute("PRAGMA busy_timeout=0")
+                db.execute("PRAGMA wal_autocheckpoint=0")
+            except sqlite3.OperationalError as exc:
+                db.close()
+                if _busy(exc):  # locked by another process: this call goes to a thread
+                    return None
+                raise
             self._direct = db
         return self._direct
 
+    def _check_direct(self, db: sqlite3.Connection) -> None:
+        """After a call: a direct connection still in a transaction (its ROLLBACK failed too)
+        would hold the write lock and refuse every BEGIN; it is closed, the next call opens
+        another."""
+        if db.in_transaction:
+            if self._direct is db:
+                self._direct = None
+            with contextlib.suppress(Exception):
+                db.close()
+
     def _committed(self) -> None:
         self._commits += 1
-        if self._commits >= _CHECKPOINT_EVERY and self._checkpoint is None:
+        if self._commits >= _CHECKPOINT_EVERY and self._checkpoint is None and not self._disposed:
             self._commits = 0
             self._checkpoint = asyncio.create_task(self._run_checkpoint(), name="sqlite-checkpoint")
 
     async def _run_checkpoint(self) -> None:
-        """Two passive checkpoints in a database thread (the event loop goes on). The first
-        copies the bulk of the WAL while writers go on; the second, with this process's
-        writers held back, copies what they added meanwhile. A checkpoint that only ever ran
-        beside a busy writer would never catch up with it, and the WAL, which SQLite starts
-        again from its beginning only after a checkpoint that copied all of it, would grow
-        for ever. Writers wait for the second only: 2-4 ms against 11-22 ms for one
-        checkpoint held throughout (`bench/delivery.py`, 32 conversations)."""
+        """Two checkpoints in a database thread (the event loop goes on). The first, passive,
+        copies the bulk of the WAL while writers go on. The second, with this process's
+        writers held back, copies what they added meanwhile and then waits up to
+        `_RESTART_WAIT_MS` for readers still on the WAL to leave, so that the next write
+        starts the WAL again from its beginning. SQLite does that only after a checkpoint
+        that copied all of it with no reader left on it: a checkpoint that only ever ran
+        beside a busy writer never caught up, and the WAL grew for ever. Writers wait for the
+        second only: 2-4 ms against 11-22 ms for one checkpoint held throughout
+        (`bench/delivery.py`, 32 conversations)."""
         try:
             await self.read_in_thread(_checkpoint)
             async with self._writers:
-                await self.read_in_thread(_checkpoint)
+                await self.read_in_thread(_restart)
         except Exception:  # the next one tries again; a checkpoint is never owed to anyone
             _log.warning("sqlite.checkpoint_failed", exc_info=True)
         finally:
@@ -274,7 +304,7 @@ class SqliteEngine(AsyncEngine):
         """Close the kept connections too (each has a thread that would outlive the engine)."""
         self._disposed = True
         if self._checkpoint is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._checkpoint
         if self._direct is not None:
             self._direct.close()
@@ -310,9 +340,24 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
 
 
+_RESTART_WAIT_MS = 10
+"""How long the second checkpoint waits for readers to leave the WAL (reads here are short;
+one that holds its snapshot longer only delays the WAL's restart to a later checkpoint)."""
+
+
 def _checkpoint(db: sqlite3.Connection) -> None:
     """Copy what it can of the WAL into the database, waiting for no reader nor writer."""
     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def _restart(db: sqlite3.Connection) -> None:
+    """Copy all of the WAL into the database and see that the next write starts it again
+    from its beginning, waiting a little for readers and other processes' writers."""
+    db.execute(f"PRAGMA busy_timeout={_RESTART_WAIT_MS}")
+    try:
+        db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+    finally:
+        db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

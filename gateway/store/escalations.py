@@ -133,7 +133,7 @@ class OpenEscalation:
         return []
 
     def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> list[OutboxWrite]:
-        """`apply` on the plain sqlite3 connection, in the group writer's thread."""
+        """`apply` on the plain sqlite3 connection, inside the group writer's one call."""
         r = self.record
         db.execute(
             _RAW_ESCALATION.sql,
@@ -190,7 +190,7 @@ class MoveEscalation:
         return []
 
     def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> list[OutboxWrite]:
-        """`apply` on the plain sqlite3 connection, in the group writer's thread."""
+        """`apply` on the plain sqlite3 connection, inside the group writer's one call."""
         values = _RAW_MOVE.params(self.state, self.holder, now, now if self.closed else None)
         holder = "claimed_by IS NULL" if self.was_holder is None else "claimed_by = ?"
         cursor = db.execute(
@@ -242,7 +242,7 @@ class AppendEvent:
         return self._notifications([(row.id, row.events) for row in rows])
 
     def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> list[OutboxWrite]:
-        """`apply` on the plain sqlite3 connection, in the group writer's thread."""
+        """`apply` on the plain sqlite3 connection, inside the group writer's one call."""
         (seq,) = db.execute(_RAW_BUMP, (self.brand,)).fetchone()
         db.execute(
             _RAW_EVENT.sql,

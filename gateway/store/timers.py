@@ -98,7 +98,7 @@ class ArmTimer:
         return []
 
     def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> list[OutboxWrite]:
-        """`apply` on the plain sqlite3 connection, in the group writer's thread."""
+        """`apply` on the plain sqlite3 connection, inside the group writer's one call."""
         db.execute(
             _RAW_ARM.sql,
             _RAW_ARM.params(self.kind, self.key, self.due_at, dumps(self.data), now),
@@ -131,7 +131,7 @@ class DisarmTimer:
         return []
 
     def apply_sqlite(self, db: sqlite3.Connection, now: datetime) -> list[OutboxWrite]:
-        """`apply` on the plain sqlite3 connection, in the group writer's thread."""
+        """`apply` on the plain sqlite3 connection, inside the group writer's one call."""
         db.execute(
             'DELETE FROM timers WHERE kind = ? AND "key" = ? AND fired_at IS NULL',
             (self.kind, self.key),

@@ -1,6 +1,6 @@
-"""The SQLite outbox store's hot path (plain sqlite3 in the database's thread) does and stores
-exactly what its SQLAlchemy statements do: the same calls on two databases, one through each
-path, answer the same and leave the same bytes in the tables."""
+"""The SQLite outbox store's hot path (plain sqlite3, `SqliteEngine.write_plain`) does and
+stores exactly what its SQLAlchemy statements do: the same calls on two databases, one
+through each path, answer the same and leave the same bytes in the tables."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ async def _seed(engine: AsyncEngine) -> None:
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
-    """The gateway's SQLite engine (thread path) and a plain SQLAlchemy engine (statement
+    """The gateway's SQLite engine (plain sqlite3 path) and a plain SQLAlchemy engine (statement
     path), each on a database of its own with the same rows."""
     fast = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'fast.db'}")
     plain = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'plain.db'}")
@@ -145,7 +145,7 @@ async def _script(store: OutboxStore) -> list[Any]:
     return seen
 
 
-async def test_the_thread_path_answers_and_stores_what_sqlalchemy_does(
+async def test_the_plain_sqlite3_path_answers_and_stores_what_sqlalchemy_does(
     pair: tuple[AsyncEngine, AsyncEngine], tmp_path: Path
 ) -> None:
     fast, plain = pair

@@ -8,12 +8,18 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from gateway.store import database
+from gateway.store.conversations import Batch, Conversations, EnvelopeWrite
 from gateway.store.database import SqliteEngine, create_engine, migrate
+from identity.ids import new_id
+
+NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 async def _engine(path: Path) -> SqliteEngine:
@@ -146,33 +152,168 @@ async def test_a_database_in_memory_is_written_in_its_thread() -> None:
         await engine.dispose()
 
 
-async def test_the_wal_starts_again_after_each_checkpoint(
+async def test_the_wal_starts_again_after_checkpoints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Writes keep coming while checkpoints run: the WAL is still reused from its start (a
-    checkpoint racing the writer never copies all of it, and the WAL grew without end)."""
+    """Writes keep coming while checkpoints run, and short reads in database threads come
+    and go: the WAL is still started again from its beginning (a checkpoint racing the
+    writer never copied all of it, and the WAL grew without end). Each start bumps the
+    first salt in the WAL's header."""
     monkeypatch.setattr(database, "_CHECKPOINT_EVERY", 20)
     path = tmp_path / "store.db"
     wal = path.with_name("store.db-wal")
     engine = await _engine(path)
+
+    def salt() -> int:
+        with wal.open("rb") as file:
+            return int.from_bytes(file.read(20)[16:20], "big")
+
+    def write(db: sqlite3.Connection, n: int) -> None:
+        db.execute("INSERT INTO inbox_heads (agent, last_seq) VALUES (?, 1)", (f"{n:05d}" * 800,))
+
+    async def writer(first: int) -> None:
+        for n in range(first, first + 200):
+            await engine.write_plain(write, n)
+            await asyncio.sleep(0)  # as between requests: the checkpoint gets its turn
+
+    reading = True
+
+    async def reader() -> None:  # as the directory's refreshes: SQLAlchemy, in a thread
+        while reading:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT count(*) FROM inbox_heads"))
+
+    try:
+        await engine.write_plain(write, 99_999)
+        first = salt()
+        readers = [asyncio.create_task(reader()) for _ in range(2)]
+        await asyncio.gather(*(writer(k * 1000) for k in range(8)))  # 1,600 commits, 80 checkpoints
+        reading = False
+        await asyncio.gather(*readers)
+        assert salt() - first >= 10
+        assert await engine.read_plain(_heads) == 1601
+    finally:
+        await engine.dispose()
+
+
+async def test_a_group_commit_waits_in_a_thread_while_another_process_writes(
+    tmp_path: Path,
+) -> None:
+    """The real group write (`Conversations.commit`) with the database locked by another
+    connection: it goes to a database thread, waits, and lands once the lock is released."""
+    path = tmp_path / "store.db"
+    engine = await _engine(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        conversations = Conversations(engine, new_id)
+        write = EnvelopeWrite(
+            sender="alice@people.example",
+            envelope_id="env-1",
+            recipient="bob@people.example",
+            task_id=None,
+            act="say",
+            digest="d" * 64,
+            body={"id": "env-1", "text": "hello"},
+            answer=None,
+            inbox_for=("bob@people.example",),
+        )
+        await engine.read_plain(_heads)  # the direct connection exists
+        other.execute("BEGIN IMMEDIATE")
+        pending = asyncio.create_task(
+            conversations.commit(Batch(now=NOW, task=None, envelopes=[write]))
+        )
+        await asyncio.sleep(0.2)
+        assert not pending.done()
+        other.execute("COMMIT")
+        committed = await asyncio.wait_for(pending, 10)
+        assert committed.inbox == (("bob@people.example", 1),)
+        items = await conversations.inbox("bob@people.example", 0, 10)
+        assert [item.envelope for item in items] == [{"id": "env-1", "text": "hello"}]
+    finally:
+        other.close()
+        await engine.dispose()
+
+
+async def test_opening_the_direct_connection_on_a_locked_database_waits_in_a_thread(
+    tmp_path: Path,
+) -> None:
+    """Another process holds the database in exclusive locking mode when the direct
+    connection is first needed: that call goes to a database thread and waits."""
+    path = tmp_path / "store.db"
+    await (await _engine(path)).dispose()  # migrated, and no connection of ours left open
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA locking_mode=EXCLUSIVE")
+    other.execute("BEGIN EXCLUSIVE")
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    assert isinstance(engine, SqliteEngine)
+    try:
+        threads: list[int] = []
+
+        def read(db: sqlite3.Connection) -> int:
+            threads.append(threading.get_ident())
+            return _heads(db)
+
+        pending = asyncio.create_task(engine.read_plain(read))
+        await asyncio.sleep(0.2)
+        assert not pending.done()
+        other.execute("COMMIT")
+        other.close()  # exclusive mode keeps the lock until the connection closes
+        assert await asyncio.wait_for(pending, 10) == 0
+        assert threads and threads[0] != threading.get_ident()
+        assert await engine.read_plain(read) == 0  # and now directly
+        assert threads[-1] == threading.get_ident()
+    finally:
+        other.close()
+        await engine.dispose()
+
+
+async def test_a_direct_connection_left_in_a_transaction_is_replaced(tmp_path: Path) -> None:
+    """A call whose ROLLBACK fails leaves its connection in a transaction, holding the write
+    lock: that connection is closed, and the next call works on a fresh one."""
+    engine = await _engine(tmp_path / "store.db")
     try:
 
-        def write(db: sqlite3.Connection, n: int) -> None:
-            db.execute(
-                "INSERT INTO inbox_heads (agent, last_seq) VALUES (?, 1)", (f"{n:05d}" * 800,)
+        def stuck(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            db.set_authorizer(
+                lambda action, *_: (
+                    sqlite3.SQLITE_DENY
+                    if action == sqlite3.SQLITE_TRANSACTION
+                    else sqlite3.SQLITE_OK
+                )
             )
+            raise ValueError("refused")
 
-        async def writer(first: int) -> None:
-            for n in range(first, first + 200):
-                await engine.write_plain(write, n)
-                await asyncio.sleep(0)  # as between requests: the checkpoint gets its turn
+        with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+            await engine.read_plain(stuck)  # its ROLLBACK was refused too
+        seen: list[int] = []
 
-        await asyncio.gather(*(writer(k * 1000) for k in range(4)))  # 800 commits of 4 KB
-        first = wal.stat().st_size  # the most the WAL held at once so far
-        for round_ in range(1, 5):  # four times as many again
-            await asyncio.gather(*(writer((4 * round_ + k) * 1000) for k in range(4)))
-        # Reused, its longest stays near the first round's; never reused, it is five times it.
-        assert wal.stat().st_size < first * 2.5
-        assert await engine.read_plain(_heads) == 4000
+        def write(db: sqlite3.Connection) -> None:
+            seen.append(id(db))
+            db.execute("INSERT INTO inbox_heads (agent, last_seq) VALUES ('a', 1)")
+
+        await engine.write_plain(write)
+        assert await engine.read_plain(_heads) == 1
+        assert seen and seen[0] == id(engine._direct)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_url_with_options_is_left_to_the_threads(tmp_path: Path) -> None:
+    """A database URL with options (here SQLite's URI form) is opened as the URL says, by the
+    threads' connections; the direct connection would open a file named after its path."""
+    url = f"sqlite+aiosqlite:///file:{tmp_path / 'store.db'}?mode=rwc&uri=true"
+    engine = create_engine(url)
+    assert isinstance(engine, SqliteEngine)
+    try:
+        threads: list[int] = []
+
+        def work(db: sqlite3.Connection) -> int:
+            threads.append(threading.get_ident())
+            return int(db.execute("SELECT 1").fetchone()[0])
+
+        assert await engine.write_plain(work) == 1
+        assert threading.get_ident() not in threads
+        assert engine._direct is None
     finally:
         await engine.dispose()
