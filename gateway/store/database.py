@@ -125,8 +125,8 @@ class SqliteEngine(AsyncEngine):
     cost more than that in wake-ups and hand-overs of the interpreter lock. That connection
     never waits: its busy timeout is 0, and a call that finds the database locked (by another
     process) goes to a database thread instead, which waits there. It never checkpoints
-    either (a checkpoint waits for the disk): every `_CHECKPOINT_EVERY` commits, passive
-    checkpoints run in a database thread (`_run_checkpoint`).
+    either (a checkpoint waits for the disk): every `_CHECKPOINT_EVERY` commits, checkpoints
+    run in a database thread (`_run_checkpoint`).
     """
 
     def __init__(self, sync_engine: Any) -> None:
@@ -200,8 +200,8 @@ class SqliteEngine(AsyncEngine):
         return await self._in_thread(_outside_transaction, work, args)
 
     def _direct_connection(self) -> sqlite3.Connection | None:
-        """The connection of this thread's calls (made on first use); None for a database in
-        memory, which another connection would not see."""
+        """The connection of this thread's calls (made on first use); None when the database
+        is one it cannot open (`_file`), or is locked by another process as it is opened."""
         if self._direct is None and self._file is not None and not self._disposed:
             db = sqlite3.connect(self._file, timeout=0, isolation_level=None)
             try:
@@ -331,8 +331,8 @@ class SqliteEngine(AsyncEngine):
 
 _KEPT = 4  # idle kept connections at most
 _CHECKPOINT_EVERY = 200
-"""Commits of the direct connection between passive checkpoints (at a few pages a commit,
-near SQLite's own default of one every 1,000 pages of WAL)."""
+"""Commits of the direct connection between checkpoints (at a few pages a commit, near
+SQLite's own default of one every 1,000 pages of WAL)."""
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:

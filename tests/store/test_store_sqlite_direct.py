@@ -133,9 +133,19 @@ async def test_checkpoints_run_in_a_database_thread(
         await engine.dispose()
 
 
-async def test_a_database_in_memory_is_written_in_its_thread() -> None:
-    """A database in memory is seen by its one connection only: no direct connection."""
-    engine = create_engine("sqlite+aiosqlite://")
+@pytest.mark.parametrize(
+    "database",
+    [
+        "",  # in memory: seen by its one connection only
+        "file:{tmp}/store.db?mode=rwc&uri=true",  # with options: opened as the URL says
+    ],
+)
+async def test_databases_the_direct_connection_cannot_open_are_left_to_the_threads(
+    tmp_path: Path, database: str
+) -> None:
+    """A database in memory, or a URL with options (here SQLite's URI form), is used through
+    the threads' connections only: the direct connection would open another database."""
+    engine = create_engine(f"sqlite+aiosqlite:///{database.format(tmp=tmp_path)}")
     assert isinstance(engine, SqliteEngine)
     try:
         threads: list[int] = []
@@ -146,7 +156,7 @@ async def test_a_database_in_memory_is_written_in_its_thread() -> None:
 
         assert await engine.write_plain(work) == 1
         assert await engine.read_plain(work) == 1
-        assert threading.get_ident() not in threads
+        assert threads and threading.get_ident() not in threads
         assert engine._direct is None
     finally:
         await engine.dispose()
@@ -295,25 +305,5 @@ async def test_a_direct_connection_left_in_a_transaction_is_replaced(tmp_path: P
         await engine.write_plain(write)
         assert await engine.read_plain(_heads) == 1
         assert seen and seen[0] == id(engine._direct)
-    finally:
-        await engine.dispose()
-
-
-async def test_a_url_with_options_is_left_to_the_threads(tmp_path: Path) -> None:
-    """A database URL with options (here SQLite's URI form) is opened as the URL says, by the
-    threads' connections; the direct connection would open a file named after its path."""
-    url = f"sqlite+aiosqlite:///file:{tmp_path / 'store.db'}?mode=rwc&uri=true"
-    engine = create_engine(url)
-    assert isinstance(engine, SqliteEngine)
-    try:
-        threads: list[int] = []
-
-        def work(db: sqlite3.Connection) -> int:
-            threads.append(threading.get_ident())
-            return int(db.execute("SELECT 1").fetchone()[0])
-
-        assert await engine.write_plain(work) == 1
-        assert threading.get_ident() not in threads
-        assert engine._direct is None
     finally:
         await engine.dispose()
