@@ -4,6 +4,8 @@ per partition for any kind, retries by verdict, the gave-up hook, and the migrat
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +17,7 @@ from gateway.bus.memory import MemoryBus
 from gateway.clock import SystemClock
 from gateway.delivery.schedule import Backoff
 from gateway.delivery.wakeup import wake_up
-from gateway.delivery.worker import Attempt, OutboxWorker
+from gateway.delivery.worker import Attempt, GaveUp, Handler, OutboxWorker
 from gateway.store.conversations import Batch, Conversations, OutboxWrite
 from gateway.store.outbox import AttemptWrite, OutboxRow, OutboxStore
 from gateway.store.tables import metadata
@@ -165,30 +167,14 @@ async def test_generic_worker_orders_partitions_and_follows_verdicts(engine: Asy
     async def hook(row: OutboxRow, reason: str) -> None:
         gave_up.append((row.public_id, reason))
 
-    bus = MemoryBus()
-    store = OutboxStore(engine)
-    worker = OutboxWorker(
-        store=store,
-        bus=bus,
-        clock=SystemClock(),
-        backoff=Backoff(base_s=0.01, max_s=0.02, budget_s=1.0),
-        owner="replica-1",
-        handlers={"notification": Notifier()},
-        sweep_s=0.05,
-        on_gave_up=hook,
-    )
-    await worker.start()
-    try:
+    backoff = Backoff(base_s=0.01, max_s=0.02, budget_s=1.0)
+    async with _working(engine, Notifier(), backoff, sweep_s=0.05, on_gave_up=hook) as (
+        store,
+        bus,
+    ):
         await add_rows(engine, "notification", ["a", "b", "a", "b", "a", "never", "a"])
         await bus.publish("work.notification", b"1")
-
-        async def drained() -> bool:
-            return await store.pending_count(["notification"]) == 0
-
-        await wait_until(drained, what="the outbox drains")
-    finally:
-        await worker.stop()
-        await bus.close()
+        await _drained(store, "the outbox drains")
 
     assert overlaps == []
     a_order = [n for partition, n in seen if partition == "a"]
@@ -225,28 +211,10 @@ async def test_a_retry_holds_back_the_row_leased_behind_it(engine: AsyncEngine) 
             finally:
                 busy.remove(n)
 
-    bus = MemoryBus()
-    store = OutboxStore(engine)
-    worker = OutboxWorker(
-        store=store,
-        bus=bus,
-        clock=SystemClock(),
-        backoff=Backoff(base_s=0.01, max_s=0.02),
-        owner="replica-1",
-        handlers={"notification": Notifier()},
-        sweep_s=0.05,
-    )
     await add_rows(engine, "notification", ["p"] * 8)
-    await worker.start()
-    try:
-
-        async def drained() -> bool:
-            return await store.pending_count(["notification"]) == 0
-
-        await wait_until(drained, what="the partition drains")
-    finally:
-        await worker.stop()
-        await bus.close()
+    backoff = Backoff(base_s=0.01, max_s=0.02)
+    async with _working(engine, Notifier(), backoff, sweep_s=0.05) as (store, _):
+        await _drained(store, "the partition drains")
     assert overlaps == []
     assert seen == [0, 1, 2, 2, 3, 4, 5, 5, 6, 7]
     assert await _leased(engine) == []
@@ -278,20 +246,9 @@ async def test_wake_ups_while_partitions_drain_lose_and_repeat_nothing(
             finally:
                 busy.discard(partition)
 
-    bus = MemoryBus()
-    store = OutboxStore(engine)
-    worker = OutboxWorker(
-        store=store,
-        bus=bus,
-        clock=SystemClock(),
-        backoff=Backoff(),
-        owner="replica-1",
-        handlers={"notification": Notifier()},
-        sweep_s=600.0,  # only wake-ups: a lost one would show as a missing row
-    )
-    await worker.start()
     partitions = ["slow", "fast", "other"]
-    try:
+    # A sweep only every 600 s: the rows are found by their wake-ups, a lost one would show.
+    async with _working(engine, Notifier(), Backoff(), sweep_s=600.0) as (store, bus):
         for n in range(90):
             partition = partitions[n % 3] if n % 7 else "slow"
             batch = Batch(
@@ -304,20 +261,50 @@ async def test_wake_ups_while_partitions_drain_lose_and_repeat_nothing(
                 await bus.publish(f"work.{kind}", data)
             if n % 5 == 0:
                 await asyncio.sleep(0.003)
-
-        async def drained() -> bool:
-            return await store.pending_count(["notification"]) == 0
-
-        await wait_until(drained, what="the outbox drains on wake-ups alone")
-    finally:
-        await worker.stop()
-        await bus.close()
+        await _drained(store, "the outbox drains on wake-ups alone")
 
     assert overlaps == []
     for partition, numbers in seen.items():
         assert numbers == sorted(numbers), partition
         assert len(numbers) == len(set(numbers)), partition
     assert sorted(n for numbers in seen.values() for n in numbers) == list(range(90))
+
+
+@contextlib.asynccontextmanager
+async def _working(
+    engine: AsyncEngine,
+    handler: Handler,
+    backoff: Backoff,
+    *,
+    sweep_s: float,
+    on_gave_up: GaveUp | None = None,
+) -> AsyncIterator[tuple[OutboxStore, MemoryBus]]:
+    """A worker of replica-1 with `handler` for "notification" rows, running inside."""
+    bus = MemoryBus()
+    store = OutboxStore(engine)
+    worker = OutboxWorker(
+        store=store,
+        bus=bus,
+        clock=SystemClock(),
+        backoff=backoff,
+        owner="replica-1",
+        handlers={"notification": handler},
+        sweep_s=sweep_s,
+        on_gave_up=on_gave_up,
+    )
+    await worker.start()
+    try:
+        yield store, bus
+    finally:
+        await worker.stop()
+        await bus.close()
+
+
+async def _drained(store: OutboxStore, what: str) -> None:
+    async def drained() -> bool:
+        return await store.pending_count(["notification"]) == 0
+
+    await wait_until(drained, what=what)
 
 
 async def _statuses(engine: AsyncEngine) -> list[tuple[int, str]]:

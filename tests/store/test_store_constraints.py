@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,6 +50,21 @@ def _task(task_id: str) -> TaskRecord:
         turns_without_progress=1,
         route_why=None,
     )
+
+
+@contextlib.asynccontextmanager
+async def _two_replicas() -> AsyncIterator[tuple[AsyncEngine, Conversations, Conversations]]:
+    """Two replicas' stores on one private, migrated PostgreSQL database: the first's engine
+    (for reading what they wrote) and each one's `Conversations`."""
+    async with provision_database() as url:
+        engines = [create_engine(url), create_engine(url)]
+        try:
+            await migrate(engines[0])
+            first, second = (Conversations(made, new_id) for made in engines)
+            yield engines[0], first, second
+        finally:
+            for made in engines:
+                await made.dispose()
 
 
 def _envelope(envelope_id: str, task_id: str, inbox_for: str = "support@acme.example"):
@@ -439,67 +456,60 @@ async def test_two_replicas_updating_the_same_tasks_in_opposite_orders_each_win_
     (the other writer gets TaskChanged for it), the shared inbox's seqs stay gapless, and
     its delivery rows are numbered in the order of its seqs (the head locks come before any
     envelope or delivery row, whatever the group wrote first)."""
-    async with provision_database() as url:
-        engines = [create_engine(url), create_engine(url)]
-        try:
-            await migrate(engines[0])
-            first, second = (Conversations(made, new_id) for made in engines)
+    async with _two_replicas() as (engine, first, second):
+        for n in range(10):
+            await first.commit(_new_task_batch(f"tsk_{n}", f"env-old-{n}"))
+        later = NOW + timedelta(minutes=5)
+
+        def update(n: int, version: int, who: str) -> Batch:
+            record = replace(_task(f"tsk_{n}"), state="working", resolved_by=who)
+            return Batch(
+                now=NOW,
+                task=TaskWrite(record, version, (("state", {"by": who}),)),
+                envelopes=[_envelope(f"env-{who}-{version}-{n}", f"tsk_{n}")],
+                extra=[ArmTimer("reply", f"tsk_{n}", later, {"by": who})],
+            )
+
+        won = {"a": 0, "b": 0}
+        for version in range(1, 6):
+            outcomes = await asyncio.gather(
+                *(first.commit(update(n, version, "a")) for n in range(10)),
+                *(second.commit(update(n, version, "b")) for n in reversed(range(10))),
+                return_exceptions=True,
+            )
+            for who, part in (("a", outcomes[:10]), ("b", outcomes[10:])):
+                for outcome in part:
+                    if isinstance(outcome, BaseException):
+                        assert isinstance(outcome, TaskChanged), outcome
+                    else:
+                        won[who] += 1
             for n in range(10):
-                await first.commit(_new_task_batch(f"tsk_{n}", f"env-old-{n}"))
-            later = NOW + timedelta(minutes=5)
-
-            def update(n: int, version: int, who: str) -> Batch:
-                record = replace(_task(f"tsk_{n}"), state="working", resolved_by=who)
-                return Batch(
-                    now=NOW,
-                    task=TaskWrite(record, version, (("state", {"by": who}),)),
-                    envelopes=[_envelope(f"env-{who}-{version}-{n}", f"tsk_{n}")],
-                    extra=[ArmTimer("reply", f"tsk_{n}", later, {"by": who})],
+                found = await first.task_version(f"tsk_{n}")
+                assert found is not None and found[1] == version + 1
+        assert won["a"] + won["b"] == 50
+        items = await first.inbox("support@acme.example", 0, 1000)
+        assert [item.seq for item in items] == list(range(1, 61))
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(outbox.c.pk, outbox.c.payload)
+                    .where(outbox.c.kind == "delivery")
+                    .order_by(outbox.c.pk)
                 )
-
-            won = {"a": 0, "b": 0}
-            for version in range(1, 6):
-                outcomes = await asyncio.gather(
-                    *(first.commit(update(n, version, "a")) for n in range(10)),
-                    *(second.commit(update(n, version, "b")) for n in reversed(range(10))),
-                    return_exceptions=True,
-                )
-                for who, part in (("a", outcomes[:10]), ("b", outcomes[10:])):
-                    for outcome in part:
-                        if isinstance(outcome, BaseException):
-                            assert isinstance(outcome, TaskChanged), outcome
-                        else:
-                            won[who] += 1
-                for n in range(10):
-                    found = await first.task_version(f"tsk_{n}")
-                    assert found is not None and found[1] == version + 1
-            assert won["a"] + won["b"] == 50
-            items = await first.inbox("support@acme.example", 0, 1000)
-            assert [item.seq for item in items] == list(range(1, 61))
-            async with engines[0].connect() as conn:
-                rows = (
-                    await conn.execute(
-                        select(outbox.c.pk, outbox.c.payload)
-                        .where(outbox.c.kind == "delivery")
-                        .order_by(outbox.c.pk)
-                    )
+            ).all()
+            by_pk = {
+                pk: seq
+                for pk, seq in (
+                    await conn.execute(select(envelopes.c.pk, inbox.c.seq).join(inbox))
                 ).all()
-                by_pk = {
-                    pk: seq
-                    for pk, seq in (
-                        await conn.execute(select(envelopes.c.pk, inbox.c.seq).join(inbox))
-                    ).all()
-                }
-            seqs = [by_pk[json.loads(payload)["envelope_pk"]] for _, payload in rows]
-            assert seqs == sorted(seqs) and len(seqs) == 60
-            for n in range(10):
-                timer = (await _timers(engines[0]))[("reply", f"tsk_{n}")]
-                record = await first.task(f"tsk_{n}")
-                assert record is not None
-                assert json.loads(timer.data) == {"by": record.resolved_by}
-        finally:
-            for made in engines:
-                await made.dispose()
+            }
+        seqs = [by_pk[json.loads(payload)["envelope_pk"]] for _, payload in rows]
+        assert seqs == sorted(seqs) and len(seqs) == 60
+        for n in range(10):
+            timer = (await _timers(engine))[("reply", f"tsk_{n}")]
+            record = await first.task(f"tsk_{n}")
+            assert record is not None
+            assert json.loads(timer.data) == {"by": record.resolved_by}
 
 
 @pytest.mark.distributed
@@ -507,28 +517,21 @@ async def test_the_same_envelopes_raced_through_two_replicas_are_stored_once():
     """Two writers on one PostgreSQL database each commit a group of the same ten envelopes
     (new tasks of their own), in opposite orders, three rounds: each envelope is stored once,
     the other writer's copy is a ReplayCollision, and the inbox holds each once, gapless."""
-    async with provision_database() as url:
-        engines = [create_engine(url), create_engine(url)]
-        try:
-            await migrate(engines[0])
-            first, second = (Conversations(made, new_id) for made in engines)
-            for round_ in range(3):
-                ids = [f"env-{round_}-{n}" for n in range(10)]
-                outcomes = await asyncio.gather(
-                    *(first.commit(_new_task_batch(f"tsk_a{i}", i)) for i in ids),
-                    *(second.commit(_new_task_batch(f"tsk_b{i}", i)) for i in reversed(ids)),
-                    return_exceptions=True,
-                )
-                stored = [o for o in outcomes if not isinstance(o, BaseException)]
-                refused = [o for o in outcomes if isinstance(o, BaseException)]
-                assert len(stored) == 10 and len(refused) == 10
-                assert all(isinstance(o, ReplayCollision) for o in refused), refused
-            items = await first.inbox("support@acme.example", 0, 1000)
-            assert [item.seq for item in items] == list(range(1, 31))
-            assert len({item.envelope["id"] for item in items}) == 30
-        finally:
-            for made in engines:
-                await made.dispose()
+    async with _two_replicas() as (_, first, second):
+        for round_ in range(3):
+            ids = [f"env-{round_}-{n}" for n in range(10)]
+            outcomes = await asyncio.gather(
+                *(first.commit(_new_task_batch(f"tsk_a{i}", i)) for i in ids),
+                *(second.commit(_new_task_batch(f"tsk_b{i}", i)) for i in reversed(ids)),
+                return_exceptions=True,
+            )
+            stored = [o for o in outcomes if not isinstance(o, BaseException)]
+            refused = [o for o in outcomes if isinstance(o, BaseException)]
+            assert len(stored) == 10 and len(refused) == 10
+            assert all(isinstance(o, ReplayCollision) for o in refused), refused
+        items = await first.inbox("support@acme.example", 0, 1000)
+        assert [item.seq for item in items] == list(range(1, 31))
+        assert len({item.envelope["id"] for item in items}) == 30
 
 
 @pytest.mark.distributed
@@ -537,47 +540,40 @@ async def test_a_history_remembered_on_one_replica_never_passes_for_a_newer_vers
     moves the task on (with its guard, or by giving it an envelope without one), replica A's
     remembered window stays tied to the old version, a commit planned on it fails with
     TaskChanged, and the window for the new version holds B's envelopes."""
-    async with provision_database() as url:
-        engines = [create_engine(url), create_engine(url)]
-        try:
-            await migrate(engines[0])
-            first, second = (Conversations(made, new_id) for made in engines)
-            await first.commit(_new_task_batch("tsk_1", "env-1"))
-            assert [body["id"] for body in await first.history("tsk_1", 1)] == ["env-1"]
+    async with _two_replicas() as (_, first, second):
+        await first.commit(_new_task_batch("tsk_1", "env-1"))
+        assert [body["id"] for body in await first.history("tsk_1", 1)] == ["env-1"]
 
-            def say(envelope_id: str, version: int) -> Batch:
-                record = replace(_task("tsk_1"), state="working")
-                return Batch(
-                    now=NOW,
-                    task=TaskWrite(record, version),
-                    envelopes=[_envelope(envelope_id, "tsk_1")],
-                )
+        def say(envelope_id: str, version: int) -> Batch:
+            record = replace(_task("tsk_1"), state="working")
+            return Batch(
+                now=NOW,
+                task=TaskWrite(record, version),
+                envelopes=[_envelope(envelope_id, "tsk_1")],
+            )
 
-            assert [body["id"] for body in await second.history("tsk_1", 1)] == ["env-1"]
-            await second.commit(say("env-2", 1))
-            assert [body["id"] for body in await first.history("tsk_1", 1)] == ["env-1"]
-            with pytest.raises(TaskChanged):
-                await first.commit(say("env-a", 1))
-            assert [body["id"] for body in await first.history("tsk_1", 2)] == ["env-1", "env-2"]
+        assert [body["id"] for body in await second.history("tsk_1", 1)] == ["env-1"]
+        await second.commit(say("env-2", 1))
+        assert [body["id"] for body in await first.history("tsk_1", 1)] == ["env-1"]
+        with pytest.raises(TaskChanged):
+            await first.commit(say("env-a", 1))
+        assert [body["id"] for body in await first.history("tsk_1", 2)] == ["env-1", "env-2"]
 
-            # An envelope given to the task without its guarded write moves its version too.
-            await second.commit(Batch(now=NOW, envelopes=[_envelope("env-3", "tsk_1")]))
-            found = await first.task_version("tsk_1")
-            assert found is not None and found[1] == 3
-            with pytest.raises(TaskChanged):
-                await first.commit(say("env-b", 2))
-            window = await first.history("tsk_1", 3)
-            assert [body["id"] for body in window] == ["env-1", "env-2", "env-3"]
-            await first.commit(say("env-4", 3))
-            assert [body["id"] for body in await first.history("tsk_1", 4)] == [
-                "env-1",
-                "env-2",
-                "env-3",
-                "env-4",
-            ]
-        finally:
-            for made in engines:
-                await made.dispose()
+        # An envelope given to the task without its guarded write moves its version too.
+        await second.commit(Batch(now=NOW, envelopes=[_envelope("env-3", "tsk_1")]))
+        found = await first.task_version("tsk_1")
+        assert found is not None and found[1] == 3
+        with pytest.raises(TaskChanged):
+            await first.commit(say("env-b", 2))
+        window = await first.history("tsk_1", 3)
+        assert [body["id"] for body in window] == ["env-1", "env-2", "env-3"]
+        await first.commit(say("env-4", 3))
+        assert [body["id"] for body in await first.history("tsk_1", 4)] == [
+            "env-1",
+            "env-2",
+            "env-3",
+            "env-4",
+        ]
 
 
 @pytest.mark.distributed
