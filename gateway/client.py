@@ -129,7 +129,10 @@ class StaffClient(_Http):
         description: str = "",
         skills: Sequence[str] = (),
         endpoint: str | None = None,
+        max_batch: int = 1,
     ) -> dict[str, Any]:
+        """Register a brand agent; `max_batch` > 1 lets its endpoint take ordered batches
+        (docs/delivery-batches.md)."""
         body: dict[str, Any] = {
             "address": address,
             "kind": "brand",
@@ -140,6 +143,8 @@ class StaffClient(_Http):
         }
         if endpoint:
             body["endpoint"] = {"url": endpoint}
+            if max_batch != 1:
+                body["endpoint"]["max_batch"] = max_batch
         return await self.call("POST", "/v1/agents", token=self.token, body=body)  # type: ignore[no-any-return]
 
     async def set_policy(self, domain: str, policy: dict[str, Any]) -> dict[str, Any]:

@@ -240,6 +240,7 @@ class CachedDirectory(Directory):
         endpoint_url: str | None,
         keys: Sequence[tuple[str, dict[str, str]]],
         now: datetime,
+        endpoint_max_batch: int = 1,
     ) -> AgentRecord:
         try:
             return await super().register_agent(
@@ -252,6 +253,7 @@ class CachedDirectory(Directory):
                 endpoint_url=endpoint_url,
                 keys=keys,
                 now=now,
+                endpoint_max_batch=endpoint_max_batch,
             )
         finally:
             await self._changed(address)

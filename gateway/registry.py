@@ -33,6 +33,7 @@ class NewAgent:
     skills: tuple[str, ...]
     keys: tuple[Mapping[str, Any], ...]
     endpoint_url: str | None
+    endpoint_max_batch: int = 1
 
 
 class Registry:
@@ -106,6 +107,7 @@ class Registry:
             description=agent.description,
             skills=agent.skills,
             endpoint_url=agent.endpoint_url,
+            endpoint_max_batch=agent.endpoint_max_batch,
             keys=[(key.kid, key.jwk) for key in keys],
             now=self._clock.now(),
         )

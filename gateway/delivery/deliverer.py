@@ -9,12 +9,23 @@ the outbox row's public id, the same on every retry, so a receiver deduplicates 
 An answer 200 whose JSON is `{"envelope": {...}}` is the recipient's reply in the same round
 trip: it goes through `Acceptance.accept_object` exactly as if POSTed to /v1/messages. A
 refused reply is noted on the attempt; the delivery itself still succeeded.
+
+An endpoint registered with `max_batch` > 1 takes ordered batches (docs/delivery-batches.md):
+the worker leases the rows queued behind the head with it, and `handle_batch` POSTs them in
+one body, `{"type": "batch", "items": [{"id": <row id>, "envelope": …, "task": …}, …]}`
+(that body even for one item, so such an endpoint sees one shape), with `webhook-id` naming
+the batch (`batch_<count>_<first row id>`: the same rows retried carry the same id). The
+HTTP answer settles every item; a 200 may carry
+`{"replies": [{"id": <row id>, "envelope": …} | {"id": <row id>, "refused": <why>}, …]}`.
+Replies are accepted in order within each task, tasks side by side, so that one group
+commit takes them together.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -27,7 +38,7 @@ from gateway.delivery.sender import HttpAnswer, WebhookSender
 from gateway.delivery.worker import Attempt
 from gateway.errors import EndpointForbidden, GatewayError
 from gateway.store.directory import Directory
-from gateway.store.outbox import OutboxRow, OutboxStore
+from gateway.store.outbox import DeliveryTarget, OutboxRow, OutboxStore
 from gateway.store.records import dumps
 from identity.envelope import MAX_REQUEST_BYTES
 from identity.errors import IdentityError
@@ -50,6 +61,22 @@ def webhook_body_of_stored(envelope_json: str, task: dict[str, Any] | None) -> b
     whitespace and escapes: still valid JSON whose "envelope" is the object the sender
     signed."""
     return f'{{"type":"envelope","envelope":{envelope_json},"task":{dumps(task)}}}'.encode()
+
+
+def webhook_body_of_batch(items: Sequence[tuple[str, str, dict[str, Any] | None]]) -> bytes:
+    """The bytes POSTed for a batch: (row id, stored envelope text, task) per item, in order,
+    each envelope spliced in as `webhook_body_of_stored` does."""
+    parts = ",".join(
+        f'{{"id":{dumps(row_id)},"envelope":{envelope_json},"task":{dumps(task)}}}'
+        for row_id, envelope_json, task in items
+    )
+    return f'{{"type":"batch","items":[{parts}]}}'.encode()
+
+
+def batch_id(rows: Sequence[OutboxRow]) -> str:
+    """The `webhook-id` of a batch: its size and first row (a batch is always the rows that
+    follow its first one), so the same rows sent again carry the same id."""
+    return f"batch_{len(rows)}_{rows[0].public_id}"
 
 
 class _ReplyNotProcessed(Exception):
@@ -80,8 +107,70 @@ class EndpointDeliverer:
 
     async def handle(self, row: OutboxRow) -> Attempt:
         address = str(row.payload["agent"])
+        target = await self._target(row, address)
+        if isinstance(target, Attempt):
+            return target
+        if target.max_batch > 1:  # the endpoint takes batches: always the batch body
+            [attempt] = await self._send_batch([(row, target)])
+            return attempt
+        url = target.endpoint_url
+        assert url is not None  # `_target` checked it
+        body = webhook_body_of_stored(target.envelope_json, row.payload.get("task"))
+        answer = await self._post(url, row.public_id, body)
+        if isinstance(answer, Attempt):
+            return answer
+        if classify_status(answer.status) != Verdict.OK:
+            return await self._judge_failure(row.public_id, address, url, answer)
+        try:
+            note = await self._reply(answer) if answer.status == 200 else None
+        except _ReplyNotProcessed as exc:
+            # Not a refusal but our own failure (database busy, …): deliver again, and the
+            # endpoint, deduplicating by webhook-id, answers with the same reply.
+            return Attempt.retry(str(exc), answer.status)
+        return Attempt.ok(answer.status, note)
+
+    async def handle_batch(self, rows: Sequence[OutboxRow]) -> list[Attempt]:
+        """One POST for the rows of a batch (a head and its followers); an attempt per row."""
+        outcomes: dict[int, Attempt] = {}
+        items: list[tuple[OutboxRow, DeliveryTarget]] = []
+        for row in rows:
+            target = await self._target(row, str(row.payload["agent"]))
+            if isinstance(target, Attempt):
+                outcomes[row.pk] = target  # settled alone; the others still go
+            else:
+                items.append((row, target))
+        if items:
+            for row, attempt in zip(
+                (row for row, _ in items), await self._send_batch(items), strict=True
+            ):
+                outcomes[row.pk] = attempt
+        return [outcomes[row.pk] for row in rows]
+
+    async def _send_batch(self, items: Sequence[tuple[OutboxRow, DeliveryTarget]]) -> list[Attempt]:
+        rows = [row for row, _ in items]
+        url = items[0][1].endpoint_url
+        assert url is not None  # `_target` checked it
+        body = webhook_body_of_batch(
+            [(row.public_id, found.envelope_json, row.payload.get("task")) for row, found in items]
+        )
+        webhook_id = batch_id(rows)
+        answer = await self._post(url, webhook_id, body)
+        if isinstance(answer, Attempt):
+            return [answer] * len(rows)
+        if classify_status(answer.status) != Verdict.OK:
+            address = str(rows[0].payload["agent"])
+            failed = await self._judge_failure(webhook_id, address, url, answer)
+            return [failed] * len(rows)
+        try:
+            notes = await self._replies(answer, rows) if answer.status == 200 else {}
+        except _ReplyNotProcessed as exc:
+            return [Attempt.retry(str(exc), answer.status)] * len(rows)
+        return [notes.get(row.public_id) or Attempt.ok(answer.status) for row in rows]
+
+    async def _target(self, row: OutboxRow, address: str) -> DeliveryTarget | Attempt:
+        """What the row's delivery needs, or the final attempt when it can't be made."""
         target = row.target  # read in the transaction that claimed the row
-        if target is None:
+        if target is None and isinstance(row.payload.get("envelope_pk"), int):
             target = await self._store.delivery_target(int(row.payload["envelope_pk"]), address)
         if target is None:
             return Attempt.final(f"{address} or the envelope is no longer stored")
@@ -90,38 +179,34 @@ class EndpointDeliverer:
         if target.endpoint_status != "active":
             note = f": {target.endpoint_note}" if target.endpoint_note else ""
             return Attempt.final(f"the endpoint of {address} is {target.endpoint_status}{note}")
-        url = target.endpoint_url
-        body = webhook_body_of_stored(target.envelope_json, row.payload.get("task"))
+        return target
+
+    async def _post(self, url: str, webhook_id: str, body: bytes) -> HttpAnswer | Attempt:
+        """POST the signed body; the answer, or the attempt when none came."""
         timestamp = int(self._clock.now().timestamp())
         headers = {
-            "webhook-id": row.public_id,
+            "webhook-id": webhook_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign_webhook(self._key, row.public_id, timestamp, body),
+            "webhook-signature": sign_webhook(self._key, webhook_id, timestamp, body),
         }
         try:
-            answer = await self._sender.post(url, body, headers)
+            return await self._sender.post(url, body, headers)
         except EndpointForbidden as exc:
             return Attempt.final(f"endpoint_forbidden: {exc.detail}")
         except DeliveryError as exc:
             return Attempt.retry(f"{exc.code}: {exc.detail}")
-        return await self._judge(row, address, url, answer)
 
-    async def _judge(self, row: OutboxRow, address: str, url: str, answer: HttpAnswer) -> Attempt:
+    async def _judge_failure(
+        self, webhook_id: str, address: str, url: str, answer: HttpAnswer
+    ) -> Attempt:
+        """The attempt for an answer other than 2xx."""
         verdict = classify_status(answer.status)
-        if verdict == Verdict.OK:
-            try:
-                note = await self._reply(answer) if answer.status == 200 else None
-            except _ReplyNotProcessed as exc:
-                # Not a refusal but our own failure (database busy, …): deliver again, and the
-                # endpoint, deduplicating by webhook-id, answers with the same reply.
-                return Attempt.retry(str(exc), answer.status)
-            return Attempt.ok(answer.status, note)
         if verdict == Verdict.RETRY:
             retry_after = parse_retry_after(answer.headers.get("Retry-After"), self._clock.now())
             return Attempt.retry(f"HTTP {answer.status}", answer.status, retry_after)
         if verdict == Verdict.DISABLE:
             reason = (
-                f"{url} answered 410 Gone to delivery {row.public_id} at"
+                f"{url} answered 410 Gone to delivery {webhook_id} at"
                 f" {iso(self._clock.now())}; PATCH the agent's endpoint to turn delivery back on"
             )
             await self._directory.disable_endpoint(address, reason, self._clock.now())
@@ -147,8 +232,72 @@ class EndpointDeliverer:
             return None  # a 200 with some other body is a plain acknowledgement
         if not isinstance(parsed, dict) or "envelope" not in parsed:
             return None
+        return await self._accept_reply(parsed["envelope"])
+
+    async def _replies(self, answer: HttpAnswer, rows: Sequence[OutboxRow]) -> dict[str, Attempt]:
+        """A batch's replies: the attempt of each row the answer says something about (the
+        rest are plainly delivered). Replies are accepted in the order given within each
+        task; different tasks' replies side by side.
+
+        Raises:
+            _ReplyNotProcessed: a reply failed on our side; the whole batch goes again.
+        """
+        status = answer.status
+        if not answer.body.strip():
+            return {}
+        first = rows[0].public_id
+        if len(answer.body) > MAX_REQUEST_BYTES:
+            return {first: Attempt.ok(status, "replies ignored: the answer is larger than 256 KiB")}
         try:
-            accepted = await self._accept(parsed["envelope"])
+            parsed = json.loads(answer.body)
+        except (ValueError, UnicodeDecodeError):
+            return {}  # a 200 with some other body is a plain acknowledgement
+        replies = parsed.get("replies") if isinstance(parsed, dict) else None
+        if not isinstance(replies, list):
+            return {}
+        ids = {row.public_id for row in rows}
+        outcomes: dict[str, Attempt] = {}
+        by_task: dict[object, list[tuple[str, object]]] = {}
+        for number, reply in enumerate(replies):
+            item = reply.get("id") if isinstance(reply, dict) else None
+            row_id = item if isinstance(item, str) and item in ids else first
+            if not isinstance(reply, dict) or ("envelope" in reply) == ("refused" in reply):
+                ignored = f"reply {number} ignored: not an object with an envelope or a refusal"
+                outcomes[row_id] = Attempt.ok(status, ignored)
+            elif "refused" in reply:
+                why = str(reply["refused"])[:500]
+                outcomes[row_id] = Attempt.final(f"refused by the endpoint: {why}", status)
+            else:
+                envelope = reply["envelope"]
+                task = envelope.get("task") if isinstance(envelope, dict) else None
+                # A new task (no task id yet) has nothing to keep in order with.
+                key: object = task if isinstance(task, str) else ("new", number)
+                by_task.setdefault(key, []).append((row_id, envelope))
+        results = await asyncio.gather(
+            *(self._accept_in_order(line) for line in by_task.values()), return_exceptions=True
+        )
+        failed = [result for result in results if isinstance(result, BaseException)]
+        if failed:
+            raise failed[0]
+        for line_notes in results:
+            assert not isinstance(line_notes, BaseException)
+            for answered, note in line_notes:
+                outcomes.setdefault(answered, Attempt.ok(status, note))
+        return outcomes
+
+    async def _accept_in_order(
+        self, line: Sequence[tuple[str, object]]
+    ) -> list[tuple[str, str | None]]:
+        return [(row_id, await self._accept_reply(envelope)) for row_id, envelope in line]
+
+    async def _accept_reply(self, envelope: object) -> str | None:
+        """Accept one synchronous reply; a note on what happened.
+
+        Raises:
+            _ReplyNotProcessed: the gateway failed (not refused) while accepting it.
+        """
+        try:
+            accepted = await self._accept(envelope)
         except (IdentityError, RoutingError, GatewayError) as exc:
             return f"reply refused: {exc.code}: {exc.detail}"[:1000]
         except Exception as exc:

@@ -27,6 +27,12 @@ costs one transaction per attempt. A sweep every `sweep_s` finds anything else t
 (retries whose time has come, rows a crashed process left, rows another replica's wake-up
 went to, a wake-up that named no row).
 
+Batches: a claim of a delivery row whose endpoint takes ordered batches (`max_batch` > 1)
+also leases the rows right behind it, up to that many in all (`OutboxRow.followers`). The
+drain treats the batch as one row: one attempt (`BatchHandler.handle_batch`), one record
+transaction for all its rows, and the next claim starts after its last row. Rows of a batch
+that is retried are all due again at the same time, so they go together again.
+
 Rows are claimed with a lease (`OutboxStore.claim_head`), so replicas never work the same row
 at once, and nor do two claimers in this process: a lease is never taken again by its own
 holder. A row leased ahead waits for one attempt before its own, so its lease is twice as
@@ -41,9 +47,9 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
 
 import structlog
 
@@ -93,6 +99,14 @@ class Handler(Protocol):
     """Does one attempt for a row of its kind. Raising counts as a retryable failure."""
 
     async def handle(self, row: OutboxRow) -> Attempt: ...
+
+
+@runtime_checkable
+class BatchHandler(Handler, Protocol):
+    """A handler that also takes a row with its followers (`OutboxRow.batch`) in one attempt,
+    and says what came of it for each row, in the same order."""
+
+    async def handle_batch(self, rows: Sequence[OutboxRow]) -> Sequence[Attempt]: ...
 
 
 GaveUp = Callable[[OutboxRow, str], Awaitable[None]]
@@ -300,18 +314,20 @@ class OutboxWorker:
                 looked = self._woken[key]
                 if ahead is None and queued:
                     fetch = asyncio.create_task(self._claim_after(row))
-                write = await self._attempt(row)
+                writes = await self._attempt(row)
                 if fetch is not None:
                     ahead, fetch = await fetch, None
-                if write.row_status != PENDING and ahead is not None:
+                settled = all(write.row_status != PENDING for write in writes)
+                if settled and ahead is not None:
                     # Recorded before the next attempt starts, claiming the row after it.
-                    following = await self._record(row, write, after=ahead.pk)
+                    following = await self._record(row, writes, after=ahead.last_pk)
                     row, ahead = ahead, following
                     continue
                 if ahead is not None:  # row is retried later: the rows behind it wait for it
                     held, ahead = ahead, None
-                    await self._store.release_row(held.pk, self._owner)
-                row = await self._record(row, write)  # and claim the next head
+                    for one in held.batch:
+                        await self._store.release_row(one.pk, self._owner)
+                row = await self._record(row, writes)  # and claim the next head
                 queued = row is not None
         except asyncio.CancelledError:
             if fetch is not None:
@@ -326,10 +342,10 @@ class OutboxWorker:
             if fetch is not None:
                 with contextlib.suppress(Exception):
                     leased.append(await fetch)
-            for one in leased:  # a row settled meanwhile is not pending: left as it is
-                if one is not None:
-                    with contextlib.suppress(Exception):
-                        await self._store.release_row(one.pk, self._owner)
+            # A row settled meanwhile is not pending: left as it is.
+            for held in (one for lease in leased if lease is not None for one in lease.batch):
+                with contextlib.suppress(Exception):
+                    await self._store.release_row(held.pk, self._owner)
         finally:
             self._leave(key)
             if self._saturated:
@@ -360,18 +376,43 @@ class OutboxWorker:
             row, self._owner, self._clock.now(), self._ahead_lease_s
         )
 
-    async def _attempt(self, row: OutboxRow) -> AttemptWrite:
-        """One attempt, and what to record of it (the row's new state)."""
+    async def _attempt(self, row: OutboxRow) -> list[AttemptWrite]:
+        """One attempt (for a row with followers, one for the whole batch), and what to record
+        of it for each row of the batch (its new state)."""
         handler = self._handlers[row.kind]
+        rows = row.batch
         started = time.perf_counter()
         try:
-            attempt = await handler.handle(row)
+            if len(rows) == 1:
+                attempts = [await handler.handle(row)]
+            elif isinstance(handler, BatchHandler):
+                attempts = list(await handler.handle_batch(rows))
+            else:
+                attempts = [await handler.handle(one) for one in rows]
+            if len(attempts) != len(rows):
+                raise ValueError(f"{len(attempts)} outcomes for a batch of {len(rows)} rows")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("outbox.handler_failed", kind=row.kind, row=row.public_id)
-            attempt = Attempt.retry(f"handler failed: {type(exc).__name__}: {exc}"[:500])
+            failed = Attempt.retry(f"handler failed: {type(exc).__name__}: {exc}"[:500])
+            attempts = [failed] * len(rows)
         duration_ms = int((time.perf_counter() - started) * 1000)
+        writes = [
+            await self._settle(one, attempt, duration_ms)
+            for one, attempt in zip(rows, attempts, strict=True)
+        ]
+        retried = [write.next_attempt_at for write in writes if write.row_status == PENDING]
+        if len(retried) > 1:  # a batch retried goes again together, at its latest time
+            together = max(retried)
+            writes = [
+                replace(write, next_attempt_at=together) if write.row_status == PENDING else write
+                for write in writes
+            ]
+        return writes
+
+    async def _settle(self, row: OutboxRow, attempt: Attempt, duration_ms: int) -> AttemptWrite:
+        """What to record of one row's attempt: its new state by the retry schedule."""
         now = self._clock.now()
         number = row.attempts + 1
         status, next_at, last_error = DELIVERED, now, None
@@ -404,26 +445,34 @@ class OutboxWorker:
         )
 
     async def _record(
-        self, row: OutboxRow, write: AttemptWrite, after: int | None = None
+        self, row: OutboxRow, writes: Sequence[AttemptWrite], after: int | None = None
     ) -> OutboxRow | None:
-        """Record the attempt; returns the partition's next row (the head, or the row after
-        row `after`) if it could be claimed with it."""
+        """Record the attempt (for each row of the batch, in one transaction); returns the
+        partition's next row (the head, or the row after row `after`) if it could be claimed
+        with it."""
         lease_s = self._lease_s if after is None else self._ahead_lease_s
         kept, following = await self._store.record(
-            row, self._owner, write, claim_next_s=lease_s, after=after
+            row,
+            self._owner,
+            writes[0],
+            claim_next_s=lease_s,
+            after=after,
+            followers=list(zip(row.followers, writes[1:], strict=True)),
         )
-        log.info(
-            "outbox.attempt",
-            kind=row.kind,
-            row=row.public_id,
-            partition=row.partition,
-            attempt=row.attempts + 1,
-            outcome=write.outcome,
-            status=write.status_code,
-            error=write.error,
-            row_status=write.row_status,
-            lease_kept=kept,
-        )
+        for one, write in zip(row.batch, writes, strict=True):
+            log.info(
+                "outbox.attempt",
+                kind=one.kind,
+                row=one.public_id,
+                partition=one.partition,
+                attempt=one.attempts + 1,
+                outcome=write.outcome,
+                status=write.status_code,
+                error=write.error,
+                row_status=write.row_status,
+                lease_kept=kept,
+                batch=len(writes),
+            )
         return following
 
     def _gave_up_reason(self, number: int, attempt: Attempt) -> str:

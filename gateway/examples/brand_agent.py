@@ -12,6 +12,9 @@ It is what a brand writes (PROTOCOL section 6), kept short enough to copy:
 5. Reply in English by a few simple rules, either in the same round trip (`200 {"envelope":
    …}`) or later by `POST /v1/messages` (`mode="async"`); stay quiet while the task's
    `control` is `human` (an operator holds it, and the gateway answers the agent with 409).
+6. Take ordered batches too (an endpoint registered with `max_batch` > 1,
+   docs/delivery-batches.md): `{"type": "batch", "items": [...]}`, each item deduplicated by
+   its own `id`, answered `200 {"replies": [{"id", "envelope"} | {"id", "refused"}, …]}`.
 """
 
 from __future__ import annotations
@@ -131,7 +134,7 @@ class BrandAgent:
         self.gateway_keys: list[PublicKey] = []
         self.gateway_address = ""
         self._cards: dict[str, dict[str, KeyState]] = {}
-        self._answered: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+        self._answered: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._session: aiohttp.ClientSession | None = None
         self._client: AgentClient | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -179,19 +182,41 @@ class BrandAgent:
             return web.json_response({"error": "missing webhook headers"}, status=400)
         if not await self._signed_by_gateway(webhook_id, int(timestamp), raw, signature):
             return web.json_response({"error": "bad webhook signature"}, status=401)
-        if webhook_id in self._answered:
-            status, body = self._answered[webhook_id]
-            return web.Response(status=status, body=body, content_type="application/json")
+        delivery = json.loads(raw)
         try:
-            status, body = await self._answer(json.loads(raw))
+            if delivery.get("type") == "batch":
+                answers = [
+                    await self._answer_once(str(item["id"]), item) for item in delivery["items"]
+                ]
+                replies = [one for one in answers if "envelope" in one or "refused" in one]
+                status, body = 200, json.dumps({"replies": replies}).encode()
+            else:
+                status, body = self._encoded(await self._answer_once(webhook_id, delivery))
         except aiohttp.ClientError as exc:
             # The sender's card could not be fetched: ask the gateway to retry later.
             log.warning("example_agent.card_unavailable", reason=str(exc))
             return web.json_response({"error": "try again later"}, status=503)
-        self._answered[webhook_id] = (status, body)
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    async def _answer_once(self, delivery_id: str, delivery: dict[str, Any]) -> dict[str, Any]:
+        """The answer to one delivery, the same one again for a repeated id."""
+        if delivery_id in self._answered:
+            return self._answered[delivery_id]
+        answered = await self._answer(delivery)
+        if answered:
+            answered = {"id": delivery_id, **answered}
+        self._answered[delivery_id] = answered
         while len(self._answered) > _REMEMBERED:
             self._answered.popitem(last=False)
-        return web.Response(status=status, body=body, content_type="application/json")
+        return answered
+
+    def _encoded(self, answered: dict[str, Any]) -> tuple[int, bytes]:
+        """A single delivery's HTTP answer."""
+        if "refused" in answered:
+            return 400, json.dumps({"error": answered["refused"]}).encode()
+        if "envelope" in answered:
+            return 200, json.dumps({"envelope": answered["envelope"]}).encode()
+        return (202 if "later" in answered else 200), b"{}"
 
     async def _signed_by_gateway(
         self, webhook_id: str, timestamp: int, raw: bytes, signature: str
@@ -203,17 +228,19 @@ class BrandAgent:
         await self.refresh_gateway_keys()  # the gateway may have rotated its key
         return verify_webhook(self.gateway_keys, *args)
 
-    async def _answer(self, delivery: dict[str, Any]) -> tuple[int, bytes]:
+    async def _answer(self, delivery: dict[str, Any]) -> dict[str, Any]:
+        """`{"envelope": reply}`, `{"refused": why}`, `{"later": True}` (the reply goes by
+        `POST /v1/messages`), or `{}` (nothing to say)."""
         try:
             envelope = parse(delivery["envelope"])
             await self._verify_sender(envelope)
         except (IdentityError, KeyError) as exc:
             log.warning("example_agent.refused", reason=str(exc))
-            return 400, json.dumps({"error": f"envelope refused: {exc}"}).encode()
+            return {"refused": f"envelope refused: {exc}"}
         if envelope.act in _NO_REPLY_ACTS or str(envelope.sender) == self.gateway_address:
-            return 200, b"{}"
+            return {}
         if (delivery.get("task") or {}).get("control") == "human":
-            return 200, b"{}"  # the brand's people hold the task: the gateway would refuse a reply
+            return {}  # the brand's people hold the task: the gateway would refuse a reply
         act, text = answer(envelope.text)
         assert self._client is not None
         reply = self._client.envelope(
@@ -224,11 +251,11 @@ class BrandAgent:
             reply_to=envelope.id,
         )
         if self.mode == "sync":
-            return 200, json.dumps({"envelope": reply}).encode()
+            return {"envelope": reply}
         task = asyncio.create_task(self._post_later(reply))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        return 202, b"{}"
+        return {"later": True}
 
     async def _post_later(self, reply: dict[str, Any]) -> None:
         assert self._client is not None

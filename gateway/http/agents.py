@@ -41,6 +41,7 @@ async def register_agent(request: web.Request) -> web.Response:
             skills=tuple(body.skills),
             keys=tuple(body.keys),
             endpoint_url=body.endpoint.url if body.endpoint else None,
+            endpoint_max_batch=body.endpoint.max_batch if body.endpoint else 1,
         ),
         proof if body.kind == "personal" else None,
     )
@@ -73,6 +74,7 @@ async def patch_agent(request: web.Request) -> web.Response:
     if "endpoint" in changes:
         endpoint = changes.pop("endpoint")
         changes["endpoint_url"] = endpoint["url"] if endpoint else None
+        changes["endpoint_max_batch"] = endpoint.get("max_batch", 1) if endpoint else 1
     updated = await services(request).registry.update_agent(agent.address, changes)
     return json_response(updated.card())
 

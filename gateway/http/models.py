@@ -25,8 +25,13 @@ class BrandCreate(_Model):
     display_name: Annotated[str, Field(min_length=1, max_length=200)]
 
 
+MAX_BATCH = 100
+
+
 class Endpoint(_Model):
     url: Annotated[str, Field(min_length=8, max_length=2000)]
+    # Envelopes one POST may carry, in order (docs/delivery-batches.md); 1 is PROTOCOL's body.
+    max_batch: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 1
 
 
 class AgentRegister(_Model):

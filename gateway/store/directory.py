@@ -98,6 +98,7 @@ class Directory:
         endpoint_url: str | None,
         keys: Sequence[tuple[str, dict[str, str]]],
         now: datetime,
+        endpoint_max_batch: int = 1,
     ) -> AgentRecord:
         try:
             async with self._engine.begin() as conn:
@@ -111,6 +112,7 @@ class Directory:
                         skills=dumps(list(skills)),
                         endpoint_url=endpoint_url,
                         endpoint_status="active" if endpoint_url else None,
+                        endpoint_max_batch=endpoint_max_batch if endpoint_url else 1,
                         status="active",
                         created_at=now,
                         updated_at=now,
@@ -188,6 +190,7 @@ class Directory:
             values["endpoint_url"] = changes["endpoint_url"]
             values["endpoint_status"] = "active" if changes["endpoint_url"] else None
             values["endpoint_note"] = None
+            values["endpoint_max_batch"] = changes.get("endpoint_max_batch", 1)
         async with self._engine.begin() as conn:
             await conn.execute(update(agents).where(agents.c.address == address).values(**values))
         found = await self.agent(address)
@@ -277,6 +280,7 @@ def _agent(row: Row[Any], key_rows: Sequence[Row[Any]]) -> AgentRecord:
         endpoint_url=row.endpoint_url,
         endpoint_status=row.endpoint_status,
         endpoint_note=row.endpoint_note,
+        endpoint_max_batch=int(row.endpoint_max_batch),
         status=row.status,
         created_at=row.created_at,
         updated_at=row.updated_at,

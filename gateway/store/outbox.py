@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,6 +50,19 @@ class OutboxRow:
     created_at: datetime
     next_attempt_at: datetime
     target: DeliveryTarget | None = None  # read with the claim, for rows naming an envelope
+    # The rows leased with this one, in order, to go in the same POST (an endpoint that takes
+    # ordered batches, `DeliveryTarget.max_batch`); each carries its own target.
+    followers: tuple[OutboxRow, ...] = ()
+
+    @property
+    def batch(self) -> tuple[OutboxRow, ...]:
+        """This row and its followers, in the partition's order."""
+        return (self, *self.followers)
+
+    @property
+    def last_pk(self) -> int:
+        """The last row held with this one: the next claim in line starts after it."""
+        return self.followers[-1].pk if self.followers else self.pk
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +76,7 @@ class DeliveryTarget:
     endpoint_url: str | None
     endpoint_status: str | None
     endpoint_note: str | None
+    max_batch: int = 1  # envelopes one POST may carry (docs/delivery-batches.md)
 
     @property
     def envelope(self) -> dict[str, Any]:
@@ -99,6 +113,7 @@ _TARGET = (
         agents.c.endpoint_url,
         agents.c.endpoint_status,
         agents.c.endpoint_note,
+        agents.c.endpoint_max_batch,
     )
     .select_from(envelopes.join(agents, agents.c.address == bindparam("address")))
     .where(envelopes.c.pk == bindparam("envelope_pk"))
@@ -223,6 +238,57 @@ def _claim_after_statement() -> Any:
 
 _CLAIM_AFTER = _claim_after_statement()
 
+# Followers: the pending rows right after a claimed head, leased with it for one batch. Only
+# a run without gaps is taken (each row due and not leased), so a batch is always the next
+# rows in the partition's order.
+_FOLLOWING = (
+    select(
+        outbox.c.pk,
+        and_(
+            outbox.c.next_attempt_at <= bindparam("claim_now"),
+            or_(outbox.c.leased_until.is_(None), outbox.c.leased_until < bindparam("claim_now")),
+        ).label("free"),
+    )
+    .where(
+        and_(
+            outbox.c.kind == bindparam("claim_kind"),
+            outbox.c.partition == bindparam("claim_partition"),
+            outbox.c.status == PENDING,
+            outbox.c.pk > bindparam("claim_after"),
+        )
+    )
+    .order_by(outbox.c.pk)
+    .limit(bindparam("claim_limit"))
+)
+_LEASE_FOLLOWERS = (
+    update(outbox)
+    .where(
+        and_(
+            outbox.c.pk.in_(bindparam("claim_pks", expanding=True)),
+            outbox.c.status == PENDING,
+            or_(outbox.c.leased_until.is_(None), outbox.c.leased_until < bindparam("claim_now")),
+        )
+    )
+    .values(
+        lease_owner=bindparam("claim_owner"),
+        leased_until=bindparam("claim_until", type_=outbox.c.leased_until.type),
+    )
+    .returning(*_RETURNED)
+)
+_BODIES = select(envelopes.c.pk, envelopes.c.body).where(
+    envelopes.c.pk.in_(bindparam("envelope_pks", expanding=True))
+)
+_UNLEASE = (
+    update(outbox)
+    .where(
+        and_(
+            outbox.c.pk.in_(bindparam("claim_pks", expanding=True)),
+            outbox.c.lease_owner == bindparam("claim_owner"),
+        )
+    )
+    .values(lease_owner=None, leased_until=None)
+)
+
 _ADD_ATTEMPT = outbox_attempts.insert()
 
 _SETTLE = (
@@ -308,17 +374,19 @@ class OutboxStore:
     async def claim_after(
         self, row: OutboxRow, owner: str, now: datetime, lease_s: float
     ) -> OutboxRow | None:
-        """Lease the row after `row` in its partition, while `owner` holds `row` (and every
-        pending row before it): the next delivery, ready before `row` is settled. None when
-        there is none, or it is not due or leased, or `row` is no longer held."""
+        """Lease the row after `row` (after its last follower) in its partition, while `owner`
+        holds `row` (and every pending row before it): the next delivery, ready before `row` is
+        settled. None when there is none, or it is not due or leased, or `row` is no longer
+        held."""
+        after = row.last_pk
         if self._sqlite is not None:
             claim = _Claim(
-                row.kind, row.partition, None, owner, now, now + timedelta(seconds=lease_s), row.pk
+                row.kind, row.partition, None, owner, now, now + timedelta(seconds=lease_s), after
             )
             result: OutboxRow | None = await self._sqlite.write_plain(_claim_raw, claim)
             return result
         async with self._engine.begin() as conn:
-            return await _claim(conn, row.kind, row.partition, owner, now, lease_s, after=row.pk)
+            return await _claim(conn, row.kind, row.partition, owner, now, lease_s, after=after)
 
     async def partition_of(self, pk: int) -> tuple[str, str] | None:
         """(kind, partition) of a row that is still pending, None otherwise: what a wake-up
@@ -344,15 +412,19 @@ class OutboxStore:
         attempt: AttemptWrite,
         claim_next_s: float | None = None,
         after: int | None = None,
+        followers: Sequence[tuple[OutboxRow, AttemptWrite]] = (),
     ) -> tuple[bool, OutboxRow | None]:
         """Write the attempt and the row's new state, and (with `claim_next_s`) lease the
         partition's next due head in the same transaction, saving a commit per row; with
         `after` (a row of the partition that `owner` holds), the row after that one instead
-        (`claim_after`).
+        (`claim_after`). `followers` are the rows that went in the same batch as `row`, with
+        their own attempts: written in the same transaction.
 
         Returns whether the lease was still ours (if not, the attempt is kept and the row is
-        left to its new holder) and the next row, if one was claimed.
+        left to its new holder; for a batch, whether every lease was) and the next row, if one
+        was claimed.
         """
+        writes = [(row.pk, attempt), *((one.pk, write) for one, write in followers)]
         if self._sqlite is not None:
             following_claim = None
             if claim_next_s is not None:
@@ -366,39 +438,42 @@ class OutboxStore:
                     after,
                 )
             recorded: tuple[bool, OutboxRow | None] = await self._sqlite.write_plain(
-                _record_raw, row.pk, owner, attempt, following_claim
+                _record_raw, writes, owner, following_claim
             )
             return recorded
+        kept = True
         async with self._engine.begin() as conn:
-            await conn.execute(
-                _ADD_ATTEMPT,
-                {
-                    "outbox_pk": row.pk,
-                    "at": attempt.at,
-                    "outcome": attempt.outcome,
-                    "status_code": attempt.status_code,
-                    "error": attempt.error,
-                    "note": attempt.note,
-                    "duration_ms": attempt.duration_ms,
-                },
-            )
-            result = await conn.execute(
-                _SETTLE,
-                {
-                    "row_pk": row.pk,
-                    "owner": owner,
-                    "new_status": attempt.row_status,
-                    "new_next_attempt_at": attempt.next_attempt_at,
-                    "new_last_error": attempt.last_error,
-                    "new_updated_at": attempt.at,
-                },
-            )
+            for pk, write in writes:
+                await conn.execute(
+                    _ADD_ATTEMPT,
+                    {
+                        "outbox_pk": pk,
+                        "at": write.at,
+                        "outcome": write.outcome,
+                        "status_code": write.status_code,
+                        "error": write.error,
+                        "note": write.note,
+                        "duration_ms": write.duration_ms,
+                    },
+                )
+                result = await conn.execute(
+                    _SETTLE,
+                    {
+                        "row_pk": pk,
+                        "owner": owner,
+                        "new_status": write.row_status,
+                        "new_next_attempt_at": write.next_attempt_at,
+                        "new_last_error": write.last_error,
+                        "new_updated_at": write.at,
+                    },
+                )
+                kept = kept and result.rowcount == 1
             following = None
             if claim_next_s is not None:
                 following = await _claim(
                     conn, row.kind, row.partition, owner, attempt.at, claim_next_s, after=after
                 )
-        return bool(result.rowcount == 1), following
+        return kept, following
 
     async def release(self, owner: str) -> None:
         """Give up every lease `owner` holds (a clean stop), so any replica may go on at once."""
@@ -542,18 +617,114 @@ async def _claim(
     target = None
     if isinstance(payload.get("envelope_pk"), int) and isinstance(payload.get("agent"), str):
         target = await _target(conn, payload["envelope_pk"], payload["agent"])
+    head = _row(tuple(row), target, _as_datetime)
+    if target is None or target.max_batch <= 1:
+        return head
+    return await _with_followers(conn, head, target, parameters)
+
+
+async def _with_followers(
+    conn: AsyncConnection, head: OutboxRow, target: DeliveryTarget, parameters: dict[str, Any]
+) -> OutboxRow:
+    """`head` with up to `max_batch - 1` rows after it leased too (see `_FOLLOWING`)."""
+    found = await conn.execute(
+        _FOLLOWING,
+        {
+            "claim_kind": head.kind,
+            "claim_partition": head.partition,
+            "claim_after": head.pk,
+            "claim_now": parameters["claim_now"],
+            "claim_limit": target.max_batch - 1,
+        },
+    )
+    wanted = _free_run([(int(pk), bool(free)) for pk, free in found.all()])
+    if not wanted:
+        return head
+    lease = {key: parameters[key] for key in ("claim_now", "claim_owner", "claim_until")}
+    leased = (await conn.execute(_LEASE_FOLLOWERS, {**lease, "claim_pks": wanted})).all()
+    rows, surplus = _in_line(wanted, [tuple(one) for one in leased])
+    if surplus:
+        unlease = {"claim_pks": surplus, "claim_owner": parameters["claim_owner"]}
+        await conn.execute(_UNLEASE, unlease)
+    bodies = await _bodies(conn, rows)
+    return replace(head, followers=_followers(rows, target, bodies, _as_datetime))
+
+
+async def _bodies(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> dict[int, str]:
+    pks = [pk for pk in (_envelope_pk(row) for row in rows) if pk is not None]
+    found = await conn.execute(_BODIES, {"envelope_pks": pks})
+    return {int(pk): body for pk, body in found.all()}
+
+
+def _free_run(candidates: Sequence[tuple[int, bool]]) -> list[int]:
+    """The pks of the candidates (in order) up to the first one that is not free."""
+    run: list[int] = []
+    for pk, free in candidates:
+        if not free:
+            break
+        run.append(pk)
+    return run
+
+
+def _in_line(
+    wanted: Sequence[int], leased: Sequence[tuple[Any, ...]]
+) -> tuple[list[tuple[Any, ...]], list[int]]:
+    """The leased rows that continue the line without a gap, and the pks leased past a gap
+    (a row taken by someone else in between), to be given back."""
+    by_pk = {int(row[0]): row for row in leased}
+    rows: list[tuple[Any, ...]] = []
+    for pk in wanted:
+        if pk not in by_pk:
+            break
+        rows.append(by_pk.pop(pk))
+    return rows, sorted(by_pk)
+
+
+def _envelope_pk(row: Sequence[Any]) -> int | None:
+    payload = json.loads(row[4])
+    pk = payload.get("envelope_pk")
+    return pk if isinstance(pk, int) else None
+
+
+def _followers(
+    rows: Sequence[tuple[Any, ...]],
+    target: DeliveryTarget,
+    bodies: dict[int, str],
+    time_out: Callable[[Any], datetime],
+) -> tuple[OutboxRow, ...]:
+    """Rows leased behind a head, each with the head's endpoint and its own envelope."""
+    followers = []
+    for row in rows:
+        envelope_pk = _envelope_pk(row)
+        body = None if envelope_pk is None else bodies.get(envelope_pk)
+        read = None if body is None else replace(target, envelope_json=body)
+        followers.append(_row(row, read, time_out))
+    return tuple(followers)
+
+
+def _row(
+    found: Sequence[Any], target: DeliveryTarget | None, time_out: Callable[[Any], datetime]
+) -> OutboxRow:
+    """An `OutboxRow` from the `_RETURNED` columns; `time_out` turns the driver's times into
+    datetimes (SQLAlchemy has already done it; plain sqlite3 has not)."""
+    pk, public_id, kind, partition, payload_text, attempts, task_id, created, next_at = found
     return OutboxRow(
-        pk=int(row.pk),
-        public_id=row.public_id,
-        kind=row.kind,
-        partition=row.partition,
-        payload=payload,
-        attempts=int(row.attempts),
-        task_id=row.task_id,
-        created_at=row.created_at,
-        next_attempt_at=row.next_attempt_at,
+        pk=int(pk),
+        public_id=public_id,
+        kind=kind,
+        partition=partition,
+        payload=json.loads(payload_text),
+        attempts=int(attempts),
+        task_id=task_id,
+        created_at=time_out(created),
+        next_attempt_at=time_out(next_at),
         target=target,
     )
+
+
+def _as_datetime(value: Any) -> datetime:
+    assert isinstance(value, datetime)  # the columns are NOT NULL
+    return value
 
 
 async def _target(conn: AsyncConnection, envelope_pk: int, address: str) -> DeliveryTarget | None:
@@ -567,6 +738,7 @@ async def _target(conn: AsyncConnection, envelope_pk: int, address: str) -> Deli
         endpoint_url=row.endpoint_url,
         endpoint_status=row.endpoint_status,
         endpoint_note=row.endpoint_note,
+        max_batch=int(row.endpoint_max_batch),
     )
 
 
@@ -618,9 +790,24 @@ _RAW_CLAIM_AFTER = (
 )
 _RAW_TARGET = (
     "SELECT envelopes.body, agents.kind, agents.endpoint_url, agents.endpoint_status,"
-    " agents.endpoint_note FROM envelopes JOIN agents ON agents.address = ?"
+    " agents.endpoint_note, agents.endpoint_max_batch FROM envelopes"
+    " JOIN agents ON agents.address = ?"
     " WHERE envelopes.pk = ?"
 )
+_RAW_FOLLOWING = (
+    "SELECT pk, next_attempt_at <= ? AND (leased_until IS NULL OR leased_until < ?)"
+    f" FROM outbox WHERE kind = ? AND partition = ? AND status = '{PENDING}' AND pk > ?"
+    " ORDER BY pk LIMIT ?"
+)
+_RAW_LEASE_FOLLOWERS = (
+    "UPDATE outbox SET lease_owner = ?, leased_until = ? WHERE pk IN ({marks})"
+    f" AND status = '{PENDING}' AND (leased_until IS NULL OR leased_until < ?)" + _RAW_RETURNED
+)
+_RAW_UNLEASE = (
+    "UPDATE outbox SET lease_owner = NULL, leased_until = NULL WHERE pk IN ({marks})"
+    " AND lease_owner = ?"
+)
+_RAW_BODIES = "SELECT pk, body FROM envelopes WHERE pk IN ({marks})"
 _RAW_PARTITION_OF = f"SELECT kind, partition FROM outbox WHERE pk = ? AND status = '{PENDING}'"
 _RAW_ADD_ATTEMPT = (
     "INSERT INTO outbox_attempts (outbox_pk, at, outcome, status_code, error, note,"
@@ -673,8 +860,7 @@ def _claim_raw(db: sqlite3.Connection, claim: _Claim) -> OutboxRow | None:
         found = db.execute(_RAW_CLAIM_WOKEN, parameters).fetchone()
     if found is None:
         return None
-    pk, public_id, kind, partition, payload_text, attempts, task_id, created, next_at = found
-    payload = json.loads(payload_text)
+    payload = json.loads(found[4])
     target = None
     if isinstance(payload.get("envelope_pk"), int) and isinstance(payload.get("agent"), str):
         read = db.execute(_RAW_TARGET, (payload["agent"], payload["envelope_pk"])).fetchone()
@@ -685,50 +871,74 @@ def _claim_raw(db: sqlite3.Connection, claim: _Claim) -> OutboxRow | None:
                 endpoint_url=read[2],
                 endpoint_status=read[3],
                 endpoint_note=read[4],
+                max_batch=int(read[5]),
             )
-    return OutboxRow(
-        pk=int(pk),
-        public_id=public_id,
-        kind=kind,
-        partition=partition,
-        payload=payload,
-        attempts=int(attempts),
-        task_id=task_id,
-        created_at=_time_out(created),
-        next_attempt_at=_time_out(next_at),
-        target=target,
-    )
+    claimed = _row(found, target, _time_out)
+    if target is None or target.max_batch <= 1:
+        return claimed
+    return _with_followers_raw(db, claimed, target, claim)
+
+
+def _with_followers_raw(
+    db: sqlite3.Connection, head: OutboxRow, target: DeliveryTarget, claim: _Claim
+) -> OutboxRow:
+    """`_with_followers` in plain sqlite3."""
+    now = _time_in(claim.now)
+    found = db.execute(
+        _RAW_FOLLOWING, (now, now, head.kind, head.partition, head.pk, target.max_batch - 1)
+    ).fetchall()
+    wanted = _free_run([(int(pk), bool(free)) for pk, free in found])
+    if not wanted:
+        return head
+    marks = ", ".join("?" * len(wanted))
+    leased = db.execute(
+        _RAW_LEASE_FOLLOWERS.format(marks=marks),
+        (claim.owner, _time_in(claim.until), *wanted, now),
+    ).fetchall()
+    rows, surplus = _in_line(wanted, leased)
+    if surplus:
+        marks = ", ".join("?" * len(surplus))
+        db.execute(_RAW_UNLEASE.format(marks=marks), (*surplus, claim.owner))
+    pks = [pk for pk in (_envelope_pk(row) for row in rows) if pk is not None]
+    marks = ", ".join("?" * len(pks))
+    bodies = {int(pk): body for pk, body in db.execute(_RAW_BODIES.format(marks=marks), pks)}
+    return replace(head, followers=_followers(rows, target, bodies, _time_out))
 
 
 def _record_raw(
-    db: sqlite3.Connection, pk: int, owner: str, attempt: AttemptWrite, following: _Claim | None
+    db: sqlite3.Connection,
+    writes: Sequence[tuple[int, AttemptWrite]],
+    owner: str,
+    following: _Claim | None,
 ) -> tuple[bool, OutboxRow | None]:
     """`OutboxStore.record` in plain sqlite3, inside the caller's write transaction."""
-    at = _time_in(attempt.at)
-    db.execute(
-        _RAW_ADD_ATTEMPT,
-        (
-            pk,
-            at,
-            attempt.outcome,
-            attempt.status_code,
-            attempt.error,
-            attempt.note,
-            attempt.duration_ms,
-        ),
-    )
-    settled = db.execute(
-        _RAW_SETTLE,
-        (
-            attempt.row_status,
-            _time_in(attempt.next_attempt_at),
-            attempt.last_error,
-            at,
-            pk,
-            owner,
-        ),
-    )
-    kept = settled.rowcount == 1
+    kept = True
+    for pk, attempt in writes:
+        at = _time_in(attempt.at)
+        db.execute(
+            _RAW_ADD_ATTEMPT,
+            (
+                pk,
+                at,
+                attempt.outcome,
+                attempt.status_code,
+                attempt.error,
+                attempt.note,
+                attempt.duration_ms,
+            ),
+        )
+        settled = db.execute(
+            _RAW_SETTLE,
+            (
+                attempt.row_status,
+                _time_in(attempt.next_attempt_at),
+                attempt.last_error,
+                at,
+                pk,
+                owner,
+            ),
+        )
+        kept = kept and settled.rowcount == 1
     return kept, None if following is None else _claim_raw(db, following)
 
 

@@ -47,6 +47,7 @@ class AgentRecord:
     endpoint_url: str | None
     endpoint_status: str | None
     endpoint_note: str | None
+    endpoint_max_batch: int  # envelopes one POST may carry (docs/delivery-batches.md)
     status: str
     created_at: datetime
     updated_at: datetime
@@ -61,12 +62,16 @@ class AgentRecord:
             "description": self.description,
             "skills": list(self.skills),
             "keys": [key.public_view() for key in self.keys],
-            "endpoint": (
-                {"url": self.endpoint_url, "status": self.endpoint_status}
-                if self.endpoint_url
-                else None
-            ),
+            "endpoint": self._endpoint_view(),
         }
+
+    def _endpoint_view(self) -> dict[str, Any] | None:
+        if not self.endpoint_url:
+            return None
+        view: dict[str, Any] = {"url": self.endpoint_url, "status": self.endpoint_status}
+        if self.endpoint_max_batch > 1:  # the extension shows only where it is used
+            view["max_batch"] = self.endpoint_max_batch
+        return view
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,8 @@ agents = Table(
     Column("endpoint_url", Text, nullable=True),
     Column("endpoint_status", String(20), nullable=True),
     Column("endpoint_note", Text, nullable=True),
+    # Envelopes one POST may carry (1: the body of PROTOCOL section 6; more: ordered batches).
+    Column("endpoint_max_batch", Integer, nullable=False, server_default="1"),
     Column("status", String(20), nullable=False, default="active"),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),

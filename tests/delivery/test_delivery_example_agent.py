@@ -24,8 +24,10 @@ from tests.conftest import Harness
 
 @pytest.fixture
 async def running_agent(delivering: Harness, request: Any) -> AsyncIterator[tuple[BrandAgent, str]]:
-    """The example agent as support@acme.example, registered with its real URL."""
-    mode = getattr(request, "param", "sync")
+    """The example agent as support@acme.example, registered with its real URL (its endpoint
+    taking batches of up to 8 with the parameter "batch", which answers synchronously)."""
+    param = getattr(request, "param", "sync")
+    mode, max_batch = ("sync", 8) if param == "batch" else (param, 1)
     key = PrivateKey.generate()
     agent = BrandAgent(
         gateway_url=delivering.url, address="support@acme.example", key=key, mode=mode
@@ -39,6 +41,7 @@ async def running_agent(delivering: Harness, request: Any) -> AsyncIterator[tupl
         description="Speaker support",
         skills=["status lights"],
         endpoint=str(server.make_url("/webhook")),
+        max_batch=max_batch,
     )
     yield agent, str(server.make_url("/webhook"))
     await server.close()
@@ -48,12 +51,13 @@ async def next_items(person: AgentClient, after: int) -> list[dict[str, Any]]:
     return list((await person.inbox(after=after, wait=5))["items"])
 
 
-@pytest.mark.parametrize("running_agent", ["sync", "async"], indirect=True)
+@pytest.mark.parametrize("running_agent", ["sync", "async", "batch"], indirect=True)
 async def test_a_whole_conversation_with_the_example_agent(
     delivering: Harness, running_agent: tuple[BrandAgent, str]
 ) -> None:
     """Ask, answer, answer, resolve: each reply of the agent reaches the person's inbox, by
-    the webhook's answer (sync) or by POST /v1/messages (async)."""
+    the webhook's answer (sync, and batch: replies in a batch's answer) or by POST
+    /v1/messages (async)."""
     alice = await delivering.person("alice")
     opened = await alice.send("acme.example", "My speaker's light is flashing orange.")
     [first] = await next_items(alice, 0)
@@ -115,6 +119,21 @@ async def test_the_agent_checks_signatures_and_deduplicates(
     tampered["envelope"]["body"]["text"] = "changed"
     status, _ = await post(json.dumps(tampered).encode(), "dlv_tampered", gateway_key)
     assert status == 400
+
+    # A batch: each item deduplicated by its own id, even inside another batch; a tampered
+    # item is refused alone.
+    item = {"id": "dlv_once", "envelope": envelope, "task": json.loads(body)["task"]}
+    other = alice.envelope("support@acme.example", "I want a refund")
+    fresh = {"id": "dlv_fresh", "envelope": other, "task": item["task"]}
+    bad = {"id": "dlv_bad", "envelope": tampered["envelope"], "task": item["task"]}
+    batch = json.dumps({"type": "batch", "items": [item, fresh, bad]}).encode()
+    status, answered = await post(batch, "batch_3_dlv_once", gateway_key)
+    assert status == 200
+    replies = json.loads(answered)["replies"]
+    assert [one["id"] for one in replies] == ["dlv_once", "dlv_fresh", "dlv_bad"]
+    assert replies[0]["envelope"] == reply  # the answer given to dlv_once before
+    assert replies[1]["envelope"]["body"]["text"].startswith("You can return it")
+    assert replies[2]["refused"].startswith("envelope refused")
 
 
 @pytest.mark.parametrize(

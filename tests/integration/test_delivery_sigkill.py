@@ -147,15 +147,20 @@ async def send_all(
 
 
 @pytest.mark.slow
-async def test_sigkill_never_loses_an_accepted_envelope(tmp_path: Path) -> None:
+@pytest.mark.parametrize("max_batch", [1, 20])
+async def test_sigkill_never_loses_an_accepted_envelope(tmp_path: Path, max_batch: int) -> None:
     """500 envelopes to a dead endpoint, SIGKILL while sending, restart, endpoint up, SIGKILL
     while delivering, restart: all 500 arrive in acceptance order; repeats keep their
-    webhook-id."""
+    webhook-id (in batches of up to 20: their item id; a batch may be made up afresh)."""
     gateway = Gateway(tmp_path / "var", free_port())
-    arrivals: list[tuple[str, str]] = []  # (envelope id, webhook-id)
+    arrivals: list[tuple[str, str]] = []  # (envelope id, webhook-id or batch item id)
 
     async def record(_endpoint: Endpoint, received: Received) -> web.StreamResponse:
-        arrivals.append((received.json["envelope"]["id"], received.webhook_id))
+        body = received.json
+        if body["type"] == "batch":
+            arrivals.extend((item["envelope"]["id"], item["id"]) for item in body["items"])
+        else:
+            arrivals.append((body["envelope"]["id"], received.webhook_id))
         await asyncio.sleep(0.002)
         return web.Response(status=204)
 
@@ -168,7 +173,7 @@ async def test_sigkill_never_loses_an_accepted_envelope(tmp_path: Path) -> None:
             staff = StaffClient(gateway.url, brand["token"], session=session)
             support_key = PrivateKey.generate()
             await staff.register_brand_agent(
-                "support@acme.example", support_key, endpoint=endpoint.url
+                "support@acme.example", support_key, endpoint=endpoint.url, max_batch=max_batch
             )
             people = []
             for n in range(PEOPLE):
