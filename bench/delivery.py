@@ -28,6 +28,9 @@ server's CPU per round trip.
 All conversations talk to one brand agent by default: its deliveries are strictly ordered,
 one in flight (PROTOCOL section 6), so at 32 conversations they queue behind each other.
 `--brand-agents N` spreads the conversations over N agents (N endpoints in parallel).
+`--max-batch N` registers the endpoints for ordered batches of up to N envelopes per POST
+(docs/delivery-batches.md): still in order and one POST in flight, but what queued while a
+POST was out leaves together in the next one.
 """
 
 from __future__ import annotations
@@ -305,7 +308,10 @@ async def run(args: argparse.Namespace) -> None:
                 key_path = data_dir / f"support{index}.jwk"
                 key.save(key_path)
                 await staff.register_brand_agent(
-                    address, key, endpoint=f"http://127.0.0.1:{port}/webhook"
+                    address,
+                    key,
+                    endpoint=f"http://127.0.0.1:{port}/webhook",
+                    max_batch=args.max_batch,
                 )
                 command = cli(
                     "example-agent",
@@ -335,9 +341,10 @@ async def run(args: argparse.Namespace) -> None:
                     f" {backlog / elapsed:.0f} deliveries/s (includes the agents' start-up)"
                 )
 
+            batches = f", batches of up to {args.max_batch}" if args.max_batch > 1 else ""
             print(
                 f"delivery round trip: personal agent -> gateway -> {len(agents)} brand"
-                f" endpoint(s) (sync reply) -> SSE stream; {args.seconds:g} s per level"
+                f" endpoint(s) (sync reply{batches}) -> SSE stream; {args.seconds:g} s per level"
             )
             print(
                 f"{'conversations':>13} {'round trips':>11} {'p50 ms':>8} {'p99 ms':>8}"
@@ -404,6 +411,12 @@ def main() -> None:
         "--drain", type=int, default=300, help="envelopes queued before the endpoints start"
     )
     parser.add_argument("--no-a2a", dest="a2a", action="store_false")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=1,
+        help="register the endpoints for ordered batches of up to N envelopes per POST",
+    )
     parser.add_argument(
         "--profile",
         type=Path,
