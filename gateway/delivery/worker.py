@@ -112,6 +112,12 @@ class BatchHandler(Handler, Protocol):
 GaveUp = Callable[[OutboxRow, str], Awaitable[None]]
 
 
+def _batches(row: OutboxRow) -> bool:
+    """Whether the row's endpoint takes batches. Its next batch is not leased ahead: the
+    record's transaction leases it, with everything that queued until then."""
+    return row.target is not None and row.target.max_batch > 1
+
+
 class OutboxWorker:
     """Works the outbox for the registered kinds until stopped."""
 
@@ -312,7 +318,7 @@ class OutboxWorker:
                     row = await self._claim(kind, partition)
                     continue
                 looked = self._woken[key]
-                if ahead is None and queued:
+                if ahead is None and queued and not _batches(row):
                     fetch = asyncio.create_task(self._claim_after(row))
                 writes = await self._attempt(row)
                 if fetch is not None:
