@@ -26,7 +26,7 @@ from gateway.escalations import Effects, Escalator
 from gateway.notify import ENDPOINT_DISABLED
 from gateway.store.conversations import Batch, TaskChanged, TaskWrite
 from gateway.store.escalations import AppendEvent, EscalationRecord
-from gateway.store.outbox import OutboxRow
+from gateway.store.outbox_rows import OutboxRow
 from routing.escalation import unreachable
 from routing.tasks import TERMINAL, Control, State
 

@@ -14,7 +14,7 @@ An endpoint registered with `max_batch` > 1 takes ordered batches (docs/delivery
 the worker leases the rows queued behind the head with it, and `handle_batch` POSTs them in
 one body, `{"type": "batch", "items": [{"id": <row id>, "envelope": …, "task": …}, …]}`
 (that body even for one item, so such an endpoint sees one shape), with `webhook-id` naming
-the batch (`batch_<count>_<first row id>`: the same rows retried carry the same id). The
+the batch (`batch_<digest of its rows' ids>`: the same rows retried carry the same id). The
 HTTP answer settles every item; a 200 may carry
 `{"replies": [{"id": <row id>, "envelope": …} | {"id": <row id>, "refused": <why>}, …]}`.
 Replies are accepted in order within each task, tasks side by side, so that one group
@@ -24,8 +24,10 @@ commit takes them together.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -38,7 +40,8 @@ from gateway.delivery.sender import HttpAnswer, WebhookSender
 from gateway.delivery.worker import Attempt
 from gateway.errors import EndpointForbidden, GatewayError
 from gateway.store.directory import Directory
-from gateway.store.outbox import DeliveryTarget, OutboxRow, OutboxStore
+from gateway.store.outbox import OutboxStore
+from gateway.store.outbox_rows import DeliveryTarget, OutboxRow
 from gateway.store.records import dumps
 from identity.envelope import MAX_REQUEST_BYTES
 from identity.errors import IdentityError
@@ -74,9 +77,27 @@ def webhook_body_of_batch(items: Sequence[tuple[str, str, dict[str, Any] | None]
 
 
 def batch_id(rows: Sequence[OutboxRow]) -> str:
-    """The `webhook-id` of a batch: its size and first row (a batch is always the rows that
-    follow its first one), so the same rows sent again carry the same id."""
-    return f"batch_{len(rows)}_{rows[0].public_id}"
+    """The `webhook-id` of a batch: a digest of its rows' ids, so the same rows sent again
+    carry the same id, and other rows another one. (Each item's own id is what a receiver
+    deduplicates by.)"""
+    digest = hashlib.sha256(",".join(row.public_id for row in rows).encode()).hexdigest()
+    return f"batch_{digest[:32]}"
+
+
+def _entries_by_item(replies: Sequence[object], ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The reply entries that count, by item id, in the order given: an object naming an
+    item of the batch not named before, with an envelope or a refusal (not both)."""
+    known = set(ids)
+    entries: dict[str, dict[str, Any]] = {}
+    for entry in replies:
+        if not isinstance(entry, dict):
+            continue
+        item = entry.get("id")
+        if not isinstance(item, str) or item not in known or item in entries:
+            continue
+        if ("envelope" in entry) != ("refused" in entry):
+            entries[item] = entry
+    return entries
 
 
 class _ReplyNotProcessed(Exception):
@@ -154,7 +175,7 @@ class EndpointDeliverer:
             [(row.public_id, found.envelope_json, row.payload.get("task")) for row, found in items]
         )
         webhook_id = batch_id(rows)
-        answer = await self._post(url, webhook_id, body)
+        answer = await self._post(url, webhook_id, body, len(rows))
         if isinstance(answer, Attempt):
             return [answer] * len(rows)
         if classify_status(answer.status) != Verdict.OK:
@@ -181,8 +202,11 @@ class EndpointDeliverer:
             return Attempt.final(f"the endpoint of {address} is {target.endpoint_status}{note}")
         return target
 
-    async def _post(self, url: str, webhook_id: str, body: bytes) -> HttpAnswer | Attempt:
-        """POST the signed body; the answer, or the attempt when none came."""
+    async def _post(
+        self, url: str, webhook_id: str, body: bytes, items: int = 1
+    ) -> HttpAnswer | Attempt:
+        """POST the signed body; the answer (read up to 256 KiB per item), or the attempt when
+        none came."""
         timestamp = int(self._clock.now().timestamp())
         headers = {
             "webhook-id": webhook_id,
@@ -190,7 +214,7 @@ class EndpointDeliverer:
             "webhook-signature": sign_webhook(self._key, webhook_id, timestamp, body),
         }
         try:
-            return await self._sender.post(url, body, headers)
+            return await self._sender.post(url, body, headers, items * MAX_REQUEST_BYTES)
         except EndpointForbidden as exc:
             return Attempt.final(f"endpoint_forbidden: {exc.detail}")
         except DeliveryError as exc:
@@ -236,8 +260,10 @@ class EndpointDeliverer:
 
     async def _replies(self, answer: HttpAnswer, rows: Sequence[OutboxRow]) -> dict[str, Attempt]:
         """A batch's replies: the attempt of each row the answer says something about (the
-        rest are plainly delivered). Replies are accepted in the order given within each
-        task; different tasks' replies side by side.
+        rest are plainly delivered). Each entry names an item of the batch, once, with an
+        envelope or a refusal; other entries are ignored, with a note on the first item.
+        Replies are accepted in the order given within each task; different tasks' replies
+        side by side.
 
         Raises:
             _ReplyNotProcessed: a reply failed on our side; the whole batch goes again.
@@ -245,9 +271,9 @@ class EndpointDeliverer:
         status = answer.status
         if not answer.body.strip():
             return {}
-        first = rows[0].public_id
-        if len(answer.body) > MAX_REQUEST_BYTES:
-            return {first: Attempt.ok(status, "replies ignored: the answer is larger than 256 KiB")}
+        if len(answer.body) > len(rows) * MAX_REQUEST_BYTES:
+            ignored = f"replies ignored: the answer is larger than {len(rows)} x 256 KiB"
+            return {row.public_id: Attempt.ok(status, ignored) for row in rows}
         try:
             parsed = json.loads(answer.body)
         except (ValueError, UnicodeDecodeError):
@@ -255,24 +281,19 @@ class EndpointDeliverer:
         replies = parsed.get("replies") if isinstance(parsed, dict) else None
         if not isinstance(replies, list):
             return {}
-        ids = {row.public_id for row in rows}
+        entries = _entries_by_item(replies, [row.public_id for row in rows])
         outcomes: dict[str, Attempt] = {}
         by_task: dict[object, list[tuple[str, object]]] = {}
-        for number, reply in enumerate(replies):
-            item = reply.get("id") if isinstance(reply, dict) else None
-            row_id = item if isinstance(item, str) and item in ids else first
-            if not isinstance(reply, dict) or ("envelope" in reply) == ("refused" in reply):
-                ignored = f"reply {number} ignored: not an object with an envelope or a refusal"
-                outcomes[row_id] = Attempt.ok(status, ignored)
-            elif "refused" in reply:
-                why = str(reply["refused"])[:500]
+        for row_id, entry in entries.items():
+            if "refused" in entry:
+                why = str(entry["refused"])[:500]
                 outcomes[row_id] = Attempt.final(f"refused by the endpoint: {why}", status)
-            else:
-                envelope = reply["envelope"]
-                task = envelope.get("task") if isinstance(envelope, dict) else None
-                # A new task (no task id yet) has nothing to keep in order with.
-                key: object = task if isinstance(task, str) else ("new", number)
-                by_task.setdefault(key, []).append((row_id, envelope))
+                continue
+            envelope = entry["envelope"]
+            task = envelope.get("task") if isinstance(envelope, dict) else None
+            # A new task (no task id yet) has nothing to keep in order with.
+            key: object = task if isinstance(task, str) else ("new", row_id)
+            by_task.setdefault(key, []).append((row_id, envelope))
         results = await asyncio.gather(
             *(self._accept_in_order(line) for line in by_task.values()), return_exceptions=True
         )
@@ -282,7 +303,15 @@ class EndpointDeliverer:
         for line_notes in results:
             assert not isinstance(line_notes, BaseException)
             for answered, note in line_notes:
-                outcomes.setdefault(answered, Attempt.ok(status, note))
+                outcomes[answered] = Attempt.ok(status, note)
+        if len(entries) < len(replies):
+            first = rows[0].public_id
+            extra = (
+                f"{len(replies) - len(entries)} reply entries ignored: each names an item of"
+                " this batch, once, with an envelope or a refusal"
+            )
+            done = outcomes.get(first, Attempt.ok(status))
+            outcomes[first] = replace(done, note=f"{done.note}; {extra}" if done.note else extra)
         return outcomes
 
     async def _accept_in_order(

@@ -106,8 +106,15 @@ class WebhookSender:
             )
         return self._session
 
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpAnswer:
-        """POST once; the answer whatever its status.
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        max_response_bytes: int | None = None,
+    ) -> HttpAnswer:
+        """POST once; the answer whatever its status (its body cut after
+        `max_response_bytes`, by default the sender's own limit).
 
         Raises:
             EndpointForbidden: the URL, or an address its host resolves to, is refused.
@@ -124,7 +131,8 @@ class WebhookSender:
                 headers={"Content-Type": "application/json", **headers},
                 allow_redirects=False,
             ) as response:
-                received = await self._read(response)
+                limit = max_response_bytes or self._max_response_bytes
+                received = await self._read(response, limit)
                 return HttpAnswer(
                     status=response.status,
                     headers=dict(response.headers),
@@ -159,15 +167,15 @@ class WebhookSender:
             self._accepted_urls.clear()
         self._accepted_urls.add(url)
 
-    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+    async def _read(self, response: aiohttp.ClientResponse, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(64 * 1024):
             chunks.append(chunk)
             size += len(chunk)
-            if size > self._max_response_bytes:
+            if size > limit:
                 break
-        return b"".join(chunks)[: self._max_response_bytes + 1]
+        return b"".join(chunks)[: limit + 1]
 
     async def close(self) -> None:
         if self._session is not None:

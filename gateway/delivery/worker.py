@@ -31,7 +31,9 @@ Batches: a claim of a delivery row whose endpoint takes ordered batches (`max_ba
 also leases the rows right behind it, up to that many in all (`OutboxRow.followers`). The
 drain treats the batch as one row: one attempt (`BatchHandler.handle_batch`), one record
 transaction for all its rows, and the next claim starts after its last row. Rows of a batch
-that is retried are all due again at the same time, so they go together again.
+that is retried are all due again at the same time (its first row's), so they go together
+again. After an attempt that disabled the target (410), the rows leased ahead are given
+back and claimed afresh, reading the target again, so nothing more is sent to it.
 
 Rows are claimed with a lease (`OutboxStore.claim_head`), so replicas never work the same row
 at once, and nor do two claimers in this process: a lease is never taken again by its own
@@ -57,7 +59,8 @@ from gateway.bus import Bus, Subscription
 from gateway.clock import Clock
 from gateway.delivery.schedule import Backoff, Verdict
 from gateway.delivery.wakeup import read_wake_up
-from gateway.store.outbox import DELIVERED, FAILED, PENDING, AttemptWrite, OutboxRow, OutboxStore
+from gateway.store.outbox import OutboxStore
+from gateway.store.outbox_rows import DELIVERED, FAILED, PENDING, AttemptWrite, OutboxRow
 
 log = structlog.get_logger(__name__)
 
@@ -324,15 +327,17 @@ class OutboxWorker:
                 if fetch is not None:
                     ahead, fetch = await fetch, None
                 settled = all(write.row_status != PENDING for write in writes)
-                if settled and ahead is not None:
+                disabled = any(write.outcome == Verdict.DISABLE for write in writes)
+                if settled and not disabled and ahead is not None:
                     # Recorded before the next attempt starts, claiming the row after it.
                     following = await self._record(row, writes, after=ahead.last_pk)
                     row, ahead = ahead, following
                     continue
-                if ahead is not None:  # row is retried later: the rows behind it wait for it
+                if ahead is not None:
+                    # Row is retried later, and the rows behind it wait for it; or the target
+                    # is gone, and what was read with them is out of date: claimed again.
                     held, ahead = ahead, None
-                    for one in held.batch:
-                        await self._store.release_row(one.pk, self._owner)
+                    await self._store.release_rows([one.pk for one in held.batch], self._owner)
                 row = await self._record(row, writes)  # and claim the next head
                 queued = row is not None
         except asyncio.CancelledError:
@@ -349,9 +354,9 @@ class OutboxWorker:
                 with contextlib.suppress(Exception):
                     leased.append(await fetch)
             # A row settled meanwhile is not pending: left as it is.
-            for held in (one for lease in leased if lease is not None for one in lease.batch):
-                with contextlib.suppress(Exception):
-                    await self._store.release_row(held.pk, self._owner)
+            pks = [one.pk for lease in leased if lease is not None for one in lease.batch]
+            with contextlib.suppress(Exception):
+                await self._store.release_rows(pks, self._owner)
         finally:
             self._leave(key)
             if self._saturated:
@@ -393,8 +398,8 @@ class OutboxWorker:
                 attempts = [await handler.handle(row)]
             elif isinstance(handler, BatchHandler):
                 attempts = list(await handler.handle_batch(rows))
-            else:
-                attempts = [await handler.handle(one) for one in rows]
+            else:  # attempted one by one, a retry would let the rows after it overtake it
+                raise TypeError(f"rows of {row.kind} came in a batch; its handler takes none")
             if len(attempts) != len(rows):
                 raise ValueError(f"{len(attempts)} outcomes for a batch of {len(rows)} rows")
         except asyncio.CancelledError:
@@ -409,8 +414,8 @@ class OutboxWorker:
             for one, attempt in zip(rows, attempts, strict=True)
         ]
         retried = [write.next_attempt_at for write in writes if write.row_status == PENDING]
-        if len(retried) > 1:  # a batch retried goes again together, at its latest time
-            together = max(retried)
+        if len(retried) > 1:  # a batch retried goes again together, at its first row's time
+            together = retried[0]
             writes = [
                 replace(write, next_attempt_at=together) if write.row_status == PENDING else write
                 for write in writes

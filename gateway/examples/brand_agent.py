@@ -100,6 +100,13 @@ _FALLBACK = Rule((), "ask", "Thanks for your message. Could you tell me a bit mo
 _WORD = re.compile(r"[a-z0-9']+")
 
 
+def _well_formed(items: object) -> bool:
+    """Whether a batch's `items` is a list of objects, each with a string id."""
+    return isinstance(items, list) and all(
+        isinstance(item, dict) and isinstance(item.get("id"), str) for item in items
+    )
+
+
 def answer(text: str) -> tuple[str, str]:
     """(act, text) of the reply to `text`: the first rule whose word groups all match."""
     words = set(_WORD.findall(text.lower()))
@@ -140,7 +147,7 @@ class BrandAgent:
         self._background: set[asyncio.Task[None]] = set()
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application()  # bodies up to 1 MiB: the gateway's batches stay under that
         app.router.add_post("/{tail:.*}", self.receive)
         app.cleanup_ctx.append(self._lifecycle)
         return app
@@ -183,6 +190,8 @@ class BrandAgent:
         if not await self._signed_by_gateway(webhook_id, int(timestamp), raw, signature):
             return web.json_response({"error": "bad webhook signature"}, status=401)
         delivery = json.loads(raw)
+        if delivery.get("type") == "batch" and not _well_formed(delivery.get("items")):
+            return web.json_response({"error": "a batch's items each need an id"}, status=400)
         try:
             if delivery.get("type") == "batch":
                 answers = [

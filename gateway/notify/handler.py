@@ -21,7 +21,7 @@ from gateway.notify.email import EmailChannel
 from gateway.notify.slack import SlackChannel
 from gateway.notify.webhook import WebhookChannel
 from gateway.store.channels import ChannelRecord, Channels
-from gateway.store.outbox import OutboxRow
+from gateway.store.outbox_rows import OutboxRow
 from identity.keys import PrivateKey
 
 KIND = "notification"

@@ -17,87 +17,31 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.clock import iso
+from gateway.store.batches import with_followers, with_followers_raw
 from gateway.store.database import SqliteEngine
+from gateway.store.outbox_rows import (
+    PENDING,
+    RAW_RETURNED,
+    RETURNED,
+    AttemptWrite,
+    DeliveryTarget,
+    OutboxRow,
+    as_datetime,
+    row_of,
+    time_in,
+    time_out,
+)
 from gateway.store.records import dumps
 from gateway.store.tables import agents, envelopes, outbox, outbox_attempts, task_events
-
-PENDING = "pending"
-DELIVERED = "delivered"
-FAILED = "failed"
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    """One unit of after-commit work, as a handler receives it."""
-
-    pk: int
-    public_id: str
-    kind: str
-    partition: str
-    payload: dict[str, Any]
-    attempts: int
-    task_id: str | None
-    created_at: datetime
-    next_attempt_at: datetime
-    target: DeliveryTarget | None = None  # read with the claim, for rows naming an envelope
-    # The rows leased with this one, in order, to go in the same POST (an endpoint that takes
-    # ordered batches, `DeliveryTarget.max_batch`); each carries its own target.
-    followers: tuple[OutboxRow, ...] = ()
-
-    @property
-    def batch(self) -> tuple[OutboxRow, ...]:
-        """This row and its followers, in the partition's order."""
-        return (self, *self.followers)
-
-    @property
-    def last_pk(self) -> int:
-        """The last row held with this one: the next claim in line starts after it."""
-        return self.followers[-1].pk if self.followers else self.pk
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryTarget:
-    """A stored envelope and its recipient's endpoint, read together for one delivery."""
-
-    # The envelope as stored: the sender's JSON text as received (whitespace and escapes
-    # included), or compact `records.dumps` text for one that came without its text.
-    envelope_json: str
-    agent_kind: str
-    endpoint_url: str | None
-    endpoint_status: str | None
-    endpoint_note: str | None
-    max_batch: int = 1  # envelopes one POST may carry (docs/delivery-batches.md)
-
-    @property
-    def envelope(self) -> dict[str, Any]:
-        parsed: dict[str, Any] = json.loads(self.envelope_json)
-        return parsed
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptWrite:
-    """One attempt to record, with the row's new state."""
-
-    at: datetime
-    outcome: str
-    status_code: int | None
-    error: str | None
-    note: str | None
-    duration_ms: int
-    row_status: str
-    next_attempt_at: datetime
-    last_error: str | None
-
 
 # The statements of the hot path, built once: building a SQLAlchemy statement costs more CPU
 # than executing it (~150 us of ~350 us on SQLite); bound parameters carry the values.
@@ -119,23 +63,11 @@ _TARGET = (
     .where(envelopes.c.pk == bindparam("envelope_pk"))
 )
 
+
 # A claim leases a partition's head, the partition's oldest pending row (a scalar subquery),
 # while it is pending, due and not leased. `_CLAIM` names the partition; `_CLAIM_WOKEN` names
 # one of its rows (the one a wake-up is about) and finds the partition from it. (Parameters of
 # an UPDATE may not be named like its columns, hence the prefixes.)
-_RETURNED = (
-    outbox.c.pk,
-    outbox.c.public_id,
-    outbox.c.kind,
-    outbox.c.partition,
-    outbox.c.payload,
-    outbox.c.attempts,
-    outbox.c.task_id,
-    outbox.c.created_at,
-    outbox.c.next_attempt_at,
-)
-
-
 def _claim_statement(kind: Any, partition: Any) -> Any:
     mates = outbox.alias("mates")
     head = (
@@ -162,7 +94,7 @@ def _claim_statement(kind: Any, partition: Any) -> Any:
             lease_owner=bindparam("claim_owner"),
             leased_until=bindparam("claim_until", type_=outbox.c.leased_until.type),
         )
-        .returning(*_RETURNED)
+        .returning(*RETURNED)
     )
 
 
@@ -232,62 +164,11 @@ def _claim_after_statement() -> Any:
             lease_owner=owner,
             leased_until=bindparam("claim_until", type_=outbox.c.leased_until.type),
         )
-        .returning(*_RETURNED)
+        .returning(*RETURNED)
     )
 
 
 _CLAIM_AFTER = _claim_after_statement()
-
-# Followers: the pending rows right after a claimed head, leased with it for one batch. Only
-# a run without gaps is taken (each row due and not leased), so a batch is always the next
-# rows in the partition's order.
-_FOLLOWING = (
-    select(
-        outbox.c.pk,
-        and_(
-            outbox.c.next_attempt_at <= bindparam("claim_now"),
-            or_(outbox.c.leased_until.is_(None), outbox.c.leased_until < bindparam("claim_now")),
-        ).label("free"),
-    )
-    .where(
-        and_(
-            outbox.c.kind == bindparam("claim_kind"),
-            outbox.c.partition == bindparam("claim_partition"),
-            outbox.c.status == PENDING,
-            outbox.c.pk > bindparam("claim_after"),
-        )
-    )
-    .order_by(outbox.c.pk)
-    .limit(bindparam("claim_limit"))
-)
-_LEASE_FOLLOWERS = (
-    update(outbox)
-    .where(
-        and_(
-            outbox.c.pk.in_(bindparam("claim_pks", expanding=True)),
-            outbox.c.status == PENDING,
-            or_(outbox.c.leased_until.is_(None), outbox.c.leased_until < bindparam("claim_now")),
-        )
-    )
-    .values(
-        lease_owner=bindparam("claim_owner"),
-        leased_until=bindparam("claim_until", type_=outbox.c.leased_until.type),
-    )
-    .returning(*_RETURNED)
-)
-_BODIES = select(envelopes.c.pk, envelopes.c.body).where(
-    envelopes.c.pk.in_(bindparam("envelope_pks", expanding=True))
-)
-_UNLEASE = (
-    update(outbox)
-    .where(
-        and_(
-            outbox.c.pk.in_(bindparam("claim_pks", expanding=True)),
-            outbox.c.lease_owner == bindparam("claim_owner"),
-        )
-    )
-    .values(lease_owner=None, leased_until=None)
-)
 
 _ADD_ATTEMPT = outbox_attempts.insert()
 
@@ -487,12 +368,16 @@ class OutboxStore:
     async def release_row(self, pk: int, owner: str) -> None:
         """Give up `owner`'s lease on one row (its attempt could not be recorded), so the
         sweep may take it again at once rather than when the lease runs out."""
+        await self.release_rows([pk], owner)
+
+    async def release_rows(self, pks: Sequence[int], owner: str) -> None:
+        """`release_row` for several rows (a batch), in one transaction."""
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(outbox)
                 .where(
                     and_(
-                        outbox.c.pk == pk,
+                        outbox.c.pk.in_(list(pks)),
                         outbox.c.lease_owner == owner,
                         outbox.c.status == PENDING,
                     )
@@ -617,114 +502,11 @@ async def _claim(
     target = None
     if isinstance(payload.get("envelope_pk"), int) and isinstance(payload.get("agent"), str):
         target = await _target(conn, payload["envelope_pk"], payload["agent"])
-    head = _row(tuple(row), target, _as_datetime)
+    head = row_of(tuple(row), target, as_datetime)
     if target is None or target.max_batch <= 1:
         return head
-    return await _with_followers(conn, head, target, parameters)
-
-
-async def _with_followers(
-    conn: AsyncConnection, head: OutboxRow, target: DeliveryTarget, parameters: dict[str, Any]
-) -> OutboxRow:
-    """`head` with up to `max_batch - 1` rows after it leased too (see `_FOLLOWING`)."""
-    found = await conn.execute(
-        _FOLLOWING,
-        {
-            "claim_kind": head.kind,
-            "claim_partition": head.partition,
-            "claim_after": head.pk,
-            "claim_now": parameters["claim_now"],
-            "claim_limit": target.max_batch - 1,
-        },
-    )
-    wanted = _free_run([(int(pk), bool(free)) for pk, free in found.all()])
-    if not wanted:
-        return head
-    lease = {key: parameters[key] for key in ("claim_now", "claim_owner", "claim_until")}
-    leased = (await conn.execute(_LEASE_FOLLOWERS, {**lease, "claim_pks": wanted})).all()
-    rows, surplus = _in_line(wanted, [tuple(one) for one in leased])
-    if surplus:
-        unlease = {"claim_pks": surplus, "claim_owner": parameters["claim_owner"]}
-        await conn.execute(_UNLEASE, unlease)
-    bodies = await _bodies(conn, rows)
-    return replace(head, followers=_followers(rows, target, bodies, _as_datetime))
-
-
-async def _bodies(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> dict[int, str]:
-    pks = [pk for pk in (_envelope_pk(row) for row in rows) if pk is not None]
-    found = await conn.execute(_BODIES, {"envelope_pks": pks})
-    return {int(pk): body for pk, body in found.all()}
-
-
-def _free_run(candidates: Sequence[tuple[int, bool]]) -> list[int]:
-    """The pks of the candidates (in order) up to the first one that is not free."""
-    run: list[int] = []
-    for pk, free in candidates:
-        if not free:
-            break
-        run.append(pk)
-    return run
-
-
-def _in_line(
-    wanted: Sequence[int], leased: Sequence[tuple[Any, ...]]
-) -> tuple[list[tuple[Any, ...]], list[int]]:
-    """The leased rows that continue the line without a gap, and the pks leased past a gap
-    (a row taken by someone else in between), to be given back."""
-    by_pk = {int(row[0]): row for row in leased}
-    rows: list[tuple[Any, ...]] = []
-    for pk in wanted:
-        if pk not in by_pk:
-            break
-        rows.append(by_pk.pop(pk))
-    return rows, sorted(by_pk)
-
-
-def _envelope_pk(row: Sequence[Any]) -> int | None:
-    payload = json.loads(row[4])
-    pk = payload.get("envelope_pk")
-    return pk if isinstance(pk, int) else None
-
-
-def _followers(
-    rows: Sequence[tuple[Any, ...]],
-    target: DeliveryTarget,
-    bodies: dict[int, str],
-    time_out: Callable[[Any], datetime],
-) -> tuple[OutboxRow, ...]:
-    """Rows leased behind a head, each with the head's endpoint and its own envelope."""
-    followers = []
-    for row in rows:
-        envelope_pk = _envelope_pk(row)
-        body = None if envelope_pk is None else bodies.get(envelope_pk)
-        read = None if body is None else replace(target, envelope_json=body)
-        followers.append(_row(row, read, time_out))
-    return tuple(followers)
-
-
-def _row(
-    found: Sequence[Any], target: DeliveryTarget | None, time_out: Callable[[Any], datetime]
-) -> OutboxRow:
-    """An `OutboxRow` from the `_RETURNED` columns; `time_out` turns the driver's times into
-    datetimes (SQLAlchemy has already done it; plain sqlite3 has not)."""
-    pk, public_id, kind, partition, payload_text, attempts, task_id, created, next_at = found
-    return OutboxRow(
-        pk=int(pk),
-        public_id=public_id,
-        kind=kind,
-        partition=partition,
-        payload=json.loads(payload_text),
-        attempts=int(attempts),
-        task_id=task_id,
-        created_at=time_out(created),
-        next_attempt_at=time_out(next_at),
-        target=target,
-    )
-
-
-def _as_datetime(value: Any) -> datetime:
-    assert isinstance(value, datetime)  # the columns are NOT NULL
-    return value
+    until = parameters["claim_until"]
+    return await with_followers(conn, head, target, owner=owner, now=now, until=until)
 
 
 async def _target(conn: AsyncConnection, envelope_pk: int, address: str) -> DeliveryTarget | None:
@@ -744,25 +526,6 @@ async def _target(conn: AsyncConnection, envelope_pk: int, address: str) -> Deli
 
 # The SQLite hot path: the statements above as plain SQL, in one plain sqlite3 call. -------
 
-_DIALECT = sqlite.dialect()
-_TIME_IN = outbox.c.next_attempt_at.type._cached_bind_processor(_DIALECT)
-_TIME_OUT = outbox.c.next_attempt_at.type._cached_result_processor(_DIALECT, None)
-
-
-def _time_in(value: datetime) -> Any:
-    return value if _TIME_IN is None else _TIME_IN(value)
-
-
-def _time_out(value: Any) -> datetime:
-    moment = value if _TIME_OUT is None else _TIME_OUT(value)
-    assert isinstance(moment, datetime)  # the columns are NOT NULL
-    return moment
-
-
-_RAW_RETURNED = (
-    " RETURNING pk, public_id, kind, partition, payload, attempts, task_id, created_at,"
-    " next_attempt_at"
-)
 _RAW_CLAIM_WHERE = (
     f" AND status = '{PENDING}' AND next_attempt_at <= ?"
     " AND (leased_until IS NULL OR leased_until < ?)"
@@ -770,13 +533,13 @@ _RAW_CLAIM_WHERE = (
 _RAW_CLAIM = (
     "UPDATE outbox SET lease_owner = ?, leased_until = ? WHERE pk = (SELECT min(mates.pk)"
     " FROM outbox AS mates WHERE mates.kind = ? AND mates.partition = ?"
-    f" AND mates.status = '{PENDING}')" + _RAW_CLAIM_WHERE + _RAW_RETURNED
+    f" AND mates.status = '{PENDING}')" + _RAW_CLAIM_WHERE + RAW_RETURNED
 )
 _RAW_CLAIM_WOKEN = (
     "UPDATE outbox SET lease_owner = ?, leased_until = ? WHERE pk = (SELECT min(mates.pk)"
     " FROM outbox AS mates WHERE mates.kind = ? AND mates.partition = (SELECT woken.partition"
     " FROM outbox AS woken WHERE woken.pk = ? AND woken.kind = ?)"
-    f" AND mates.status = '{PENDING}')" + _RAW_CLAIM_WHERE + _RAW_RETURNED
+    f" AND mates.status = '{PENDING}')" + _RAW_CLAIM_WHERE + RAW_RETURNED
 )
 _RAW_CLAIM_AFTER = (
     "UPDATE outbox SET lease_owner = ?, leased_until = ? WHERE pk = (SELECT min(mates.pk)"
@@ -786,7 +549,7 @@ _RAW_CLAIM_AFTER = (
     + " AND NOT EXISTS (SELECT 1 FROM outbox AS earlier WHERE earlier.kind = ?"
     f" AND earlier.partition = ? AND earlier.status = '{PENDING}' AND earlier.pk <= ?"
     " AND (earlier.lease_owner IS NULL OR earlier.lease_owner != ? OR earlier.leased_until < ?))"
-    + _RAW_RETURNED
+    + RAW_RETURNED
 )
 _RAW_TARGET = (
     "SELECT envelopes.body, agents.kind, agents.endpoint_url, agents.endpoint_status,"
@@ -794,20 +557,6 @@ _RAW_TARGET = (
     " JOIN agents ON agents.address = ?"
     " WHERE envelopes.pk = ?"
 )
-_RAW_FOLLOWING = (
-    "SELECT pk, next_attempt_at <= ? AND (leased_until IS NULL OR leased_until < ?)"
-    f" FROM outbox WHERE kind = ? AND partition = ? AND status = '{PENDING}' AND pk > ?"
-    " ORDER BY pk LIMIT ?"
-)
-_RAW_LEASE_FOLLOWERS = (
-    "UPDATE outbox SET lease_owner = ?, leased_until = ? WHERE pk IN ({marks})"
-    f" AND status = '{PENDING}' AND (leased_until IS NULL OR leased_until < ?)" + _RAW_RETURNED
-)
-_RAW_UNLEASE = (
-    "UPDATE outbox SET lease_owner = NULL, leased_until = NULL WHERE pk IN ({marks})"
-    " AND lease_owner = ?"
-)
-_RAW_BODIES = "SELECT pk, body FROM envelopes WHERE pk IN ({marks})"
 _RAW_PARTITION_OF = f"SELECT kind, partition FROM outbox WHERE pk = ? AND status = '{PENDING}'"
 _RAW_ADD_ATTEMPT = (
     "INSERT INTO outbox_attempts (outbox_pk, at, outcome, status_code, error, note,"
@@ -836,8 +585,8 @@ class _Claim:
 
 def _claim_raw(db: sqlite3.Connection, claim: _Claim) -> OutboxRow | None:
     """`_claim` in plain sqlite3, inside the caller's write transaction."""
-    now = _time_in(claim.now)
-    head: tuple[Any, ...] = (claim.owner, _time_in(claim.until), claim.kind)
+    now = time_in(claim.now)
+    head: tuple[Any, ...] = (claim.owner, time_in(claim.until), claim.kind)
     if claim.after is not None:
         parameters = (
             *head,
@@ -873,36 +622,12 @@ def _claim_raw(db: sqlite3.Connection, claim: _Claim) -> OutboxRow | None:
                 endpoint_note=read[4],
                 max_batch=int(read[5]),
             )
-    claimed = _row(found, target, _time_out)
+    claimed = row_of(found, target, time_out)
     if target is None or target.max_batch <= 1:
         return claimed
-    return _with_followers_raw(db, claimed, target, claim)
-
-
-def _with_followers_raw(
-    db: sqlite3.Connection, head: OutboxRow, target: DeliveryTarget, claim: _Claim
-) -> OutboxRow:
-    """`_with_followers` in plain sqlite3."""
-    now = _time_in(claim.now)
-    found = db.execute(
-        _RAW_FOLLOWING, (now, now, head.kind, head.partition, head.pk, target.max_batch - 1)
-    ).fetchall()
-    wanted = _free_run([(int(pk), bool(free)) for pk, free in found])
-    if not wanted:
-        return head
-    marks = ", ".join("?" * len(wanted))
-    leased = db.execute(
-        _RAW_LEASE_FOLLOWERS.format(marks=marks),
-        (claim.owner, _time_in(claim.until), *wanted, now),
-    ).fetchall()
-    rows, surplus = _in_line(wanted, leased)
-    if surplus:
-        marks = ", ".join("?" * len(surplus))
-        db.execute(_RAW_UNLEASE.format(marks=marks), (*surplus, claim.owner))
-    pks = [pk for pk in (_envelope_pk(row) for row in rows) if pk is not None]
-    marks = ", ".join("?" * len(pks))
-    bodies = {int(pk): body for pk, body in db.execute(_RAW_BODIES.format(marks=marks), pks)}
-    return replace(head, followers=_followers(rows, target, bodies, _time_out))
+    return with_followers_raw(
+        db, claimed, target, owner=claim.owner, now=claim.now, until=claim.until
+    )
 
 
 def _record_raw(
@@ -914,7 +639,7 @@ def _record_raw(
     """`OutboxStore.record` in plain sqlite3, inside the caller's write transaction."""
     kept = True
     for pk, attempt in writes:
-        at = _time_in(attempt.at)
+        at = time_in(attempt.at)
         db.execute(
             _RAW_ADD_ATTEMPT,
             (
@@ -931,7 +656,7 @@ def _record_raw(
             _RAW_SETTLE,
             (
                 attempt.row_status,
-                _time_in(attempt.next_attempt_at),
+                time_in(attempt.next_attempt_at),
                 attempt.last_error,
                 at,
                 pk,

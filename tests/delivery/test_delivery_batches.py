@@ -6,6 +6,9 @@ each initiator; the setting is validated, shown on the card and reset by a PATCH
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,12 +54,30 @@ async def batch_agent(gateway: Harness, endpoint: Endpoint, max_batch: int) -> A
 
 
 def items(received: list[Received]) -> list[dict[str, Any]]:
+    """The items of every batch received, in the order they came."""
     return [item for request in received for item in request.json["items"]]
 
 
+def texts(received: Received) -> list[str]:
+    """The texts of one batch's items, in order."""
+    return [item["envelope"]["body"]["text"] for item in received.json["items"]]
+
+
 async def held_until(gate: asyncio.Event) -> web.StreamResponse:
+    """A 200, once `gate` is set."""
     await gate.wait()
     return web.Response(status=200)
+
+
+async def settled_deliveries(agent: AgentClient, task: str) -> list[dict[str, Any]]:
+    """The task's deliveries, once none is pending."""
+
+    async def done() -> bool:
+        found = (await agent.task(task))["deliveries"]
+        return bool(found) and all(d["status"] != "pending" for d in found)
+
+    await wait_until(done, what="deliveries settle")
+    return list((await agent.task(task))["deliveries"])
 
 
 async def test_a_queue_leaves_in_ordered_batches_one_in_flight(
@@ -104,7 +125,8 @@ async def test_a_queue_leaves_in_ordered_batches_one_in_flight(
     for request in endpoint.received:
         headers, body = request.headers, request.json
         assert body["type"] == "batch"
-        assert headers["webhook-id"] == f"batch_{len(body['items'])}_{body['items'][0]['id']}"
+        ids = ",".join(item["id"] for item in body["items"])
+        assert headers["webhook-id"] == f"batch_{hashlib.sha256(ids.encode()).hexdigest()[:32]}"
         assert verify_webhook(
             keys,
             headers["webhook-id"],
@@ -292,3 +314,190 @@ async def test_max_batch_is_validated_shown_on_the_card_and_reset_by_a_patch(
     await alice.send(agent.address, "Hello")
     [received] = await endpoint.wait_for(1)
     assert received.json["type"] == "envelope"  # one envelope per POST again
+
+
+async def test_a_batch_takes_what_is_due_when_it_leaves(
+    delivering: Harness, endpoints: Any
+) -> None:
+    """With max_batch 2: m3 is queued while POST 2 is out, m4 and m5 after it; POST 3 takes
+    what is due when it leaves, [m3, m4], not a batch made up while POST 2 was out."""
+    gates = [asyncio.Event() for _ in range(10)]
+
+    async def gated(endpoint: Endpoint, _received: Received) -> web.StreamResponse:
+        await gates[len(endpoint.received) - 1].wait()
+        return web.Response(status=204)
+
+    endpoint = await endpoints(gated)
+    agent = await batch_agent(delivering, endpoint, max_batch=2)
+    alice = await delivering.person("alice")
+    task = (await alice.send(agent.address, "m0"))["task"]
+    await endpoint.wait_for(1)
+    for text in ("m1", "m2", "m3"):
+        await alice.send(agent.address, text, task=task)
+    gates[0].set()
+    await endpoint.wait_for(2)
+    assert texts(endpoint.received[1]) == ["m1", "m2"]
+    await asyncio.sleep(0.3)  # time for anything that would claim m3 early
+    for text in ("m4", "m5"):
+        await alice.send(agent.address, text, task=task)
+    gates[1].set()
+    await endpoint.wait_for(3)
+    for gate in gates:
+        gate.set()
+    assert texts(endpoint.received[2]) == ["m3", "m4"]
+    await endpoint.wait_for(4)
+    assert texts(endpoint.received[3]) == ["m5"]
+
+
+async def test_reply_entries_that_name_no_item_or_one_again_change_nothing(
+    delivering: Harness, endpoints: Any
+) -> None:
+    """Entries naming no item of the batch, or an item already answered, or with neither
+    an envelope nor a refusal, are ignored: no item fails or is answered by them, and the
+    first item's attempt says how many were ignored."""
+
+    async def stray(_endpoint: Endpoint, received: Received) -> web.StreamResponse:
+        [item] = received.json["items"]
+        return web.json_response(
+            {
+                "replies": [
+                    {"id": "dlv_from_another_batch", "refused": "stale"},
+                    {"id": item["id"], "note": "neither"},
+                    {"refused": "no id"},
+                    "not an object",
+                ]
+            }
+        )
+
+    endpoint = await endpoints(stray)
+    agent = await batch_agent(delivering, endpoint, max_batch=4)
+    alice = await delivering.person("alice")
+    task = (await alice.send(agent.address, "hello"))["task"]
+    [delivery] = await settled_deliveries(agent, task)
+    assert delivery["status"] == "delivered"
+    [attempt] = delivery["attempts"]
+    assert attempt["note"].startswith("4 reply entries ignored"), attempt
+
+
+async def test_a_second_entry_for_an_item_is_ignored(delivering: Harness, endpoints: Any) -> None:
+    """The first entry for an item counts: a refusal after an accepted reply does not fail
+    the item, and the reply reaches the person."""
+    agent_box: dict[str, AgentClient] = {}
+
+    async def twice(_endpoint: Endpoint, received: Received) -> web.StreamResponse:
+        [item] = received.json["items"]
+        reply = agent_box["agent"].envelope(
+            item["envelope"]["from"], "Answered", task=item["task"]["id"]
+        )
+        return web.json_response(
+            {"replies": [{"id": item["id"], "envelope": reply}, {"id": item["id"], "refused": "x"}]}
+        )
+
+    endpoint = await endpoints(twice)
+    agent_box["agent"] = agent = await batch_agent(delivering, endpoint, max_batch=4)
+    alice = await delivering.person("alice")
+    task = (await alice.send(agent.address, "hello"))["task"]
+    [delivery] = await settled_deliveries(agent, task)
+    assert delivery["status"] == "delivered"
+    note = delivery["attempts"][0]["note"]
+    assert note.startswith("reply accepted") and "1 reply entries ignored" in note
+    [item] = (await alice.inbox(wait=5))["items"]
+    assert item["envelope"]["body"]["text"] == "Answered"
+
+
+async def test_replies_together_larger_than_one_reply_may_be_are_accepted(
+    delivering: Harness, endpoints: Any
+) -> None:
+    """Nine replies of ~30 KB in one answer (275 KB, more than the 256 KiB one reply may
+    take): the answer may be 256 KiB per item, so every reply is accepted."""
+    gate = asyncio.Event()
+    agent_box: dict[str, AgentClient] = {}
+
+    async def answer(endpoint: Endpoint, received: Received) -> web.StreamResponse:
+        if len(endpoint.received) == 1:
+            return await held_until(gate)
+        replies = []
+        for item in received.json["items"]:
+            envelope = item["envelope"]
+            reply = agent_box["agent"].envelope(
+                envelope["from"], "x" * 30_000, act="ask", task=item["task"]["id"]
+            )
+            replies.append({"id": item["id"], "envelope": reply})
+        return web.json_response({"replies": replies})
+
+    endpoint = await endpoints(answer)
+    agent_box["agent"] = agent = await batch_agent(delivering, endpoint, max_batch=10)
+    await (await delivering.person("zed")).send(agent.address, "warm up")
+    await endpoint.wait_for(1)
+    people = [await delivering.person(f"p{n}") for n in range(9)]
+    for n, person in enumerate(people):
+        await person.send(agent.address, f"question {n}")
+    gate.set()
+    await endpoint.wait_for(2)
+    assert len(endpoint.received[1].json["items"]) == 9
+    assert len(endpoint.received[1].body) < 1024 * 1024
+    for person in people:
+        [item] = (await person.inbox(wait=5))["items"]
+        assert item["envelope"]["body"]["text"] == "x" * 30_000
+
+
+async def test_a_batch_stays_under_1_mib(delivering: Harness, endpoints: Any) -> None:
+    """Six envelopes of ~180 KB queue behind a held one (max_batch 8): they leave in
+    batches whose bodies stay under 1 MiB (what an endpoint taking batches must accept),
+    in order, and all are delivered."""
+    gate = asyncio.Event()
+
+    async def first_held(endpoint: Endpoint, _received: Received) -> web.StreamResponse:
+        if len(endpoint.received) == 1:
+            await gate.wait()
+        return web.Response(status=204)
+
+    endpoint = await endpoints(first_held)
+    agent = await batch_agent(delivering, endpoint, max_batch=8)
+    alice = await delivering.person("alice")
+    task = (await alice.send(agent.address, "warm up"))["task"]
+    await endpoint.wait_for(1)
+    blob = base64.b64encode(os.urandom(135_000)).decode()
+    part = {"kind": "raw", "media_type": "application/octet-stream", "name": "log", "base64": blob}
+    for n in range(6):
+        await alice.send(agent.address, f"log {n}", task=task, parts=[part])
+    gate.set()
+    found = await settled_deliveries(agent, task)
+    assert [d["status"] for d in found] == ["delivered"] * 7
+    assert [t for r in endpoint.received for t in texts(r)] == ["warm up"] + [
+        f"log {n}" for n in range(6)
+    ]
+    sizes = [len(request.body) for request in endpoint.received[1:]]
+    assert len(sizes) >= 2 and all(size < 1024 * 1024 for size in sizes), sizes
+    assert max(len(request.json["items"]) for request in endpoint.received) == 5
+
+
+@pytest.mark.parametrize("max_batch", [1, 2])
+async def test_nothing_is_posted_after_a_410(
+    delivering: Harness, endpoints: Any, max_batch: int
+) -> None:
+    """After a 410 the endpoint gets nothing more, although rows were queued (and, one at
+    a time, one was leased ahead) while the 410 was on its way: they fail as disabled, and
+    the endpoint is disabled once, its note naming the delivery that got the 410."""
+    gate = asyncio.Event()
+
+    async def gone(endpoint: Endpoint, _received: Received) -> web.StreamResponse:
+        if len(endpoint.received) == 1:
+            return await held_until(gate)
+        return web.Response(status=410)
+
+    endpoint = await endpoints(gone)
+    agent = await batch_agent(delivering, endpoint, max_batch=max_batch)
+    alice = await delivering.person("alice")
+    task = (await alice.send(agent.address, "m0"))["task"]
+    await endpoint.wait_for(1)
+    for n in range(1, 2 * max_batch + 2):
+        await alice.send(agent.address, f"m{n}", task=task)
+    gate.set()
+    found = await settled_deliveries(agent, task)
+    assert len(endpoint.received) == 2
+    assert [d["status"] for d in found] == ["delivered"] + ["failed"] * (2 * max_batch + 1)
+    record = await delivering.services.directory.agent(agent.address)
+    assert endpoint.received[1].webhook_id in record.endpoint_note
+    disabled = [d for d in found if d["attempts"][0]["outcome"] == "disable"]
+    assert len(disabled) == (max_batch if max_batch > 1 else 1)

@@ -134,6 +134,8 @@ async def test_the_agent_checks_signatures_and_deduplicates(
     assert replies[0]["envelope"] == reply  # the answer given to dlv_once before
     assert replies[1]["envelope"]["body"]["text"].startswith("You can return it")
     assert replies[2]["refused"].startswith("envelope refused")
+    no_id = json.dumps({"type": "batch", "items": [{"envelope": other}]}).encode()
+    assert (await post(no_id, "batch_no_id", gateway_key))[0] == 400
 
 
 @pytest.mark.parametrize(

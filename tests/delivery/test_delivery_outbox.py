@@ -19,7 +19,8 @@ from gateway.delivery.schedule import Backoff
 from gateway.delivery.wakeup import wake_up
 from gateway.delivery.worker import Attempt, GaveUp, Handler, OutboxWorker
 from gateway.store.conversations import Batch, Conversations, OutboxWrite
-from gateway.store.outbox import AttemptWrite, OutboxRow, OutboxStore
+from gateway.store.outbox import OutboxStore
+from gateway.store.outbox_rows import AttemptWrite, OutboxRow
 from gateway.store.tables import metadata
 from identity.ids import new_id
 from tests.delivery.webhook_endpoints import wait_until

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.store.database import SqliteEngine, create_engine, migrate
-from gateway.store.outbox import AttemptWrite, OutboxRow, OutboxStore
+from gateway.store.outbox import OutboxStore
+from gateway.store.outbox_rows import AttemptWrite, OutboxRow
 from gateway.store.tables import agents, envelopes, outbox
 
 NOW = datetime(2025, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
