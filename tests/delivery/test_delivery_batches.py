@@ -142,7 +142,7 @@ async def test_a_queue_leaves_in_ordered_batches_one_in_flight(
 
 
 async def test_a_failed_batch_is_sent_again_whole_under_the_same_id(
-    delivering: Harness, endpoints: Any
+    batching: Harness, endpoints: Any
 ) -> None:
     """A 500 to a batch retries every row in it: the same items under the same webhook-id,
     then the 200 settles them all; each row records both attempts."""
@@ -156,8 +156,8 @@ async def test_a_failed_batch_is_sent_again_whole_under_the_same_id(
         return web.Response(status=204)
 
     endpoint = await endpoints(scripted)
-    agent = await batch_agent(delivering, endpoint, max_batch=10)
-    alice = await delivering.person("alice")
+    agent = await batch_agent(batching, endpoint, max_batch=10)
+    alice = await batching.person("alice")
     task = (await alice.send(agent.address, "one"))["task"]
     await endpoint.wait_for(1)
     for text in ("two", "three", "four"):
@@ -189,7 +189,7 @@ async def test_a_failed_batch_is_sent_again_whole_under_the_same_id(
 
 
 async def test_replies_in_a_batch_reach_each_initiator_and_refusals_are_recorded(
-    delivering: Harness, endpoints: Any
+    batching: Harness, endpoints: Any
 ) -> None:
     """A 200 with `replies` answers several people in one round trip: each reply is accepted
     as if POSTed and lands in its initiator's inbox; a forged reply is refused and noted; an
@@ -219,9 +219,9 @@ async def test_replies_in_a_batch_reach_each_initiator_and_refusals_are_recorded
         return web.json_response({"replies": replies})
 
     endpoint = await endpoints(answer)
-    agent_box["agent"] = agent = await batch_agent(delivering, endpoint, max_batch=8)
+    agent_box["agent"] = agent = await batch_agent(batching, endpoint, max_batch=8)
     alice, bob, carol, dave = [
-        await delivering.person(name) for name in ("alice", "bob", "carol", "dave")
+        await batching.person(name) for name in ("alice", "bob", "carol", "dave")
     ]
     first = await alice.send(agent.address, "warm up")
     await endpoint.wait_for(1)
@@ -441,7 +441,7 @@ async def test_replies_together_larger_than_one_reply_may_be_are_accepted(
         assert item["envelope"]["body"]["text"] == "x" * 30_000
 
 
-async def test_a_batch_stays_under_1_mib(delivering: Harness, endpoints: Any) -> None:
+async def test_a_batch_stays_under_1_mib(batching: Harness, endpoints: Any) -> None:
     """Six envelopes of ~180 KB queue behind a held one (max_batch 8): they leave in
     batches whose bodies stay under 1 MiB (what an endpoint taking batches must accept),
     in order, and all are delivered."""
@@ -453,8 +453,8 @@ async def test_a_batch_stays_under_1_mib(delivering: Harness, endpoints: Any) ->
         return web.Response(status=204)
 
     endpoint = await endpoints(first_held)
-    agent = await batch_agent(delivering, endpoint, max_batch=8)
-    alice = await delivering.person("alice")
+    agent = await batch_agent(batching, endpoint, max_batch=8)
+    alice = await batching.person("alice")
     task = (await alice.send(agent.address, "warm up"))["task"]
     await endpoint.wait_for(1)
     blob = base64.b64encode(os.urandom(135_000)).decode()
@@ -474,7 +474,7 @@ async def test_a_batch_stays_under_1_mib(delivering: Harness, endpoints: Any) ->
 
 @pytest.mark.parametrize("max_batch", [1, 2])
 async def test_nothing_is_posted_after_a_410(
-    delivering: Harness, endpoints: Any, max_batch: int
+    batching: Harness, endpoints: Any, max_batch: int
 ) -> None:
     """After a 410 the endpoint gets nothing more, although rows were queued (and, one at
     a time, one was leased ahead) while the 410 was on its way: they fail as disabled, and
@@ -487,8 +487,8 @@ async def test_nothing_is_posted_after_a_410(
         return web.Response(status=410)
 
     endpoint = await endpoints(gone)
-    agent = await batch_agent(delivering, endpoint, max_batch=max_batch)
-    alice = await delivering.person("alice")
+    agent = await batch_agent(batching, endpoint, max_batch=max_batch)
+    alice = await batching.person("alice")
     task = (await alice.send(agent.address, "m0"))["task"]
     await endpoint.wait_for(1)
     for n in range(1, 2 * max_batch + 2):
@@ -497,7 +497,40 @@ async def test_nothing_is_posted_after_a_410(
     found = await settled_deliveries(agent, task)
     assert len(endpoint.received) == 2
     assert [d["status"] for d in found] == ["delivered"] + ["failed"] * (2 * max_batch + 1)
-    record = await delivering.services.directory.agent(agent.address)
+    record = await batching.services.directory.agent(agent.address)
     assert endpoint.received[1].webhook_id in record.endpoint_note
     disabled = [d for d in found if d["attempts"][0]["outcome"] == "disable"]
     assert len(disabled) == (max_batch if max_batch > 1 else 1)
+
+
+async def test_a_batch_that_keeps_failing_gives_up_row_by_row_in_order(
+    tmp_path: Path, endpoints: Any
+) -> None:
+    """An endpoint answering 503 to everything, with a 0.5 s retry budget: the batch is sent
+    again and again, each row gives up when its own budget is spent (oldest first), and no
+    POST ever carries a row before an older one still pending."""
+
+    async def down(_endpoint: Endpoint, _received: Received) -> web.StreamResponse:
+        return web.Response(status=503)
+
+    endpoint = await endpoints(down)
+    delivery = fast_delivery(retry_budget_s=0.5)
+    async with start_gateway(make_settings(tmp_path / "var", delivery=delivery)) as gateway:
+        agent = await batch_agent(gateway, endpoint, max_batch=4)
+        alice = await gateway.person("alice")
+        task = (await alice.send(agent.address, "m0"))["task"]
+        for n in range(1, 4):
+            await asyncio.sleep(0.1)
+            await alice.send(agent.address, f"m{n}", task=task)
+        found = await settled_deliveries(agent, task)
+    mine = [d for d in found if d["recipient"] == agent.address][:4]
+    assert [d["status"] for d in mine] == ["failed"] * 4
+    assert all(d["last_error"].startswith("gave up after") for d in mine)
+    # Each POST is a run of consecutive rows; the first row of each never goes backwards.
+    # (Then come the status envelopes of the escalation that giving up opened.)
+    order = {f"m{n}": n for n in range(4)}
+    posts = [[order[t] for t in texts(r) if t in order] for r in endpoint.received]
+    posts = [post for post in posts if post]
+    assert all(post == list(range(post[0], post[0] + len(post))) for post in posts)
+    firsts = [post[0] for post in posts]
+    assert firsts == sorted(firsts) and firsts[-1] == 3
