@@ -895,18 +895,27 @@ class SqliteRows:
         names = ", ".join(f'"{name}"' for name in columns)
         marks = ", ".join("?" for _ in columns)
         self.sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks}){suffix}"
-        self._processors = [
+        processors = [
             _remembered(process) if isinstance(table.c[name].type, UtcDateTime) else process
             for name, process in (
                 (name, table.c[name].type._cached_bind_processor(dialect)) for name in columns
             )
         ]
+        self._width = len(columns)
+        # Only the columns that have a processor are visited (a few of each row's values).
+        self._processed = tuple(
+            (index, process) for index, process in enumerate(processors) if process is not None
+        )
 
     def params(self, *values: Any) -> tuple[Any, ...]:
-        return tuple(
-            value if process is None or value is None else process(value)
-            for process, value in zip(self._processors, values, strict=True)
-        )
+        if len(values) != self._width:
+            raise ValueError(f"{self.sql} takes {self._width} values, not {len(values)}")
+        row = list(values)
+        for index, process in self._processed:
+            value = row[index]
+            if value is not None:
+                row[index] = process(value)
+        return tuple(row)
 
 
 def _remembered(process: Any) -> Any:
