@@ -896,11 +896,12 @@ class SqliteRows:
         marks = ", ".join("?" for _ in columns)
         self.sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks}){suffix}"
         processors = [
-            _remembered(process) if isinstance(table.c[name].type, UtcDateTime) else process
+            _utc_bind() if isinstance(table.c[name].type, UtcDateTime) else process
             for name, process in (
                 (name, table.c[name].type._cached_bind_processor(dialect)) for name in columns
             )
         ]
+        self.table, self.columns = table, columns
         self._width = len(columns)
         # Only the columns that have a processor are visited (a few of each row's values).
         self._processed = tuple(
@@ -918,10 +919,13 @@ class SqliteRows:
         return tuple(row)
 
 
-def _remembered(process: Any) -> Any:
-    """A timestamp's bind processor that remembers its recent answers: a group's rows carry
-    the same few instants (each batch's `now`) many times over."""
-    return None if process is None else functools.lru_cache(maxsize=256)(process)
+@functools.cache
+def _utc_bind() -> Any:
+    """The timestamps' bind processor (`UtcDateTime` on SQLite, the same for every such
+    column), remembering its recent answers: a group's rows carry the same few instants
+    (each batch's `now`) many times over, in several columns of several tables. One memory
+    for all the columns, so a batch's `now` is formatted once, not once per column."""
+    return functools.lru_cache(maxsize=1024)(UtcDateTime()._cached_bind_processor(sqlite.dialect()))
 
 
 _TASK_COLUMNS = (

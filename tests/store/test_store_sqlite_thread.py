@@ -199,3 +199,57 @@ async def test_a_kept_connection_whose_driver_failed_is_dropped(tmp_path: Path) 
         assert await engine.write_in_thread(marked) is False
     finally:
         await engine.dispose()
+
+
+def test_plain_sqlite_rows_bind_what_core_binds() -> None:
+    """The group writer's plain rows (`SqliteRows.params`) hold what SQLAlchemy's own bind
+    processor of each column gives, timestamps included: they share one memory of recent
+    answers across columns and tables, which must never hand one column's answer for
+    another instant, nor mix up equal instants written in other time zones."""
+    from datetime import timedelta, timezone
+
+    from sqlalchemy.dialects import sqlite
+
+    from gateway.store import conversations, escalations, timers
+
+    dialect = sqlite.dialect()
+    rows = [
+        conversations._RAW_TASK,
+        conversations._RAW_EVENT,
+        conversations._RAW_ENVELOPE,
+        conversations._RAW_INBOX,
+        conversations._RAW_OUTBOX,
+        escalations._RAW_ESCALATION,
+        escalations._RAW_MOVE,
+        escalations._RAW_EVENT,
+        timers._RAW_ARM,
+    ]
+    samples = {
+        "datetime": [
+            NOW,
+            NOW + timedelta(microseconds=1),
+            NOW.astimezone(timezone(timedelta(hours=5, minutes=30))),
+            datetime(999, 1, 1, tzinfo=UTC),
+            None,
+        ],
+        "bool": [True, False, None],
+        "other": ["text", 7, None],
+    }
+    for row in rows:
+        for turn in range(5):
+            values = []
+            for name in row.columns:
+                column_type = row.table.c[name].type
+                python_type = getattr(column_type, "impl", column_type).python_type
+                kind = {datetime: "datetime", bool: "bool"}.get(python_type, "other")
+                options = samples[kind]
+                values.append(options[turn % len(options)])
+            expected = tuple(
+                value
+                if (process := row.table.c[name].type._cached_bind_processor(dialect)) is None
+                else process(value)
+                for name, value in zip(row.columns, values, strict=True)
+            )
+            assert row.params(*values) == expected, (row.sql, values)
+    with pytest.raises(ValueError):
+        conversations._RAW_INBOX.params("bob@people.example", 1)
