@@ -925,7 +925,9 @@ def _utc_bind() -> Any:
     column), remembering its recent answers: a group's rows carry the same few instants
     (each batch's `now`) many times over, in several columns of several tables. One memory
     for all the columns, so a batch's `now` is formatted once, not once per column."""
-    return functools.lru_cache(maxsize=1024)(UtcDateTime()._cached_bind_processor(sqlite.dialect()))
+    process = UtcDateTime()._cached_bind_processor(sqlite.dialect())
+    assert process is not None, "a timestamp always has a bind processor"
+    return functools.lru_cache(maxsize=1024)(process)
 
 
 _TASK_COLUMNS = (
