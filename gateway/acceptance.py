@@ -10,8 +10,7 @@ anything is written, so it leaves no trace but the log line the HTTP layer write
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -198,21 +197,9 @@ class Acceptance:
             task=envelope.task,
         )
 
-    @contextlib.asynccontextmanager
-    async def _task_turn(self, task_id: str | None) -> AsyncIterator[None]:
+    def _task_turn(self, task_id: str | None) -> _TaskTurn:
         """Hold the task's turn (nothing to hold for a new task)."""
-        if task_id is None:
-            yield
-            return
-        entry = self._task_locks.setdefault(task_id, [asyncio.Lock(), 0])
-        entry[1] += 1
-        try:
-            async with entry[0]:
-                yield
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                del self._task_locks[task_id]
+        return _TaskTurn(self._task_locks, task_id)
 
     # Rule 5 ---------------------------------------------------------------------------------
 
@@ -540,6 +527,42 @@ class Acceptance:
             task_state=task.state,
         )
         return Accepted(answer=answer, duplicate=False, envelope=envelope, task=task)
+
+
+class _TaskTurn:
+    """The turn of one task among this process's acceptances: its lock, shared in `locks`
+    with a count of holders and waiters, and dropped when the last one leaves. A class
+    rather than an `asynccontextmanager`, whose generator machinery cost more than the lock
+    on every envelope in a task."""
+
+    __slots__ = ("_entry", "_locks", "_task_id")
+
+    def __init__(self, locks: dict[str, list[Any]], task_id: str | None) -> None:
+        self._locks = locks
+        self._task_id = task_id
+        self._entry: list[Any] | None = None
+
+    async def __aenter__(self) -> None:
+        if self._task_id is None:
+            return
+        entry = self._entry = self._locks.setdefault(self._task_id, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            await entry[0].acquire()
+        except BaseException:  # cancelled while waiting: it never held the lock
+            self._leave(entry)
+            raise
+
+    async def __aexit__(self, *_exc: object) -> None:
+        entry = self._entry
+        if entry is not None:
+            entry[0].release()
+            self._leave(entry)
+
+    def _leave(self, entry: list[Any]) -> None:
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self._locks[self._task_id]  # type: ignore[arg-type]
 
 
 def _party(agent: AgentRecord) -> Party:
