@@ -93,12 +93,16 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         raise RequestInvalid(f"{where}: {first['msg']}", member=where) from exc
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""`json.dumps` with these options builds an encoder per call; this one is built once."""
+
+
 def json_response(
     value: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.Response(
         status=status,
-        text=json.dumps(value, ensure_ascii=False, separators=(",", ":")),
+        text=_ENCODE(value),
         content_type="application/json",
         headers=headers,
     )

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 
 from gateway.language.literals import Prefilter
-from gateway.language.signals import BOT, Finding
+from gateway.language.signals import BOT, MESSAGE_WORDS, Finding
 from gateway.language.text import STOPWORDS, normalise, stem, words
 from routing.language import Turn
 
@@ -258,10 +258,10 @@ def any_of(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str]:
 
 
 _ANY_RULE = any_of([pattern for _, _, pattern in _RULES])
-_RULE_WORDS = Prefilter(_ANY_RULE)
-_ANGER_WORDS = Prefilter(_ANGER)
+_RULE_WORDS = Prefilter(_ANY_RULE, gate=MESSAGE_WORDS)
+_ANGER_WORDS = Prefilter(_ANGER, gate=MESSAGE_WORDS)
 _ANY_SENTENCE_RULE = any_of([pattern for _, _, pattern in _SENTENCE_RULES])
-_SENTENCE_WORDS = Prefilter(_ANY_SENTENCE_RULE)
+_SENTENCE_WORDS = Prefilter(_ANY_SENTENCE_RULE, gate=MESSAGE_WORDS)
 _CAPS_HINT = re.compile(r"[A-Z][A-Z']{2}")
 """Three capitals in a row: what every match of `_CAPS_WORD` starts with."""
 

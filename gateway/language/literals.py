@@ -84,15 +84,19 @@ def literals(pattern: re.Pattern[str]) -> frozenset[str] | None:
 class Prefilter:
     """A quick necessary condition for `pattern.search(text)`: False means no match.
 
-    The literals are read on first use, so importing the rules costs nothing extra.
+    The literals are read on first use, so importing the rules costs nothing extra. With a
+    `gate`, the gate's one search for the literals of all its prefilters is asked first.
     """
 
-    __slots__ = ("_pattern", "_search", "_strings")
+    __slots__ = ("_gate", "_pattern", "_search", "_strings")
 
-    def __init__(self, pattern: re.Pattern[str]) -> None:
+    def __init__(self, pattern: re.Pattern[str], *, gate: Gate | None = None) -> None:
         self._pattern = pattern
         self._strings: tuple[str, ...] | None = None
         self._search: Callable[[str], object] | None = None
+        self._gate = gate
+        if gate is not None:
+            gate.add(self)
 
     @property
     def strings(self) -> tuple[str, ...] | None:
@@ -102,6 +106,8 @@ class Prefilter:
 
     def may_match(self, text: str) -> bool:
         """Whether the pattern may match somewhere in `text` (False is certain)."""
+        if self._gate is not None and not self._gate.may_match(text):
+            return False
         search = self._search or self._read()
         return search(text) is not None
 
@@ -119,6 +125,58 @@ class Prefilter:
 
 def _anything(_text: str) -> bool:
     return True
+
+
+class Gate:
+    """One search standing in for several prefilters asked about the same text in turn.
+
+    The rules ask four prefilters about each message's normalised text, and for most messages
+    all four say no: four searches of about 3 µs each. A gate searches once for the literals
+    of all its prefilters (the minimal union, so one trie) and remembers its answer for the
+    last text it was asked about. When that text holds none of the literals, every prefilter
+    of the gate says no without its own search; otherwise each searches as it would alone.
+    A gate with a prefilter that cannot exclude anything, or whose prefilters disagree on
+    what `\b` means, never says no.
+    """
+
+    __slots__ = ("_filters", "_last", "_search")
+
+    def __init__(self) -> None:
+        self._filters: list[Prefilter] = []
+        self._search: Callable[[str], object] | None = None
+        self._last: tuple[str | None, bool] = (None, True)
+
+    def add(self, prefilter: Prefilter) -> None:
+        """Let `prefilter` be answered by this gate first (the union is read again)."""
+        self._filters.append(prefilter)
+        self._search = None
+        self._last = (None, True)
+
+    def may_match(self, text: str) -> bool:
+        """Whether any of the gate's prefilters may match in `text` (False is certain)."""
+        last = self._last  # one read: the pair is replaced whole, never changed in place
+        if last[0] == text:
+            return last[1]
+        search = self._search or self._read()
+        answer = search(text) is not None
+        self._last = (text, answer)
+        return answer
+
+    def _read(self) -> Callable[[str], object]:
+        found: set[str] = set()
+        flags = {filter_._pattern.flags & re.ASCII for filter_ in self._filters}
+        for filter_ in self._filters:
+            strings = filter_.strings
+            if strings is None:
+                found.clear()
+                break
+            found.update(strings)
+        if found and len(flags) == 1:
+            union = tuple(sorted(_minimal(frozenset(found))))
+            self._search = re.compile(_trie(union), flags.pop()).search
+        else:
+            self._search = _anything
+        return self._search
 
 
 def _trie(strings: tuple[str, ...]) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from gateway.language.literals import Prefilter
+from gateway.language.literals import Gate, Prefilter
 from gateway.language.text import normalise
 
 _DET = (
@@ -161,7 +161,10 @@ _NEGATION = re.compile(
     r"no longer|not|nor|no|never mind|wont|will not|shouldnt|than)\b(?:\W+\w+){0,5}\W*$"
 )
 _ANY_REQUEST = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern in _REQUESTS))
-_REQUEST_WORDS = Prefilter(_ANY_REQUEST)
+MESSAGE_WORDS = Gate()
+"""The gate of the prefilters that screen a message's normalised text (here and in
+`frustration`): one search tells that none of them may match."""
+_REQUEST_WORDS = Prefilter(_ANY_REQUEST, gate=MESSAGE_WORDS)
 _CLAUSE = re.compile(r"[.!?;,:]+|\b(?:but|so|because|although|though)\b")
 
 

@@ -895,24 +895,39 @@ class SqliteRows:
         names = ", ".join(f'"{name}"' for name in columns)
         marks = ", ".join("?" for _ in columns)
         self.sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks}){suffix}"
-        self._processors = [
-            _remembered(process) if isinstance(table.c[name].type, UtcDateTime) else process
+        processors = [
+            _utc_bind() if isinstance(table.c[name].type, UtcDateTime) else process
             for name, process in (
                 (name, table.c[name].type._cached_bind_processor(dialect)) for name in columns
             )
         ]
-
-    def params(self, *values: Any) -> tuple[Any, ...]:
-        return tuple(
-            value if process is None or value is None else process(value)
-            for process, value in zip(self._processors, values, strict=True)
+        self.table, self.columns = table, columns
+        self._width = len(columns)
+        # Only the columns that have a processor are visited (a few of each row's values).
+        self._processed = tuple(
+            (index, process) for index, process in enumerate(processors) if process is not None
         )
 
+    def params(self, *values: Any) -> tuple[Any, ...]:
+        if len(values) != self._width:
+            raise ValueError(f"{self.sql} takes {self._width} values, not {len(values)}")
+        row = list(values)
+        for index, process in self._processed:
+            value = row[index]
+            if value is not None:
+                row[index] = process(value)
+        return tuple(row)
 
-def _remembered(process: Any) -> Any:
-    """A timestamp's bind processor that remembers its recent answers: a group's rows carry
-    the same few instants (each batch's `now`) many times over."""
-    return None if process is None else functools.lru_cache(maxsize=256)(process)
+
+@functools.cache
+def _utc_bind() -> Any:
+    """The timestamps' bind processor (`UtcDateTime` on SQLite, the same for every such
+    column), remembering its recent answers: a group's rows carry the same few instants
+    (each batch's `now`) many times over, in several columns of several tables. One memory
+    for all the columns, so a batch's `now` is formatted once, not once per column."""
+    process = UtcDateTime()._cached_bind_processor(sqlite.dialect())
+    assert process is not None, "a timestamp always has a bind processor"
+    return functools.lru_cache(maxsize=1024)(process)
 
 
 _TASK_COLUMNS = (

@@ -61,3 +61,27 @@ async def test_refused_envelope_line_carries_ids_and_no_body(gateway):
     assert line["task_id"] == task
     for entry in logs:
         assert SECRET_TEXT not in json.dumps(entry, default=str)
+
+
+async def test_a_request_without_an_id_gets_a_random_uuid4_on_its_lines_and_answer(gateway):
+    """With no X-Request-Id of its own, a request gets a fresh version-4 UUID in hex (as
+    `uuid.uuid4().hex` spells it), the same on its log lines and in the answer's header, and
+    another one the next time."""
+    import uuid
+
+    await gateway.brand("acme.example", [("support", "Speakers", ["lights"])])
+    alice = await gateway.person("alice")
+    seen = []
+    for _ in range(2):
+        envelope = alice.envelope("acme.example", "my speaker's light flashes orange")
+        with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+            async with gateway.session.post(gateway.url + "/v1/messages", json=envelope) as r:
+                assert r.status == 202
+                header = r.headers["X-Request-Id"]
+        (line,) = [entry for entry in logs if entry["event"] == "envelope.accepted"]
+        assert line["request_id"] == header
+        parsed = uuid.UUID(header)
+        assert parsed.hex == header and parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        seen.append(header)
+    assert seen[0] != seen[1]

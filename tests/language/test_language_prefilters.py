@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.language import frustration, signals
+from gateway.language.literals import Gate, literals
 from gateway.language.literals import Prefilter as _Prefilter
-from gateway.language.literals import literals
 from gateway.language.text import normalise
 
 _WORDS = [
@@ -148,3 +148,53 @@ def test_long_repeats_are_not_multiplied_out():
     compiled = re.compile(r"x{0,65535}yz")
     assert literals(compiled) == frozenset({"yz"})
     assert Prefilter(compiled).may_match("yz") and not Prefilter(compiled).may_match("xxy")
+
+
+# The gate (`gateway.language.literals.Gate`): one search for the literals of several
+# prefilters, asked before each of them; it must never turn a "may match" into a "no".
+
+
+@settings(max_examples=600, deadline=None)
+@given(_RULE_TEXTS)
+def test_a_gated_prefilter_answers_as_it_does_alone(text: str):
+    """The rules' gated prefilters say what ungated ones over the same patterns say."""
+    gated = [
+        signals._REQUEST_WORDS,
+        frustration._ANGER_WORDS,
+        frustration._RULE_WORDS,
+        frustration._SENTENCE_WORDS,
+    ]
+    for prefilter in gated:
+        alone = Prefilter(prefilter._pattern)
+        assert prefilter.may_match(text) == alone.may_match(text)
+
+
+def test_the_gate_says_no_only_when_none_of_its_prefilters_may_match():
+    """On every labelled message the gate says no exactly when all four prefilters would."""
+    alone = [
+        Prefilter(pattern)
+        for pattern in (
+            signals._ANY_REQUEST,
+            frustration._ANGER,
+            frustration._ANY_RULE,
+            frustration._ANY_SENTENCE_RULE,
+        )
+    ]
+    texts = _labelled_texts()
+    for text in texts:
+        assert signals.MESSAGE_WORDS.may_match(text) == any(p.may_match(text) for p in alone)
+    assert sum(signals.MESSAGE_WORDS.may_match(t) for t in texts) < len(texts)
+
+
+def test_a_gate_remembers_only_the_last_text_and_stands_aside_when_it_cannot_exclude():
+    """The remembered answer is for the same text only; a prefilter that cannot exclude
+    anything (no literals) makes its gate say "may match" for everything."""
+    gate = Gate()
+    human = _Prefilter(re.compile(r"\bhuman\b"), gate=gate)
+    angry = _Prefilter(re.compile(r"\bangry\b"), gate=gate)
+    assert not gate.may_match("all is well") and not human.may_match("all is well")
+    assert gate.may_match("i am angry") and angry.may_match("i am angry")
+    assert not human.may_match("i am angry")  # the gate passed; the prefilter itself says no
+    assert not gate.may_match("all is well")
+    _Prefilter(re.compile(r"\w+"), gate=gate)  # nothing required: the gate cannot exclude
+    assert gate.may_match("all is well") and not human.may_match("all is well")

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.store.conversations import Batch, Conversations, EnvelopeWrite, TaskWrite
 from gateway.store.database import SqliteEngine, create_engine, migrate, run_in_sqlite_thread
+from gateway.store.directory import Directory
 from gateway.store.records import TaskRecord
 from identity.ids import new_id
 
@@ -198,4 +199,95 @@ async def test_a_kept_connection_whose_driver_failed_is_dropped(tmp_path: Path) 
         assert await engine.read_in_thread(marked) is False  # a fresh connection
         assert await engine.write_in_thread(marked) is False
     finally:
+        await engine.dispose()
+
+
+def test_plain_sqlite_rows_bind_what_core_binds() -> None:
+    """The group writer's plain rows (`SqliteRows.params`) hold what SQLAlchemy's own bind
+    processor of each column gives, timestamps included: they share one memory of recent
+    answers across columns and tables, which must never hand one column's answer for
+    another instant, nor mix up equal instants written in other time zones."""
+    from datetime import timedelta, timezone
+
+    from sqlalchemy.dialects import sqlite
+
+    from gateway.store import conversations, escalations, timers
+
+    dialect = sqlite.dialect()
+    rows = [
+        conversations._RAW_TASK,
+        conversations._RAW_EVENT,
+        conversations._RAW_ENVELOPE,
+        conversations._RAW_INBOX,
+        conversations._RAW_OUTBOX,
+        escalations._RAW_ESCALATION,
+        escalations._RAW_MOVE,
+        escalations._RAW_EVENT,
+        timers._RAW_ARM,
+    ]
+    samples = {
+        "datetime": [
+            NOW,
+            NOW + timedelta(microseconds=1),
+            NOW.astimezone(timezone(timedelta(hours=5, minutes=30))),
+            datetime(999, 1, 1, tzinfo=UTC),
+            None,
+        ],
+        "bool": [True, False, None],
+        "other": ["text", 7, None],
+    }
+    for row in rows:
+        for turn in range(5):
+            values = []
+            for name in row.columns:
+                column_type = row.table.c[name].type
+                python_type = getattr(column_type, "impl", column_type).python_type
+                kind = {datetime: "datetime", bool: "bool"}.get(python_type, "other")
+                options = samples[kind]
+                values.append(options[turn % len(options)])
+            expected = tuple(
+                value
+                if (process := row.table.c[name].type._cached_bind_processor(dialect)) is None
+                else process(value)
+                for name, value in zip(row.columns, values, strict=True)
+            )
+            assert row.params(*values) == expected, (row.sql, values)
+    with pytest.raises(ValueError):
+        conversations._RAW_INBOX.params("bob@people.example", 1)
+
+
+async def test_the_plain_agent_read_equals_the_sqlalchemy_query(tmp_path: Path) -> None:
+    """`Directory.agent` on the SQLite engine reads in one plain sqlite3 call; its record is
+    the one the SQLAlchemy query makes: every member, keys in order, a revoked key with its
+    time, an endpoint; and an unknown address is None on both."""
+    from identity.keys import PrivateKey
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'plain-agent.db'}"
+    engine = create_engine(url)
+    await migrate(engine)
+    plain = Directory(engine)
+    keys = [PrivateKey.from_seed(bytes([seed]) * 32).public for seed in (1, 2, 3)]
+    await plain.create_brand("acme.example", "Acme", {}, "hash", NOW)
+    await plain.register_agent(
+        address="support@acme.example",
+        kind="brand",
+        brand="acme.example",
+        display_name="Support",
+        description="Answers questions",
+        skills=("billing", "wifi"),
+        endpoint_url="https://agent.acme.example/hook",
+        keys=[(key.kid, dict(key.jwk)) for key in keys[:2]],
+        now=NOW,
+    )
+    await plain.add_key("support@acme.example", keys[2].kid, dict(keys[2].jwk), NOW)
+    await plain.revoke_key("support@acme.example", keys[0].kid, NOW)
+    core = create_async_engine(url)
+    try:
+        through_core = Directory(core)
+        for address in ("support@acme.example", "nobody@acme.example"):
+            assert await plain.agent(address) == await through_core.agent(address)
+        found = await plain.agent("support@acme.example")
+        assert found is not None and [key.status for key in found.keys].count("revoked") == 1
+    finally:
+        await core.dispose()
         await engine.dispose()
