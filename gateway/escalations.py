@@ -120,12 +120,14 @@ class Escalator:
         rules = await self.rules(after.brand)
         history: list[Turn] | None = None
         trigger: Trigger | None = None
+        before_id = None if before is None else before.id
         if after.brand is not None and (
             (side is Side.INITIATOR and envelope.act == Act.SAY) or envelope.act == Act.ESCALATE
         ):
-            history = await self.turns(after, None if before is None else before.id, version)
             signals = None
-            if side is Side.INITIATOR:
+            # The language layer is asked only when a rule would use its answer.
+            if side is Side.INITIATOR and (rules.human_requested or rules.frustration):
+                history = await self.turns(after, before_id, version)
                 signals = await self.language.signals(envelope.text, history)
             trigger = evaluate_message(
                 side=side,
@@ -137,7 +139,9 @@ class Escalator:
                 already_escalated=before is not None and before.control == Control.HUMAN,
             )
         if trigger is not None:
-            history = [*(history or []), turn_of(after, dict(envelope.raw), self.gateway_address)]
+            if history is None:
+                history = await self.turns(after, before_id, version)
+            history = [*history, turn_of(after, dict(envelope.raw), self.gateway_address)]
             await self.open_escalation(effects, trigger, history, rules, parties, now)
         elif before is not None and before.control != after.control:
             await self.announce_control(effects, parties, now, None)

@@ -110,3 +110,33 @@ async def test_rules_answer_and_a_metric_counts_when_the_model_fails(tmp_path):
             assert 'switchboard_language_fallbacks_total{reason="http_500"}' in text
     finally:
         await model.close()
+
+
+async def test_the_model_reads_signals_only_for_a_brand_whose_rules_use_them(tmp_path):
+    """Signals (does the person want a human, are they frustrated) feed only the rules
+    human_requested and frustration: a brand with both off never has the model asked for
+    them; with the defaults, a message is read once."""
+    model, seen = await _model("answers")
+
+    def signal_requests() -> int:
+        return sum(
+            "candidates"
+            not in json.loads(next(m for m in b["messages"] if m["role"] == "user")["content"])
+            for b in seen
+        )
+
+    try:
+        async with start_gateway(_settings(tmp_path, model)) as gateway:
+            staff, _ = await gateway.brand("acme.example", AGENTS)
+            alice = await gateway.person("alice")
+            await alice.send("support@acme.example", "My speaker is broken, I want a person.")
+            assert signal_requests() == 1
+            off = {"escalation": {"human_requested": False, "frustration": False}}
+            await staff.set_policy("acme.example", off)
+            answer = await alice.send("support@acme.example", "Still broken. A person, please.")
+            await alice.send("support@acme.example", "Hello again?", task=answer["task"])
+            assert signal_requests() == 1
+            task = await alice.task(answer["task"])
+            assert task["control"] == "agent"  # nothing escalated without those rules
+    finally:
+        await model.close()
