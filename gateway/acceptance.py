@@ -35,7 +35,7 @@ from gateway.store.conversations import (
     TaskWrite,
 )
 from gateway.store.directory import Directory
-from gateway.store.records import AgentRecord, StoredEnvelope, TaskRecord
+from gateway.store.records import AgentRecord, StoredEnvelope, TaskRecord, dumps
 from identity.address import Address
 from identity.envelope import Envelope, check_size, parse, parse_json, verify
 from routing.errors import RateLimited, RoutingError, TaskNotFound, UnknownRecipient
@@ -123,7 +123,11 @@ class Acceptance:
 
     async def accept_object(self, obj: object, *, text: str | None = None) -> Accepted:
         """Rules 2-7 on a parsed JSON value, then the commit (`text`: the JSON text `obj`
-        was parsed from, stored as it is rather than serialised again)."""
+        was parsed from, stored as it is rather than serialised again). Without `text` (a
+        synchronous reply), rule 1 applies to the compact JSON text, which is stored."""
+        if text is None:
+            text = dumps(obj)
+            check_size(text.encode())
         envelope = parse(obj)
         structlog.contextvars.bind_contextvars(envelope_id=envelope.id, task_id=envelope.task)
         now = self._clock.now()

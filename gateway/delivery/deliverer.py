@@ -53,6 +53,9 @@ log = structlog.get_logger(__name__)
 
 KIND = "delivery"
 
+# What a batch's answer may be: 256 KiB per item (a reply each), and 4 MiB in all.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+
 Accept = Callable[[object], Awaitable[Accepted]]
 Disabled = Callable[[str, str], Awaitable[None]]  # (agent address, reason)
 
@@ -82,6 +85,11 @@ def batch_id(rows: Sequence[OutboxRow]) -> str:
     deduplicates by.)"""
     digest = hashlib.sha256(",".join(row.public_id for row in rows).encode()).hexdigest()
     return f"batch_{digest[:32]}"
+
+
+def _answer_limit(items: int) -> int:
+    """The bytes of an answer read for `items` items (more is cut off, and ignored)."""
+    return min(items * MAX_REQUEST_BYTES, MAX_ANSWER_BYTES)
 
 
 def _entries_by_item(replies: Sequence[object], ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -214,7 +222,7 @@ class EndpointDeliverer:
             "webhook-signature": sign_webhook(self._key, webhook_id, timestamp, body),
         }
         try:
-            return await self._sender.post(url, body, headers, items * MAX_REQUEST_BYTES)
+            return await self._sender.post(url, body, headers, _answer_limit(items))
         except EndpointForbidden as exc:
             return Attempt.final(f"endpoint_forbidden: {exc.detail}")
         except DeliveryError as exc:
@@ -271,8 +279,11 @@ class EndpointDeliverer:
         status = answer.status
         if not answer.body.strip():
             return {}
-        if len(answer.body) > len(rows) * MAX_REQUEST_BYTES:
-            ignored = f"replies ignored: the answer is larger than {len(rows)} x 256 KiB"
+        if len(answer.body) > _answer_limit(len(rows)):
+            ignored = (
+                f"replies ignored: the answer is larger than {_answer_limit(len(rows))} bytes"
+                " (256 KiB per item, 4 MiB in all)"
+            )
             return {row.public_id: Attempt.ok(status, ignored) for row in rows}
         try:
             parsed = json.loads(answer.body)

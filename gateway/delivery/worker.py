@@ -325,13 +325,13 @@ class OutboxWorker:
                     fetch = asyncio.create_task(self._claim_after(row))
                 writes = await self._attempt(row)
                 if fetch is not None:
-                    ahead, fetch = await fetch, None
+                    ahead, fetch = await self._not_a_batch(await fetch), None
                 settled = all(write.row_status != PENDING for write in writes)
                 disabled = any(write.outcome == Verdict.DISABLE for write in writes)
                 if settled and not disabled and ahead is not None:
                     # Recorded before the next attempt starts, claiming the row after it.
                     following = await self._record(row, writes, after=ahead.last_pk)
-                    row, ahead = ahead, following
+                    row, ahead = ahead, await self._not_a_batch(following)
                     continue
                 if ahead is not None:
                     # Row is retried later, and the rows behind it wait for it; or the target
@@ -362,6 +362,16 @@ class OutboxWorker:
             if self._saturated:
                 self._saturated = False
                 self.wake()
+
+    async def _not_a_batch(self, ahead: OutboxRow | None) -> OutboxRow | None:
+        """A row leased ahead, unless it came as a batch (its endpoint has taken batches
+        since the lookahead started): a batch made up now would leave only after the row
+        before it, without what queues meanwhile, so it is given back, and the next record
+        claims it afresh."""
+        if ahead is None or not _batches(ahead):
+            return ahead
+        await self._store.release_rows([one.pk for one in ahead.batch], self._owner)
+        return None
 
     def _leave(self, key: tuple[str, str]) -> None:
         """Forget the running drain of `key`, if it is the current task (a new drain of the
@@ -456,7 +466,10 @@ class OutboxWorker:
         )
 
     async def _record(
-        self, row: OutboxRow, writes: Sequence[AttemptWrite], after: int | None = None
+        self,
+        row: OutboxRow,
+        writes: Sequence[AttemptWrite],
+        after: int | None = None,
     ) -> OutboxRow | None:
         """Record the attempt (for each row of the batch, in one transaction); returns the
         partition's next row (the head, or the row after row `after`) if it could be claimed
@@ -469,6 +482,7 @@ class OutboxWorker:
             claim_next_s=lease_s,
             after=after,
             followers=list(zip(row.followers, writes[1:], strict=True)),
+            claim_at=self._clock.now(),
         )
         for one, write in zip(row.batch, writes, strict=True):
             log.info(

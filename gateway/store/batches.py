@@ -38,6 +38,10 @@ from gateway.store.outbox_rows import (
 )
 from gateway.store.tables import envelopes, outbox
 
+# The outbox kinds whose rows go in batches: deliveries (`gateway.delivery.deliverer.KIND`),
+# whose handler takes them.
+KINDS = frozenset({"delivery"})
+
 # What one batch's envelopes may add up to: with each item's id and task the body stays
 # under 1 MiB, which endpoints taking batches must accept (aiohttp's default limit). One
 # envelope is at most 256 KiB, so a head always fits.

@@ -26,6 +26,7 @@ from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.clock import iso
+from gateway.store.batches import KINDS as BATCH_KINDS
 from gateway.store.batches import with_followers, with_followers_raw
 from gateway.store.database import SqliteEngine
 from gateway.store.outbox_rows import (
@@ -294,12 +295,14 @@ class OutboxStore:
         claim_next_s: float | None = None,
         after: int | None = None,
         followers: Sequence[tuple[OutboxRow, AttemptWrite]] = (),
+        claim_at: datetime | None = None,
     ) -> tuple[bool, OutboxRow | None]:
         """Write the attempt and the row's new state, and (with `claim_next_s`) lease the
         partition's next due head in the same transaction, saving a commit per row; with
         `after` (a row of the partition that `owner` holds), the row after that one instead
         (`claim_after`). `followers` are the rows that went in the same batch as `row`, with
-        their own attempts: written in the same transaction.
+        their own attempts: written in the same transaction. `claim_at` is the time the
+        next claim judges rows due by (the attempt's time when not given).
 
         Returns whether the lease was still ours (if not, the attempt is kept and the row is
         left to its new holder; for a batch, whether every lease was) and the next row, if one
@@ -314,8 +317,8 @@ class OutboxStore:
                     row.partition,
                     None,
                     owner,
-                    attempt.at,
-                    attempt.at + timedelta(seconds=claim_next_s),
+                    claim_at or attempt.at,
+                    (claim_at or attempt.at) + timedelta(seconds=claim_next_s),
                     after,
                 )
             recorded: tuple[bool, OutboxRow | None] = await self._sqlite.write_plain(
@@ -351,8 +354,9 @@ class OutboxStore:
                 kept = kept and result.rowcount == 1
             following = None
             if claim_next_s is not None:
+                moment = claim_at or attempt.at
                 following = await _claim(
-                    conn, row.kind, row.partition, owner, attempt.at, claim_next_s, after=after
+                    conn, row.kind, row.partition, owner, moment, claim_next_s, after=after
                 )
         return kept, following
 
@@ -503,7 +507,7 @@ async def _claim(
     if isinstance(payload.get("envelope_pk"), int) and isinstance(payload.get("agent"), str):
         target = await _target(conn, payload["envelope_pk"], payload["agent"])
     head = row_of(tuple(row), target, as_datetime)
-    if target is None or target.max_batch <= 1:
+    if target is None or target.max_batch <= 1 or head.kind not in BATCH_KINDS:
         return head
     until = parameters["claim_until"]
     return await with_followers(conn, head, target, owner=owner, now=now, until=until)
@@ -623,7 +627,7 @@ def _claim_raw(db: sqlite3.Connection, claim: _Claim) -> OutboxRow | None:
                 max_batch=int(read[5]),
             )
     claimed = row_of(found, target, time_out)
-    if target is None or target.max_batch <= 1:
+    if target is None or target.max_batch <= 1 or claimed.kind not in BATCH_KINDS:
         return claimed
     return with_followers_raw(
         db, claimed, target, owner=claim.owner, now=claim.now, until=claim.until

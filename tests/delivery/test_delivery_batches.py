@@ -316,9 +316,7 @@ async def test_max_batch_is_validated_shown_on_the_card_and_reset_by_a_patch(
     assert received.json["type"] == "envelope"  # one envelope per POST again
 
 
-async def test_a_batch_takes_what_is_due_when_it_leaves(
-    delivering: Harness, endpoints: Any
-) -> None:
+async def test_a_batch_takes_what_is_due_when_it_leaves(batching: Harness, endpoints: Any) -> None:
     """With max_batch 2: m3 is queued while POST 2 is out, m4 and m5 after it; POST 3 takes
     what is due when it leaves, [m3, m4], not a batch made up while POST 2 was out."""
     gates = [asyncio.Event() for _ in range(10)]
@@ -328,8 +326,8 @@ async def test_a_batch_takes_what_is_due_when_it_leaves(
         return web.Response(status=204)
 
     endpoint = await endpoints(gated)
-    agent = await batch_agent(delivering, endpoint, max_batch=2)
-    alice = await delivering.person("alice")
+    agent = await batch_agent(batching, endpoint, max_batch=2)
+    alice = await batching.person("alice")
     task = (await alice.send(agent.address, "m0"))["task"]
     await endpoint.wait_for(1)
     for text in ("m1", "m2", "m3"):
@@ -350,7 +348,7 @@ async def test_a_batch_takes_what_is_due_when_it_leaves(
 
 
 async def test_reply_entries_that_name_no_item_or_one_again_change_nothing(
-    delivering: Harness, endpoints: Any
+    batching: Harness, endpoints: Any
 ) -> None:
     """Entries naming no item of the batch, or an item already answered, or with neither
     an envelope nor a refusal, are ignored: no item fails or is answered by them, and the
@@ -370,8 +368,8 @@ async def test_reply_entries_that_name_no_item_or_one_again_change_nothing(
         )
 
     endpoint = await endpoints(stray)
-    agent = await batch_agent(delivering, endpoint, max_batch=4)
-    alice = await delivering.person("alice")
+    agent = await batch_agent(batching, endpoint, max_batch=4)
+    alice = await batching.person("alice")
     task = (await alice.send(agent.address, "hello"))["task"]
     [delivery] = await settled_deliveries(agent, task)
     assert delivery["status"] == "delivered"
@@ -379,7 +377,7 @@ async def test_reply_entries_that_name_no_item_or_one_again_change_nothing(
     assert attempt["note"].startswith("4 reply entries ignored"), attempt
 
 
-async def test_a_second_entry_for_an_item_is_ignored(delivering: Harness, endpoints: Any) -> None:
+async def test_a_second_entry_for_an_item_is_ignored(batching: Harness, endpoints: Any) -> None:
     """The first entry for an item counts: a refusal after an accepted reply does not fail
     the item, and the reply reaches the person."""
     agent_box: dict[str, AgentClient] = {}
@@ -394,8 +392,8 @@ async def test_a_second_entry_for_an_item_is_ignored(delivering: Harness, endpoi
         )
 
     endpoint = await endpoints(twice)
-    agent_box["agent"] = agent = await batch_agent(delivering, endpoint, max_batch=4)
-    alice = await delivering.person("alice")
+    agent_box["agent"] = agent = await batch_agent(batching, endpoint, max_batch=4)
+    alice = await batching.person("alice")
     task = (await alice.send(agent.address, "hello"))["task"]
     [delivery] = await settled_deliveries(agent, task)
     assert delivery["status"] == "delivered"
@@ -406,7 +404,7 @@ async def test_a_second_entry_for_an_item_is_ignored(delivering: Harness, endpoi
 
 
 async def test_replies_together_larger_than_one_reply_may_be_are_accepted(
-    delivering: Harness, endpoints: Any
+    batching: Harness, endpoints: Any
 ) -> None:
     """Nine replies of ~30 KB in one answer (275 KB, more than the 256 KiB one reply may
     take): the answer may be 256 KiB per item, so every reply is accepted."""
@@ -426,10 +424,10 @@ async def test_replies_together_larger_than_one_reply_may_be_are_accepted(
         return web.json_response({"replies": replies})
 
     endpoint = await endpoints(answer)
-    agent_box["agent"] = agent = await batch_agent(delivering, endpoint, max_batch=10)
-    await (await delivering.person("zed")).send(agent.address, "warm up")
+    agent_box["agent"] = agent = await batch_agent(batching, endpoint, max_batch=10)
+    await (await batching.person("zed")).send(agent.address, "warm up")
     await endpoint.wait_for(1)
-    people = [await delivering.person(f"p{n}") for n in range(9)]
+    people = [await batching.person(f"p{n}") for n in range(9)]
     for n, person in enumerate(people):
         await person.send(agent.address, f"question {n}")
     gate.set()
@@ -534,3 +532,92 @@ async def test_a_batch_that_keeps_failing_gives_up_row_by_row_in_order(
     assert all(post == list(range(post[0], post[0] + len(post))) for post in posts)
     firsts = [post[0] for post in posts]
     assert firsts == sorted(firsts) and firsts[-1] == 3
+
+
+async def test_a_reply_in_a_batch_answer_is_held_to_256_kib(
+    batching: Harness, endpoints: Any
+) -> None:
+    """A reply in a batch's answer is accepted as if POSTed to /v1/messages, so one over
+    256 KiB (here ~600 KB, in the answer to a six-item batch) is refused as
+    payload_too_large, noted on its item, and reaches no inbox."""
+    gate = asyncio.Event()
+    agent_box: dict[str, AgentClient] = {}
+    blob = base64.b64encode(os.urandom(450_000)).decode()
+    part = {"kind": "raw", "media_type": "application/octet-stream", "name": "b", "base64": blob}
+
+    async def answer(endpoint: Endpoint, received: Received) -> web.StreamResponse:
+        if len(endpoint.received) == 1:
+            return await held_until(gate)
+        item = received.json["items"][0]
+        reply = agent_box["agent"].envelope(
+            item["envelope"]["from"], "big", act="ask", task=item["task"]["id"], parts=[part]
+        )
+        return web.json_response({"replies": [{"id": item["id"], "envelope": reply}]})
+
+    endpoint = await endpoints(answer)
+    agent_box["agent"] = agent = await batch_agent(batching, endpoint, max_batch=8)
+    alice = await batching.person("alice")
+    task = (await alice.send(agent.address, "m0"))["task"]
+    await endpoint.wait_for(1)
+    for n in range(1, 7):
+        await alice.send(agent.address, f"m{n}", task=task)
+    gate.set()
+    await endpoint.wait_for(2)
+    assert len(endpoint.received[1].json["items"]) == 6
+    found = await settled_deliveries(agent, task)
+    assert found[1]["attempts"][0]["note"].startswith("reply refused: payload_too_large")
+    assert all(d["status"] == "delivered" for d in found)
+    assert (await alice.inbox())["items"] == []
+
+
+async def test_an_endpoint_that_takes_batches_from_now_on_gets_them_at_once(
+    delivering: Harness, endpoints: Any
+) -> None:
+    """PATCHed from one envelope per POST to max_batch 4 while its queue is busy (one row
+    leased ahead): what was claimed before goes as it was, and from the next claim on each
+    POST takes what is due when it leaves, not a batch made up while the previous was out."""
+    gates = [asyncio.Event() for _ in range(20)]
+
+    async def gated(endpoint: Endpoint, _received: Received) -> web.StreamResponse:
+        await gates[len(endpoint.received) - 1].wait()
+        return web.Response(status=204)
+
+    endpoint = await endpoints(gated)
+    staff, _ = await delivering.brand("acme.example")
+    agent = delivering.agent("support@acme.example")
+    await staff.register_brand_agent(
+        agent.address, agent.key, description="d", skills=["s"], endpoint=endpoint.url
+    )
+    alice = await delivering.person("alice")
+    task = (await alice.send(agent.address, "m0"))["task"]
+    await endpoint.wait_for(1)
+    await alice.send(agent.address, "m1", task=task)
+    await alice.send(agent.address, "m2", task=task)
+    gates[0].set()
+    await endpoint.wait_for(2)  # m1 is out, m2 leased ahead
+    await asyncio.sleep(0.3)
+    await staff.call(
+        "PATCH",
+        f"/v1/agents/{agent.address}",
+        token=staff.token,
+        body={"endpoint": {"url": endpoint.url, "max_batch": 4}},
+    )
+    for n in (3, 4):
+        await alice.send(agent.address, f"m{n}", task=task)
+    gates[1].set()
+    await endpoint.wait_for(3)
+    assert endpoint.received[2].json["envelope"]["body"]["text"] == "m2"  # claimed before
+    await asyncio.sleep(0.3)
+    for n in (5, 6):
+        await alice.send(agent.address, f"m{n}", task=task)
+    gates[2].set()
+    await endpoint.wait_for(4)
+    assert texts(endpoint.received[3]) == ["m3", "m4", "m5", "m6"]
+    await asyncio.sleep(0.3)
+    for n in (7, 8):
+        await alice.send(agent.address, f"m{n}", task=task)
+    gates[3].set()
+    await endpoint.wait_for(5)
+    for gate in gates:
+        gate.set()
+    assert texts(endpoint.received[4]) == ["m7", "m8"]
