@@ -30,10 +30,10 @@ went to, a wake-up that named no row).
 Batches: a claim of a delivery row whose endpoint takes ordered batches (`max_batch` > 1)
 also leases the rows right behind it, up to that many in all (`OutboxRow.followers`). The
 drain treats the batch as one row: one attempt (`BatchHandler.handle_batch`), one record
-transaction for all its rows, and the next claim starts after its last row. Rows of a batch
-that is retried are all due again at the same time (its first row's), so they go together
-again. After an attempt that disabled the target (410), the rows leased ahead are given
-back and claimed afresh, reading the target again, so nothing more is sent to it.
+transaction for all its rows, and the next claim starts after its last row. The rows of a
+retried batch are all due again when the first of them still pending is, so they go together
+again. After an attempt that disabled the target (410), the rows leased ahead are given back
+and claimed afresh, reading the target again, so nothing more is sent to it.
 
 Rows are claimed with a lease (`OutboxStore.claim_head`), so replicas never work the same row
 at once, and nor do two claimers in this process: a lease is never taken again by its own
@@ -424,7 +424,7 @@ class OutboxWorker:
             for one, attempt in zip(rows, attempts, strict=True)
         ]
         retried = [write.next_attempt_at for write in writes if write.row_status == PENDING]
-        if len(retried) > 1:  # a batch retried goes again together, at its first row's time
+        if len(retried) > 1:  # a retried batch goes again together, when its first row is due
             together = retried[0]
             writes = [
                 replace(write, next_attempt_at=together) if write.row_status == PENDING else write
