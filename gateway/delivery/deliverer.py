@@ -38,7 +38,7 @@ from gateway.delivery.errors import DeliveryError
 from gateway.delivery.schedule import Verdict, classify_status, parse_retry_after
 from gateway.delivery.sender import HttpAnswer, WebhookSender
 from gateway.delivery.worker import Attempt
-from gateway.errors import EndpointForbidden, GatewayError
+from gateway.errors import EndpointForbidden, GatewayError, Unavailable
 from gateway.store.directory import Directory
 from gateway.store.outbox import OutboxStore
 from gateway.store.outbox_rows import DeliveryTarget, OutboxRow
@@ -338,6 +338,12 @@ class EndpointDeliverer:
         """
         try:
             accepted = await self._accept(envelope)
+        except Unavailable as exc:
+            # Not a refusal: the gateway cannot take it now (a task changing too fast). The
+            # endpoint, deduplicating, answers the same reply when it is delivered again.
+            raise _ReplyNotProcessed(
+                f"the reply could not be processed (Unavailable: {exc.detail}); delivering again"
+            ) from exc
         except (IdentityError, RoutingError, GatewayError) as exc:
             return f"reply refused: {exc.code}: {exc.detail}"[:1000]
         except Exception as exc:

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import hashlib
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -621,3 +622,56 @@ async def test_an_endpoint_that_takes_batches_from_now_on_gets_them_at_once(
     for gate in gates:
         gate.set()
     assert texts(endpoint.received[4]) == ["m7", "m8"]
+
+
+@pytest.mark.parametrize("max_batch", [1, 4])
+async def test_a_reply_the_gateway_cannot_take_now_is_delivered_again(
+    delivering: Harness, endpoints: Any, max_batch: int
+) -> None:
+    """A reply the gateway fails to accept for a reason of its own (here its task cannot be
+    updated: a trigger in the real database ignores every task update, so acceptance gives
+    up with `unavailable`) is not a refusal: the delivery is retried, the endpoint answers
+    the same reply again, and once the database takes updates the reply reaches the person."""
+    gate = asyncio.Event()
+    agent_box: dict[str, AgentClient] = {}
+    answered: dict[str, dict[str, Any]] = {}  # the endpoint's answers, by delivery id
+
+    async def answer(_endpoint: Endpoint, received: Received) -> web.StreamResponse:
+        await gate.wait()
+        body = received.json
+        incoming = body["items"][0] if body["type"] == "batch" else body
+        delivery_id = incoming.get("id", received.webhook_id)
+        if delivery_id not in answered:
+            answered[delivery_id] = agent_box["agent"].envelope(
+                incoming["envelope"]["from"], "Is it blinking?", task=incoming["task"]["id"]
+            )
+        reply = answered[delivery_id]
+        if body["type"] == "batch":
+            return web.json_response({"replies": [{"id": delivery_id, "envelope": reply}]})
+        return web.json_response({"envelope": reply})
+
+    endpoint = await endpoints(answer)
+    agent_box["agent"] = agent = await batch_agent(delivering, endpoint, max_batch=max_batch)
+    alice = await delivering.person("alice")
+    task = (await alice.send(agent.address, "My light is orange."))["task"]
+    await endpoint.wait_for(1)
+    database = delivering.settings.data_dir / "switchboard.db"
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TRIGGER stuck BEFORE UPDATE ON tasks BEGIN SELECT RAISE(IGNORE); END")
+    gate.set()
+
+    async def retried() -> bool:
+        found = (await agent.task(task))["deliveries"]
+        return bool(found) and any(a["outcome"] == "retry" for a in found[0]["attempts"])
+
+    await wait_until(retried, what="the delivery retried")
+    [delivery] = (await agent.task(task))["deliveries"]
+    assert "could not be processed (Unavailable: task" in delivery["attempts"][0]["error"]
+    with sqlite3.connect(database) as db:
+        db.execute("DROP TRIGGER stuck")
+    [item] = (await alice.inbox(wait=10))["items"]
+    assert item["envelope"]["body"]["text"] == "Is it blinking?"
+    [delivery] = await settled_deliveries(agent, task)
+    assert delivery["status"] == "delivered"
+    assert delivery["attempts"][-1]["note"].startswith("reply accepted")
+    assert len(answered) == 1 and len(endpoint.received) >= 2
