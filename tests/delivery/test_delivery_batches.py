@@ -11,7 +11,6 @@ import hashlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,15 @@ import pytest
 from aiohttp import web
 
 from gateway.client import AgentClient, GatewayProblem
-from identity.keys import PrivateKey, PublicKey
-from identity.webhook import verify_webhook
+from identity.keys import PrivateKey
 from tests.conftest import Harness, make_settings, provision_distributed, start_gateway
-from tests.delivery.webhook_endpoints import Endpoint, Received, fast_delivery, wait_until
+from tests.delivery.webhook_endpoints import (
+    Endpoint,
+    Received,
+    fast_delivery,
+    published_keys,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -121,21 +125,13 @@ async def test_a_queue_leaves_in_ordered_batches_one_in_flight(
     assert max(sizes) == 5 and sizes[0] == 1  # the held one went alone; the queue in fives
     assert endpoint.max_in_flight == 1
 
-    async with batching.session.get(batching.url + "/.well-known/switchboard") as response:
-        keys = [PublicKey.from_jwk(jwk) for jwk in (await response.json())["jwks"]["keys"]]
+    keys = await published_keys(batching.session, batching.url)
     for request in endpoint.received:
-        headers, body = request.headers, request.json
+        body = request.json
         assert body["type"] == "batch"
         ids = ",".join(item["id"] for item in body["items"])
-        assert headers["webhook-id"] == f"batch_{hashlib.sha256(ids.encode()).hexdigest()[:32]}"
-        assert verify_webhook(
-            keys,
-            headers["webhook-id"],
-            int(headers["webhook-timestamp"]),
-            request.body,
-            headers["webhook-signature"],
-            now=datetime.now(UTC),
-        )
+        assert request.webhook_id == f"batch_{hashlib.sha256(ids.encode()).hexdigest()[:32]}"
+        assert request.signed_by(keys)
     task = opened[0]["task"]
     found = (await agent.task(task))["deliveries"]
     assert [d["status"] for d in found] == ["delivered"] * 4

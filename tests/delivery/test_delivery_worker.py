@@ -15,9 +15,14 @@ from gateway.client import AgentClient
 from gateway.store.database import create_engine
 from identity.envelope import KeyState, parse, verify
 from identity.keys import PublicKey
-from identity.webhook import verify_webhook
 from tests.conftest import Harness, make_settings, start_gateway
-from tests.delivery.webhook_endpoints import Endpoint, Received, fast_delivery, wait_until
+from tests.delivery.webhook_endpoints import (
+    Endpoint,
+    Received,
+    fast_delivery,
+    published_keys,
+    wait_until,
+)
 
 
 async def brand_agents(gateway: Harness, **endpoints: Endpoint) -> dict[str, AgentClient]:
@@ -286,27 +291,12 @@ async def test_receiver_verifies_with_only_the_well_known_jwks(
     sent = await alice.send(agent.address, "Check my signature", meta={"n": 1.5, "ü": [True]})
     [received] = await endpoint.wait_for(1)
 
-    async with delivering.session.get(delivering.url + "/.well-known/switchboard") as response:
-        jwks = (await response.json())["jwks"]["keys"]
-    keys = [PublicKey.from_jwk(jwk) for jwk in jwks]
+    keys = await published_keys(delivering.session, delivering.url)
     headers = received.headers
     assert headers["content-type"].startswith("application/json")
     assert headers["webhook-signature"].startswith("v1a,")
-    assert verify_webhook(
-        keys,
-        headers["webhook-id"],
-        int(headers["webhook-timestamp"]),
-        received.body,
-        headers["webhook-signature"],
-        now=datetime.now(UTC),
-    )
-    assert not verify_webhook(
-        keys,
-        headers["webhook-id"],
-        int(headers["webhook-timestamp"]),
-        received.body + b" ",
-        headers["webhook-signature"],
-    )
+    assert received.signed_by(keys)
+    assert not received.signed_by(keys, received.body + b" ")
     body = json.loads(received.body)
     assert set(body) == {"type", "envelope", "task"}
     assert body["type"] == "envelope"

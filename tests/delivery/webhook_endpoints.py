@@ -8,14 +8,17 @@ import ipaddress
 import json
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.config import DeliverySettings
+from identity.keys import PublicKey
+from identity.webhook import verify_webhook
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
@@ -55,6 +58,24 @@ class Received:
     @property
     def webhook_id(self) -> str:
         return self.headers["webhook-id"]
+
+    def signed_by(self, keys: Sequence[PublicKey], body: bytes | None = None) -> bool:
+        """Whether the Standard Webhooks signature verifies with `keys` over the body
+        received (or `body`, to check that another one would not), timestamp fresh."""
+        return verify_webhook(
+            keys,
+            self.webhook_id,
+            int(self.headers["webhook-timestamp"]),
+            self.body if body is None else body,
+            self.headers["webhook-signature"],
+            now=datetime.now(UTC),
+        )
+
+
+async def published_keys(session: Any, gateway_url: str) -> list[PublicKey]:
+    """The gateway's keys as a receiver learns them: the JWKS of its well-known document."""
+    async with session.get(gateway_url + "/.well-known/switchboard") as response:
+        return [PublicKey.from_jwk(jwk) for jwk in (await response.json())["jwks"]["keys"]]
 
 
 Responder = Callable[["Endpoint", Received], Awaitable[web.StreamResponse]]
