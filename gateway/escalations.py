@@ -121,12 +121,19 @@ class Escalator:
         history: list[Turn] | None = None
         trigger: Trigger | None = None
         before_id = None if before is None else before.id
+        escalated = before is not None and before.control == Control.HUMAN
         if after.brand is not None and (
             (side is Side.INITIATOR and envelope.act == Act.SAY) or envelope.act == Act.ESCALATE
         ):
             signals = None
-            # The language layer is asked only when a rule would use its answer.
-            if side is Side.INITIATOR and (rules.human_requested or rules.frustration):
+            # The language layer is asked only when a rule would use its answer: one of its
+            # rules is on, and the task is not with a person already (no message of a task
+            # under human control escalates it again).
+            if (
+                side is Side.INITIATOR
+                and not escalated
+                and (rules.human_requested or rules.frustration)
+            ):
                 history = await self.turns(after, before_id, version)
                 signals = await self.language.signals(envelope.text, history)
             trigger = evaluate_message(
@@ -136,7 +143,7 @@ class Escalator:
                 signals=signals,
                 turns_without_progress=after.turns_without_progress,
                 rules=rules,
-                already_escalated=before is not None and before.control == Control.HUMAN,
+                already_escalated=escalated,
             )
         if trigger is not None:
             if history is None:

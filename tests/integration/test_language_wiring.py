@@ -4,14 +4,17 @@ answers, the rules (and a metric) when it does not."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from gateway.clock import ManualClock
 from gateway.config import LanguageSettings
 from tests.conftest import make_settings, start_gateway
+from tests.escalation.conftest import build_scene
 
 AGENTS = [
     ("support", "Technical support for speakers.", ["troubleshooting", "wifi connectivity"]),
@@ -64,6 +67,15 @@ async def _model(behaviour: str) -> tuple[TestServer, list[dict[str, Any]]]:
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     return server, seen
+
+
+def _signal_requests(seen: list[dict[str, Any]]) -> int:
+    """How many of the model's requests asked for signals (a message with its history; the
+    others ask for a route or a summary)."""
+    return sum(
+        "history" in json.loads(next(m for m in b["messages"] if m["role"] == "user")["content"])
+        for b in seen
+    )
 
 
 def _settings(tmp_path: Path, model: TestServer) -> Any:
@@ -119,11 +131,7 @@ async def test_the_model_reads_signals_only_for_a_brand_whose_rules_use_them(tmp
     model, seen = await _model("answers")
 
     def signal_requests() -> int:
-        return sum(
-            "candidates"
-            not in json.loads(next(m for m in b["messages"] if m["role"] == "user")["content"])
-            for b in seen
-        )
+        return _signal_requests(seen)
 
     try:
         async with start_gateway(_settings(tmp_path, model)) as gateway:
@@ -138,5 +146,29 @@ async def test_the_model_reads_signals_only_for_a_brand_whose_rules_use_them(tmp
             assert signal_requests() == 1
             task = await alice.task(answer["task"])
             assert task["control"] == "agent"  # nothing escalated without those rules
+    finally:
+        await model.close()
+
+
+async def test_the_model_is_not_asked_for_signals_while_a_person_has_the_task(tmp_path):
+    """Signals can only escalate a task the agent holds: while an operator has it, the
+    initiator's messages are not read for them; once handed back, they are again."""
+    model, seen = await _model("answers")
+    try:
+        async with start_gateway(_settings(tmp_path, model)) as gateway:
+            scene = await build_scene(gateway, ManualClock(datetime.now(UTC)))
+            task = await scene.open_task()
+            assert _signal_requests(seen) == 1
+            await scene.agent_act(task, "escalate", "Needs a person.")
+            (escalation,) = await scene.escalations()
+            await scene.say(task, "Is anyone there?")
+            await scene.say(task, "Hello? I am still waiting.")
+            assert _signal_requests(seen) == 1
+            assert (await scene.alice.task(task))["control"] == "human"
+            path = f"/v1/escalations/{escalation['id']}"
+            await scene.jane.post(f"{path}/claim")
+            await scene.jane.post(f"{path}/handback", {"note": "Back to the agent."})
+            await scene.say(task, "Thanks. What now?")
+            assert _signal_requests(seen) == 2
     finally:
         await model.close()
