@@ -244,6 +244,9 @@ class Lexicon:
         i = 0
         while i < len(stems):
             longest = self._longest_from.get(stems[i], 0)
+            if not longest:  # most words start no phrase
+                i += 1
+                continue
             for size in range(min(longest, len(stems) - i), 0, -1):
                 entry = self._table.get(tuple(stems[i : i + size]))
                 if entry is None:
