@@ -292,7 +292,8 @@ def frustration(text: str, history: Sequence[Turn] = ()) -> list[Finding]:
             hit = pattern.search(sentence)
             if hit:
                 cues.append((weight, Finding(name, hit.group(0))))
-    if _RESOLVED.search(flat):  # "just what I needed, thanks!" is sincere
+    sarcastic = any(finding.rule == "sarcasm" for _, finding in cues)
+    if sarcastic and _RESOLVED.search(flat):  # "just what I needed, thanks!" is sincere
         cues = [c for c in cues if c[1].rule != "sarcasm" or "nothing" in c[1].words]
     openers = [m.group(0) for s in _SENTENCE_END.split(flat) if (m := _OPENER.search(s))]
     if openers and _BAD_NEWS.search(flat) and not _RESOLVED.search(flat):
