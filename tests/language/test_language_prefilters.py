@@ -126,6 +126,18 @@ def test_literals_keep_word_boundaries_and_multiply_out_short_alternatives():
     assert not colour.may_match("colour me pink")
 
 
+def test_a_boundary_before_alternatives_reaches_each_of_them():
+    """`\\b(?:ridiculous|disgrace\\w*)` needs each word from a word's start, though one
+    alternative goes on with `\\w*` and Python's parser takes the boundary out of them."""
+    angry = re.compile(r"\b(?:ridiculous|disgrace\w*)\b")
+    assert literals(angry) == frozenset({"\x00ridiculous", "\x00disgrace"})
+    assert not Prefilter(angry).may_match("an undisgraced and unridiculous reply")
+    assert Prefilter(angry).may_match("a disgraceful reply")
+    bot = re.compile(r"\b(?:bots?|automated \w+) (?:keeps|never)\b")
+    assert "\x00automated " in (literals(bot) or ())
+    assert not Prefilter(bot).may_match("the semiautomated line keeps ringing")
+
+
 @pytest.mark.parametrize(
     ("pattern", "text"),
     [
