@@ -45,9 +45,10 @@ _SHIFT = re.compile(
 )
 _THANKS = re.compile(r"^\W*(?:thanks|thank you|cheers|many thanks)\b[^.!?]*[.!?]+")
 MAX_QUERY_WEIGHT = 1.5
-_WORDS_KEPT = 65536
-"""Words a ranker remembers read (stem, correction, content or not); later ones are read
-each time (a bound, since references and numbers make many words unique)."""
+_WORDS_KEPT = 16384
+"""Words a ranker remembers read (stem, correction, content or not). References and numbers
+make many words unique, so the memo is emptied when full rather than closed to new words:
+the common ones are back after a few messages."""
 ROUTE_THRESHOLD = 0.75
 """The least score that routes: one concept said plainly in one agent's skills scores 2, a
 vague word 0.2-0.5 in a description and 0.8 in a skill; below this the message names no topic."""
@@ -198,8 +199,9 @@ class Ranker:
             if known is None:
                 token = _corrected(Token(word, stem(word)), self._corrector)
                 known = (token, is_content(token))
-                if len(self._words) < _WORDS_KEPT:
-                    self._words[word] = known
+                if len(self._words) >= _WORDS_KEPT:
+                    self._words.clear()
+                self._words[word] = known
             toks.append(known[0])
             content.append(known[1])
         return _features(toks, content, self._lexicon)
