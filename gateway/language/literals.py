@@ -82,6 +82,20 @@ def literals(pattern: re.Pattern[str]) -> frozenset[str] | None:
     return _minimal(needs) if needs is not None else None
 
 
+def necessary_words(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
+    """Plain strings one of which every match of `pattern` contains (the longest word of each
+    of its literals, those that contain another dropped), or None when none are known.
+
+    For a pattern of a few fixed phrases these are a few words, and testing a text with `in`
+    for each (in C, tens of nanoseconds) says "no match" before a search (about 1.5 µs) does.
+    """
+    found = literals(pattern)
+    pieces = [string.replace(_BOUNDARY, " ").split() for string in found or ()]
+    if not pieces or not all(pieces):
+        return None
+    return tuple(sorted(_minimal(frozenset(max(words, key=len) for words in pieces))))
+
+
 class Prefilter:
     """A quick necessary condition for `pattern.search(text)`: False means no match.
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.language.lexicon import DEFAULT_LEXICON, PARENT_FACTOR, Lexicon
+from gateway.language.literals import necessary_words
 from gateway.language.text import (
     Corrector,
     Token,
@@ -43,6 +44,9 @@ _SHIFT = re.compile(
     r"\b(?:separate|another|different|unrelated|other) (?:thing|question|issue|matter|query|"
     r"point|note)\b|\bon another note\b|\bunrelated\b"
 )
+_SHIFT_WORDS = necessary_words(_SHIFT)
+"""Words one of which every shift of topic says ("other", "separate", …): most messages have
+none, and are not searched for one."""
 _THANKS = re.compile(r"^\W*(?:thanks|thank you|cheers|many thanks)\b[^.!?]*[.!?]+")
 MAX_QUERY_WEIGHT = 1.5
 _WORDS_KEPT = 16384
@@ -104,6 +108,11 @@ def _merged(context: Features, topic: Features) -> Features:
         concepts[concept] = (min(own + weight * CONTEXT_FACTOR, MAX_QUERY_WEIGHT), said or surfaces)
     derived = frozenset(c for c in concepts if c in context.derived | topic.derived)
     return Features(concepts, topic.stems, derived, topic.literal)
+
+
+def _mentions(text: str, words: tuple[str, ...] | None) -> bool:
+    """Whether `text` holds one of `words` (None: whether it may, so yes)."""
+    return words is None or any(word in text for word in words)
 
 
 def _corrected(token: Token, corrector: Corrector | None) -> Token:
@@ -181,7 +190,7 @@ class Ranker:
         thanks = _THANKS.match(flat)
         if thanks and thanks.end() < len(flat.rstrip()):
             cut = thanks.end()
-        shifts = list(_SHIFT.finditer(flat))
+        shifts = list(_SHIFT.finditer(flat)) if _mentions(flat, _SHIFT_WORDS) else []
         if shifts:
             cut = max(cut, shifts[-1].start())
         if not cut:

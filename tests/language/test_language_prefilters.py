@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.language import frustration, signals
-from gateway.language.literals import Gate, literals
+from gateway.language.literals import Gate, literals, necessary_words
 from gateway.language.literals import Prefilter as _Prefilter
+from gateway.language.ranking import _SHIFT
 from gateway.language.text import normalise
 
 _WORDS = [
@@ -136,6 +137,18 @@ def test_a_boundary_before_alternatives_reaches_each_of_them():
     bot = re.compile(r"\b(?:bots?|automated \w+) (?:keeps|never)\b")
     assert "\x00automated " in (literals(bot) or ())
     assert not Prefilter(bot).may_match("the semiautomated line keeps ringing")
+
+
+def test_every_match_holds_one_of_the_necessary_words():
+    """The plain words that let routing skip its search for a change of topic."""
+    words = necessary_words(_SHIFT)
+    assert words and "other" in words and "another" not in words  # "another" holds "other"
+    texts = [*_labelled_texts(), "on another note, my bill", "a separate issue", "unrelated"]
+    for text in texts:
+        if _SHIFT.search(text):
+            assert any(word in text for word in words), text
+    assert necessary_words(re.compile(r"\w+ and \w+")) == ("and",)
+    assert necessary_words(re.compile(r"(?:human)?\w+")) is None
 
 
 @pytest.mark.parametrize(
