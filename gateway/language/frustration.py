@@ -292,7 +292,8 @@ def frustration(text: str, history: Sequence[Turn] = ()) -> list[Finding]:
             hit = pattern.search(sentence)
             if hit:
                 cues.append((weight, Finding(name, hit.group(0))))
-    if _RESOLVED.search(flat):  # "just what I needed, thanks!" is sincere
+    sarcastic = any(finding.rule == "sarcasm" for _, finding in cues)
+    if sarcastic and _RESOLVED.search(flat):  # "just what I needed, thanks!" is sincere
         cues = [c for c in cues if c[1].rule != "sarcasm" or "nothing" in c[1].words]
     openers = [m.group(0) for s in _SENTENCE_END.split(flat) if (m := _OPENER.search(s))]
     if openers and _BAD_NEWS.search(flat) and not _RESOLVED.search(flat):
@@ -329,14 +330,65 @@ def _content(text: str) -> frozenset[str]:
 
 
 _ASKING = frozenset({"initiator", ""})
+_ANSWERING = frozenset({"responder", "operator"})
 
 
-def _last_index(items: list[str], value: str) -> int:
-    """Where `value` last occurs in `items`, or -1 (the search runs in C, from the end)."""
-    try:
-        return len(items) - 1 - items[::-1].index(value)
-    except ValueError:
-        return -1
+def _last_answer(turns: Sequence[Turn], start: int = 0, found: int = -1) -> int:
+    """Where the other side last answered among `turns[start:]`, else `found`."""
+    for index in range(len(turns) - 1, start - 1, -1):
+        if turns[index].side in _ANSWERING:
+            return index
+    return found
+
+
+class LastAnswers:
+    """Where the other side last answered in each recent history, remembered between messages.
+
+    The gateway asks about every new message of a task with the task's history: the same
+    `Turn` objects as the time before plus the newest one or, once the escalator's window is
+    full, the same minus the second turn plus the newest (see `Escalator.turns`). Finding the
+    last answer anew is a pass over up to 200 turns in Python for every message; this keeps
+    each history's turns and that index, keyed by its first turn (held, so its id is not
+    reused while the entry lives), and reads only what changed. Whether a history is the one
+    remembered is checked in full (a tuple comparison, in C: identical turns compare at once,
+    equal ones by value), so any other history is read in full, as before.
+    """
+
+    def __init__(self, size: int = 2048) -> None:
+        self._size = size
+        self._known: dict[int, tuple[tuple[Turn, ...], int]] = {}
+
+    def index(self, history: Sequence[Turn]) -> int:
+        """The index of the last responder or operator turn of `history`, or -1."""
+        if not history:
+            return -1
+        turns = tuple(history)
+        key = id(turns[0])
+        known = self._known.pop(key, None)
+        answer = _last_answer(turns) if known is None else _moved_on(known, turns)
+        if len(self._known) >= self._size:
+            self._known.pop(next(iter(self._known)), None)  # the least recently asked about
+        self._known[key] = (turns, answer)
+        return answer
+
+
+def _moved_on(known: tuple[tuple[Turn, ...], int], turns: tuple[Turn, ...]) -> int:
+    """The last answer of `turns`, given the `known` turns of the same task and theirs."""
+    before, answer = known
+    count = len(before)
+    if len(turns) >= count and turns[:count] == before:  # grown (or the same)
+        return _last_answer(turns, count, answer)
+    if count == len(turns) > 2 and turns[0] is before[0] and turns[1:-1] == before[2:]:
+        # The window moved on by one: the second turn left, the newest came in.
+        if answer > 1:
+            answer -= 1
+        elif answer == 1:  # the last answer left; only the first turn is older
+            answer = 0 if turns[0].side in _ANSWERING else -1
+        return _last_answer(turns, count - 1, answer)
+    return _last_answer(turns)
+
+
+_LAST_ANSWERS = LastAnswers()
 
 
 def _repeated_question(text: str, history: Sequence[Turn]) -> str | None:
@@ -347,15 +399,17 @@ def _repeated_question(text: str, history: Sequence[Turn]) -> str | None:
     split or resend a request), so a repeat counts only when a reply came in between.
     """
     # The initiator's turns before the other side's latest answer are the answered ones.
-    sides = [turn.side for turn in history]
-    answer = max(_last_index(sides, "responder"), _last_index(sides, "operator"))
+    answer = _LAST_ANSWERS.index(history)
     mine = _content(text) if answer > 0 else frozenset()
     if len(mine) < 2:
         return None
-    low, high = 0.6 * len(mine), len(mine) / 0.6  # a Jaccard of 0.6 needs a similar size
-    for turn, side in zip(history[:answer], sides, strict=False):
-        if side in _ASKING:
+    size = len(mine)
+    low, high = 0.6 * size, size / 0.6  # a Jaccard of 0.6 needs a similar size
+    for turn in history[:answer]:
+        if turn.side in _ASKING:
             theirs = _content(turn.text)
-            if low <= len(theirs) <= high and len(mine & theirs) / len(mine | theirs) >= 0.6:
-                return turn.text[:80]
+            if low <= len(theirs) <= high:
+                shared = len(mine & theirs)  # the union's size follows, without building it
+                if shared / (size + len(theirs) - shared) >= 0.6:
+                    return turn.text[:80]
     return None

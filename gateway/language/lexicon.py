@@ -194,6 +194,8 @@ PARENTS: dict[str, str] = {
 }
 """narrow concept -> the broader concept a hit on it also counts for (at PARENT_FACTOR)."""
 PARENT_FACTOR = 0.5
+_HITS_KEPT = 16384
+"""Wordings whose hits a lexicon keeps made (see `Lexicon._said`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,35 +235,56 @@ class Lexicon:
         for key in table:
             longest[key[0]] = max(longest.get(key[0], 0), len(key))
         self._longest_from = longest
+        self._hits_made: dict[tuple[str, str, float], tuple[Hit, ...]] = {}
         self.vocabulary = frozenset(s for key in table for s in key if len(s) >= 4)
 
     def hits(self, tokens: Sequence[Token]) -> tuple[list[Hit], list[str | None]]:
         """Concept hits in `tokens`, and the concept (or "" for a blocker) that consumed each
         token, None where no phrase did."""
         stems = [t.stem for t in tokens]
-        used: list[str | None] = [None] * len(tokens)
+        count = len(stems)
+        used: list[str | None] = [None] * count
         found: list[Hit] = []
+        longest_from, table = self._longest_from, self._table
         i = 0
-        while i < len(stems):
-            longest = self._longest_from.get(stems[i], 0)
-            for size in range(min(longest, len(stems) - i), 0, -1):
-                entry = self._table.get(tuple(stems[i : i + size]))
-                if entry is None:
-                    continue
-                concept, weight = entry
-                if concept:
-                    surface = " ".join(t.surface for t in tokens[i : i + size])
-                    found.append(Hit(concept, surface, weight))
-                    parent = self._parents.get(concept)
-                    if parent:
-                        found.append(Hit(parent, surface, weight * PARENT_FACTOR, derived=True))
-                for j in range(i, i + size):
-                    used[j] = concept
-                i += size
-                break
+        while i < count:
+            longest = longest_from.get(stems[i])
+            if longest is None:  # most words start no phrase
+                i += 1
+                continue
+            for size in range(min(longest, count - i), 0, -1):
+                entry = table.get(tuple(stems[i : i + size]))
+                if entry is not None:
+                    break
             else:
                 i += 1
+                continue
+            concept, weight = entry
+            if concept:
+                said_as = tokens[i].surface if size == 1 else _surface(tokens[i : i + size])
+                found.extend(self._said(concept, said_as, weight))
+            used[i : i + size] = [concept] * size
+            i += size
         return found, used
+
+    def _said(self, concept: str, surface: str, weight: float) -> tuple[Hit, ...]:
+        """The hit of `concept` said as `surface`, and its parent's; made once per wording
+        (customers say "my order" again and again) and shared, as hits never change."""
+        key = (concept, surface, weight)
+        said = self._hits_made.get(key)
+        if said is None:
+            said = (Hit(concept, surface, weight),)
+            parent = self._parents.get(concept)
+            if parent:
+                said += (Hit(parent, surface, weight * PARENT_FACTOR, derived=True),)
+            if len(self._hits_made) >= _HITS_KEPT:
+                self._hits_made.clear()  # wordings are many: start again rather than grow
+            self._hits_made[key] = said
+        return said
+
+
+def _surface(tokens: Sequence[Token]) -> str:
+    return " ".join([t.surface for t in tokens])
 
 
 DEFAULT_LEXICON = Lexicon()

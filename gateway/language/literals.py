@@ -68,6 +68,7 @@ class _Part:
     exact: frozenset[str] | None = None  # all of them, when few and known
     needs: frozenset[str] | None = None  # every match contains one of these
     halves: tuple[_Part, _Part] | None = None  # alternatives: the known ones, the others
+    starts: frozenset[str] | None = None  # every match begins with one of these, when known
 
 
 def literals(pattern: re.Pattern[str]) -> frozenset[str] | None:
@@ -79,6 +80,20 @@ def literals(pattern: re.Pattern[str]) -> frozenset[str] | None:
     except (_Unsupported, RecursionError):
         return None
     return _minimal(needs) if needs is not None else None
+
+
+def necessary_words(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
+    """Plain strings one of which every match of `pattern` contains (the longest word of each
+    of its literals, those that contain another dropped), or None when none are known.
+
+    For a pattern of a few fixed phrases these are a few words, and testing a text with `in`
+    for each (in C, tens of nanoseconds) says "no match" before a search (about 1.5 µs) does.
+    """
+    found = literals(pattern)
+    pieces = [string.replace(_BOUNDARY, " ").split() for string in found or ()]
+    if not pieces or not all(pieces):
+        return None
+    return tuple(sorted(_minimal(frozenset(max(words, key=len) for words in pieces))))
 
 
 class Prefilter:
@@ -235,8 +250,21 @@ def _best(candidates: list[frozenset[str]]) -> frozenset[str] | None:
 
 
 def _sequence(items: list[tuple[Any, Any]]) -> _Part:
-    parts = [_item(op, av) for op, av in items]
+    parts = [_item(op, av) for op, av in _boundaries_inside(items)]
     return parts[0] if len(parts) == 1 else _split(parts, _SPLITS)
+
+
+def _boundaries_inside(items: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """`items` with a `\\b` before alternatives moved into each (`\\b(?:a|b)` is
+    `\\ba|\\bb`): Python's parser takes a boundary common to all alternatives out of
+    them, and each alternative's literals can keep it only from inside."""
+    moved: list[tuple[Any, Any]] = []
+    for op, av in items:
+        if op is c.BRANCH and moved and moved[-1] == (c.AT, c.AT_BOUNDARY):
+            boundary = moved.pop()
+            av = (av[0], [[boundary, *alternative] for alternative in av[1]])
+        moved.append((op, av))
+    return moved
 
 
 def _split(parts: list[_Part], splits: int) -> _Part:
@@ -254,7 +282,7 @@ def _split(parts: list[_Part], splits: int) -> _Part:
         return whole
     needs = sides[0] | sides[1]
     if whole.needs is None or _score(needs) > _score(whole.needs):
-        return _Part(exact=whole.exact, needs=needs)
+        return _Part(exact=whole.exact, needs=needs, starts=whole.starts)
     return whole
 
 
@@ -262,6 +290,8 @@ def _fold(parts: list[_Part]) -> _Part:
     run: frozenset[str] = frozenset({""})
     whole: frozenset[str] | None = frozenset({""})
     candidates: list[frozenset[str]] = []
+    starts: frozenset[str] | None = None
+    opened = False  # whether a part not known exactly was met (`starts` is then decided)
     for part in parts:
         if part.exact is not None:
             if len(run) * len(part.exact) <= _MAX_STRINGS:
@@ -276,13 +306,27 @@ def _fold(parts: list[_Part]) -> _Part:
                     else None
                 )
         else:
+            if not opened:
+                starts = None if whole is None else _joined(whole, part.starts)
+                opened = True
+            if run != {""} and part.starts is not None:
+                # What a part begins with follows the exact run before it directly: "\\b"
+                # before a list of words needs each word from a word's start.
+                candidates.append(_joined(run, part.starts))
             candidates.append(run)
             run = frozenset({""})
             whole = None
             if part.needs is not None:
                 candidates.append(part.needs)
     candidates.append(run)
-    return _Part(exact=whole, needs=_best(candidates))
+    return _Part(exact=whole, needs=_best(candidates), starts=whole if not opened else starts)
+
+
+def _joined(heads: frozenset[str], tails: frozenset[str] | None) -> frozenset[str]:
+    """Each of `heads` followed by each of `tails` (unknown: by anything), while few."""
+    if tails is None or (len(heads) > 1 and len(heads) * len(tails) > _MAX_STRINGS):
+        return heads
+    return frozenset(a + b for a, b in product(heads, tails))
 
 
 def _item(op: Any, av: Any) -> _Part:
@@ -337,13 +381,20 @@ def _branch(alternatives: list[_Part]) -> _Part:
         if len(union) <= _MAX_STRINGS:
             rest = frozenset().union(*(needs for needs in others if needs is not None))
             halves = (_exact(union), _Part(needs=rest))
+    heads = [_starts(alternative) for alternative in alternatives]
+    starts = None if None in heads else frozenset().union(*heads)  # type: ignore[arg-type]
     needs: frozenset[str] = frozenset()
     for alternative in alternatives:
         if alternative.needs is None:
             # One alternative needs nothing: neither does the whole.
-            return _Part(exact=exact, halves=halves)
+            return _Part(exact=exact, halves=halves, starts=starts)
         needs |= alternative.needs
-    return _Part(exact=exact, needs=needs, halves=halves)
+    return _Part(exact=exact, needs=needs, halves=halves, starts=starts)
+
+
+def _starts(part: _Part) -> frozenset[str] | None:
+    """Strings one of which every match of `part` begins with, if known."""
+    return part.exact if part.exact is not None else part.starts
 
 
 def _repeat(low: int, high: int, body: _Part) -> _Part:
@@ -361,4 +412,4 @@ def _repeat(low: int, high: int, body: _Part) -> _Part:
     needs = body.needs if low >= 1 else None
     if exact is not None and not any(_empty(s) for s in exact):
         needs = _best([exact, *([needs] if needs else [])])
-    return _Part(exact=exact, needs=needs)
+    return _Part(exact=exact, needs=needs, starts=_starts(body) if low >= 1 else None)

@@ -19,7 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.language.lexicon import DEFAULT_LEXICON, PARENT_FACTOR, Lexicon
-from gateway.language.text import Corrector, Token, is_content, normalise, stem, tokens
+from gateway.language.literals import necessary_words
+from gateway.language.text import (
+    Corrector,
+    Token,
+    is_content,
+    normalise,
+    stem,
+    tokens,
+    words,
+)
 from routing.language import Candidate, RouteChoice
 
 SKILL_WEIGHT = 2.0
@@ -35,8 +44,15 @@ _SHIFT = re.compile(
     r"\b(?:separate|another|different|unrelated|other) (?:thing|question|issue|matter|query|"
     r"point|note)\b|\bon another note\b|\bunrelated\b"
 )
+_SHIFT_WORDS = necessary_words(_SHIFT)
+"""Words one of which every shift of topic says ("other", "separate", …): most messages have
+none, and are not searched for one."""
 _THANKS = re.compile(r"^\W*(?:thanks|thank you|cheers|many thanks)\b[^.!?]*[.!?]+")
 MAX_QUERY_WEIGHT = 1.5
+_WORDS_KEPT = 16384
+"""Words a ranker remembers read (stem, correction, content or not). References and numbers
+make many words unique, so the memo is emptied when full rather than closed to new words:
+the common ones are back after a few messages."""
 ROUTE_THRESHOLD = 0.75
 """The least score that routes: one concept said plainly in one agent's skills scores 2, a
 vague word 0.2-0.5 in a description and 0.8 in a skill; below this the message names no topic."""
@@ -65,6 +81,11 @@ def features(
 ) -> Features:
     """Concepts and content words of `text`, with typos corrected by `corrector`."""
     toks = [_corrected(t, corrector) for t in tokens(text)]
+    return _features(toks, [is_content(t) for t in toks], lexicon)
+
+
+def _features(toks: list[Token], content: list[bool], lexicon: Lexicon) -> Features:
+    """`features` of tokens already corrected, `content` saying which are content words."""
     hits, used = lexicon.hits(toks)
     concepts: dict[str, tuple[float, tuple[str, ...]]] = {}
     for hit in hits:
@@ -72,10 +93,9 @@ def features(
         if hit.surface not in surfaces:
             surfaces = (*surfaces, hit.surface)
         concepts[hit.concept] = (min(weight + hit.weight, MAX_QUERY_WEIGHT), surfaces)
-    stems = {
-        t.stem: t.surface for t, u in zip(toks, used, strict=True) if u is None and is_content(t)
-    }
-    literal = tuple((t.stem, u) for t, u in zip(toks, used, strict=True) if u and is_content(t))
+    read = list(zip(toks, used, content, strict=True))
+    stems = {t.stem: t.surface for t, u, c in read if u is None and c}
+    literal = tuple((t.stem, u) for t, u, c in read if u and c)
     direct = {hit.concept for hit in hits if not hit.derived}
     return Features(concepts, stems, frozenset(c for c in concepts if c not in direct), literal)
 
@@ -88,6 +108,11 @@ def _merged(context: Features, topic: Features) -> Features:
         concepts[concept] = (min(own + weight * CONTEXT_FACTOR, MAX_QUERY_WEIGHT), said or surfaces)
     derived = frozenset(c for c in concepts if c in context.derived | topic.derived)
     return Features(concepts, topic.stems, derived, topic.literal)
+
+
+def _mentions(text: str, words: tuple[str, ...] | None) -> bool:
+    """Whether `text` holds one of `words` (None: whether it may, so yes)."""
+    return words is None or any(word in text for word in words)
 
 
 def _corrected(token: Token, corrector: Corrector | None) -> Token:
@@ -113,6 +138,7 @@ class Ranker:
         for p in self._profiles:
             vocab.update(s for s in p.stems if len(s) >= 4)
         self._corrector = Corrector(frozenset(vocab))
+        self._words: dict[str, tuple[Token, bool]] = {}
         n = len(self._profiles)
         df: dict[str, int] = defaultdict(int)
         for p in self._profiles:
@@ -164,13 +190,30 @@ class Ranker:
         thanks = _THANKS.match(flat)
         if thanks and thanks.end() < len(flat.rstrip()):
             cut = thanks.end()
-        shifts = list(_SHIFT.finditer(flat))
+        shifts = list(_SHIFT.finditer(flat)) if _mentions(flat, _SHIFT_WORDS) else []
         if shifts:
             cut = max(cut, shifts[-1].start())
         if not cut:
-            return features(text, self._lexicon, self._corrector)
-        context = features(flat[:cut], self._lexicon, self._corrector)
-        return _merged(context, features(flat[cut:], self._lexicon, self._corrector))
+            return self._features(text)
+        return _merged(self._features(flat[:cut]), self._features(flat[cut:]))
+
+    def _features(self, text: str) -> Features:
+        """`features(text, lexicon, corrector)`, each word stemmed, corrected and judged a
+        content word once per ranker rather than once per message (messages to one brand
+        share most of their words)."""
+        toks: list[Token] = []
+        content: list[bool] = []
+        for word in words(text):
+            known = self._words.get(word)
+            if known is None:
+                token = _corrected(Token(word, stem(word)), self._corrector)
+                known = (token, is_content(token))
+                if len(self._words) >= _WORDS_KEPT:
+                    self._words.clear()
+                self._words[word] = known
+            toks.append(known[0])
+            content.append(known[1])
+        return _features(toks, content, self._lexicon)
 
     def route(self, text: str) -> RouteChoice:
         """The best candidate, or `address=None` when no candidate reaches the threshold."""

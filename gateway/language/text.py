@@ -60,7 +60,11 @@ def normalise(text: str) -> str:
 
 def words(text: str) -> list[str]:
     """The words of `text`, lowercased, contractions joined (`don't` -> `dont`)."""
-    return [w.replace("'", "") for w in _WORD.findall(normalise(text))]
+    flat = normalise(text)
+    found: list[str] = _WORD.findall(flat)
+    if "'" not in flat:  # no contraction to join (most messages): no pass over the words
+        return found
+    return [w.replace("'", "") for w in found]
 
 
 @lru_cache(maxsize=8192)

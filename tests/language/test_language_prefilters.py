@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.language import frustration, signals
-from gateway.language.literals import Gate, literals
+from gateway.language.literals import Gate, literals, necessary_words
 from gateway.language.literals import Prefilter as _Prefilter
+from gateway.language.ranking import _SHIFT
 from gateway.language.text import normalise
 
 _WORDS = [
@@ -124,6 +125,30 @@ def test_literals_keep_word_boundaries_and_multiply_out_short_alternatives():
     colour = Prefilter(re.compile(r"\bcolou?r me (?:shocked|surprised)\b"))
     assert colour.may_match("well color me surprised")
     assert not colour.may_match("colour me pink")
+
+
+def test_a_boundary_before_alternatives_reaches_each_of_them():
+    """`\\b(?:ridiculous|disgrace\\w*)` needs each word from a word's start, though one
+    alternative goes on with `\\w*` and Python's parser takes the boundary out of them."""
+    angry = re.compile(r"\b(?:ridiculous|disgrace\w*)\b")
+    assert literals(angry) == frozenset({"\x00ridiculous", "\x00disgrace"})
+    assert not Prefilter(angry).may_match("an undisgraced and unridiculous reply")
+    assert Prefilter(angry).may_match("a disgraceful reply")
+    bot = re.compile(r"\b(?:bots?|automated \w+) (?:keeps|never)\b")
+    assert "\x00automated " in (literals(bot) or ())
+    assert not Prefilter(bot).may_match("the semiautomated line keeps ringing")
+
+
+def test_every_match_holds_one_of_the_necessary_words():
+    """The plain words that let routing skip its search for a change of topic."""
+    words = necessary_words(_SHIFT)
+    assert words and "other" in words and "another" not in words  # "another" holds "other"
+    texts = [*_labelled_texts(), "on another note, my bill", "a separate issue", "unrelated"]
+    for text in texts:
+        if _SHIFT.search(text):
+            assert any(word in text for word in words), text
+    assert necessary_words(re.compile(r"\w+ and \w+")) == ("and",)
+    assert necessary_words(re.compile(r"(?:human)?\w+")) is None
 
 
 @pytest.mark.parametrize(

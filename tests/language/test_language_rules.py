@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.language.catalog import load_catalog
+from gateway.language.frustration import LastAnswers
 from gateway.language.rules import RulesLanguage
 from gateway.language.summary import MAX_CHARS
 from gateway.language.text import Corrector, correct, edit_distance_at_most_one, stem, words
@@ -159,6 +160,34 @@ async def test_a_similar_message_before_any_answer_is_not_frustration() -> None:
     history = (Turn("a@people.example", "initiator", "say", "Where is my order A-1009 please"),)
     signals = await RulesLanguage().signals("Where is my order A-1009?", history)
     assert signals.frustrated is False
+
+
+def _last_answer_read_in_full(history: list[Turn]) -> int:
+    answering = [i for i, t in enumerate(history) if t.side in ("responder", "operator")]
+    return max(answering, default=-1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["initiator", "responder", "operator", "gateway"]), max_size=40))
+def test_last_answers_follow_a_history_as_the_escalator_reuses_it(sides: list[str]) -> None:
+    """`LastAnswers` remembers each history between messages; whether it grew by a turn,
+    moved on as a full window does (the second turn out, a new one in), was copied or
+    replaced by another with the same first turn, the index is that of a full reading."""
+    answers = LastAnswers(size=4)
+    turns = [Turn("x@example", side, "say", f"turn {i}") for i, side in enumerate(sides)]
+    history: list[Turn] = []
+    for turn in turns:
+        history = [*history, turn]
+        assert answers.index(history) == _last_answer_read_in_full(history)
+        if len(history) > 6:  # the window is full: it moves on
+            history = [history[0], *history[2:]]
+            assert answers.index(history) == _last_answer_read_in_full(history)
+    copy = [Turn(t.sender, t.side, t.act, t.text) for t in history]
+    assert answers.index(copy) == _last_answer_read_in_full(copy)
+    for cut in range(len(history)):  # shorter histories with the same first turn
+        assert answers.index(history[:cut]) == _last_answer_read_in_full(history[:cut])
+    other = [*history[:1], *reversed(history[1:])]
+    assert answers.index(tuple(other)) == _last_answer_read_in_full(other)
 
 
 async def test_route_names_matched_terms() -> None:
