@@ -329,10 +329,16 @@ class Conversations:
             if isinstance(self._engine, SqliteEngine) and all(
                 _sqlite_prefix(batch) == len(batch.extra) for batch in group
             ):
-                # Every row of the group writes itself in plain sqlite3: the transaction's
-                # BEGIN and COMMIT go in the same single call (`SqliteEngine.write_plain`).
+                # Every row of the group writes itself in plain sqlite3 in this thread, in one
+                # call with the transaction's BEGIN (`SqliteEngine.write_plain`); the COMMIT of
+                # several acceptances, pages of many tables and indexes, goes to a thread of
+                # its own while the event loop goes on (a single one's costs about what the
+                # hand-over would).
                 done: list[_InThread] = await self._engine.write_plain(
-                    _write_group_sqlite, group, self._delivery_ids(group)
+                    _write_group_sqlite,
+                    group,
+                    self._delivery_ids(group),
+                    commit_aside=len(group) > 1,
                 )
                 return [Committed(tuple(item.seqs), tuple(item.rows)) for item in done]
             async with self._engine.begin() as conn:

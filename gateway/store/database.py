@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -118,15 +119,20 @@ class SqliteEngine(AsyncEngine):
     other processes still wait there, up to the busy timeout). `connect()` is a read: a
     deferred `BEGIN` that reads one WAL snapshot and neither waits for nor blocks a writer.
 
-    The hot paths (`write_plain`, `read_plain`) run on one plain sqlite3 connection in the
-    event loop's own thread, without a thread round trip: in WAL mode with `synchronous=
-    NORMAL` a commit writes to the WAL and does not wait for the disk, so a call takes what
-    its statements take (tens to hundreds of µs), while each round trip to a database thread
-    cost more than that in wake-ups and hand-overs of the interpreter lock. That connection
-    never waits: its busy timeout is 0, and a call that finds the database locked (by another
-    process) goes to a database thread instead, which waits there. It never checkpoints
-    either (a checkpoint waits for the disk): every `_CHECKPOINT_EVERY` commits, checkpoints
-    run in a database thread (`_run_checkpoint`).
+    The hot paths (`write_plain`, `read_plain`) run on plain sqlite3 connections (one for
+    writes, one for reads) in the event loop's own thread, without a thread round trip per
+    statement: in WAL mode with `synchronous=NORMAL` a commit writes to the WAL and does not
+    wait for the disk, so a call takes what its statements take (tens to hundreds of µs),
+    while each round trip to a database thread cost more than a statement in wake-ups and
+    hand-overs of the interpreter lock. Only a write's COMMIT goes to a thread of its own
+    (`_commit_aside`): it is one call in C that holds no interpreter lock while it writes the
+    transaction's pages to the WAL, the largest part of a group commit's time, and the event
+    loop goes on with other requests meanwhile (for the writes that ask for it: a group
+    commit of several acceptances). These connections never wait: their busy
+    timeout is 0, and a call that finds the database locked (by another process) goes to a
+    database thread instead, which waits there. They never checkpoint either (a checkpoint
+    waits for the disk): every `_CHECKPOINT_EVERY` commits, checkpoints run in a database
+    thread (`_run_checkpoint`).
     """
 
     def __init__(self, sync_engine: Any) -> None:
@@ -142,7 +148,9 @@ class SqliteEngine(AsyncEngine):
         database = self.url.database
         plain = database and database != ":memory:" and not self.url.query
         self._file = database if plain else None
-        self._direct: sqlite3.Connection | None = None
+        self._direct: sqlite3.Connection | None = None  # reads (`read_plain`)
+        self._direct_writes: sqlite3.Connection | None = None  # writes (`write_plain`)
+        self._committer: ThreadPoolExecutor | None = None  # the COMMITs' thread
         self._commits = 0  # by the direct connection since the last checkpoint began
         self._checkpoint: asyncio.Task[None] | None = None
 
@@ -155,17 +163,23 @@ class SqliteEngine(AsyncEngine):
             )
         return task
 
-    async def write_plain(self, work: Callable[..., Any], *args: Any) -> Any:
+    async def write_plain(
+        self, work: Callable[..., Any], *args: Any, commit_aside: bool = False
+    ) -> Any:
         """`work(db, *args)` in one write transaction on a plain sqlite3 connection `db`:
         BEGIN IMMEDIATE, `work`, COMMIT (or ROLLBACK if it raises, and the exception is raised
-        here). It runs in this thread, or in a database thread when the database is locked by
-        another process (then it waits there, up to the busy timeout). Writers queue on the
-        same lock as `begin()`; the work must not touch the event loop."""
+        here). It runs in this thread, and with `commit_aside` its COMMIT in the committer's
+        (`_commit_aside`): worth it for a transaction whose COMMIT writes many pages (a group
+        commit of several acceptances), not for a small one, whose COMMIT costs about what
+        the hand-over between threads does. All of it runs in a database thread when the
+        database is locked by another process (then it waits there, up to the busy timeout).
+        Writers queue on the same lock as `begin()`; the work must not touch the event
+        loop."""
         task = self._check_not_nested()
         async with self._writers:
             self._writer = task
             try:
-                db = self._direct_connection()
+                db = self._direct_connection(writes=True)
                 if db is not None:
                     try:
                         db.execute("BEGIN IMMEDIATE")
@@ -174,7 +188,11 @@ class SqliteEngine(AsyncEngine):
                             raise
                     else:
                         try:
-                            result = _in_begun_transaction(db, work, args)
+                            if commit_aside:
+                                result = _rolled_back_on_failure(db, work, args)
+                                await self._commit_aside(db)
+                            else:
+                                result = _in_begun_transaction(db, work, args)
                         finally:
                             self._check_direct(db)
                         self._committed()
@@ -182,6 +200,20 @@ class SqliteEngine(AsyncEngine):
                 return await self._in_thread(_in_transaction, work, args)
             finally:
                 self._writer = None
+
+    async def _commit_aside(self, db: sqlite3.Connection) -> None:
+        """COMMIT the transaction open on `db` in the committer's thread (see the class doc).
+        The caller holds the writers' lock throughout, so nothing else uses `db` meanwhile."""
+        if self._committer is None:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-commit")
+        committing = asyncio.get_running_loop().run_in_executor(self._committer, _commit, db)
+        try:
+            await asyncio.shield(committing)
+        except asyncio.CancelledError:
+            # The COMMIT goes on in its thread and `db` is its own until it ends: only then
+            # may the lock go to the next writer.
+            await asyncio.wait([committing])
+            raise
 
     async def read_plain(self, work: Callable[..., Any], *args: Any) -> Any:
         """`work(db, *args)` on a plain sqlite3 connection `db` with no transaction of ours
@@ -199,11 +231,16 @@ class SqliteEngine(AsyncEngine):
                 self._check_direct(db)
         return await self._in_thread(_outside_transaction, work, args)
 
-    def _direct_connection(self) -> sqlite3.Connection | None:
-        """The connection of this thread's calls (made on first use); None when the database
-        is one it cannot open (`_file`), or is locked by another process as it is opened."""
-        if self._direct is None and self._file is not None and not self._disposed:
-            db = sqlite3.connect(self._file, timeout=0, isolation_level=None)
+    def _direct_connection(self, *, writes: bool = False) -> sqlite3.Connection | None:
+        """The connection of this thread's reads, or `writes` (made on first use); None when
+        the database is one it cannot open (`_file`), or is locked by another process as it
+        is opened. The writes' connection also serves the committer's thread, one call at a
+        time (the writers' lock), so it is not bound to this thread."""
+        db = self._direct_writes if writes else self._direct
+        if db is None and self._file is not None and not self._disposed:
+            db = sqlite3.connect(
+                self._file, timeout=0, isolation_level=None, check_same_thread=not writes
+            )
             try:
                 _sqlite_pragmas(db, None)
                 db.execute("PRAGMA busy_timeout=0")
@@ -213,8 +250,11 @@ class SqliteEngine(AsyncEngine):
                 if _busy(exc):  # locked by another process: this call goes to a thread
                     return None
                 raise
-            self._direct = db
-        return self._direct
+            if writes:
+                self._direct_writes = db
+            else:
+                self._direct = db
+        return db
 
     def _check_direct(self, db: sqlite3.Connection) -> None:
         """After a call: a direct connection still in a transaction (its ROLLBACK failed too)
@@ -223,6 +263,8 @@ class SqliteEngine(AsyncEngine):
         if db.in_transaction:
             if self._direct is db:
                 self._direct = None
+            if self._direct_writes is db:
+                self._direct_writes = None
             with contextlib.suppress(Exception):
                 db.close()
 
@@ -306,9 +348,13 @@ class SqliteEngine(AsyncEngine):
         if self._checkpoint is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._checkpoint
-        if self._direct is not None:
-            self._direct.close()
-            self._direct = None
+        for db in (self._direct, self._direct_writes):
+            if db is not None:
+                db.close()
+        self._direct = self._direct_writes = None
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
+            self._committer = None
         kept, self._kept = self._kept, []
         for one in kept:
             with contextlib.suppress(Exception):
@@ -408,19 +454,31 @@ def _in_transaction(db: sqlite3.Connection, work: Callable[..., Any], args: tupl
 def _in_begun_transaction(
     db: sqlite3.Connection, work: Callable[..., Any], args: tuple[Any, ...]
 ) -> Any:
+    result = _rolled_back_on_failure(db, work, args)
+    _commit(db)
+    return result
+
+
+def _rolled_back_on_failure(
+    db: sqlite3.Connection, work: Callable[..., Any], args: tuple[Any, ...]
+) -> Any:
+    """`work(db, *args)` in the transaction open on `db`, rolled back if it raises."""
     try:
-        result = work(db, *args)
+        return work(db, *args)
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+def _commit(db: sqlite3.Connection) -> None:
+    """COMMIT the transaction open on `db`, or roll it back if that fails."""
     try:
         db.execute("COMMIT")
     except BaseException:  # SQLite may leave the transaction open: the connection is reused
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    return result
 
 
 def _sqlite_begin(conn: Connection) -> None:

@@ -1,5 +1,6 @@
 """The SQLite hot path in the event loop's own thread (`SqliteEngine.write_plain`,
-`read_plain`): one plain connection, no thread round trip, never waiting on a lock (a database
+`read_plain`): plain connections (one for writes, one for reads), no thread round trip but a
+write's COMMIT, which goes to the committer's thread, never waiting on a lock (a database
 locked by another process sends the call to a database thread, where it waits), and
 checkpoints left to a database thread."""
 
@@ -33,12 +34,20 @@ def _heads(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT count(*) FROM inbox_heads").fetchone()[0])
 
 
-async def test_plain_calls_run_in_the_loop_thread_on_one_connection(tmp_path: Path) -> None:
+async def test_plain_calls_run_in_the_loop_thread_and_commits_beside_it(tmp_path: Path) -> None:
+    """Writes share one connection and reads another, both used in the event loop's thread;
+    a write's COMMIT runs there too, or in the committer's thread when it asks for that
+    (`commit_aside`, traced on the connection)."""
     engine = await _engine(tmp_path / "store.db")
     seen: list[tuple[int, int, bool]] = []
+    commits: list[int] = []  # the thread of each COMMIT on the writes' connection
     try:
 
         def write(db: sqlite3.Connection, agent: str) -> None:
+            if not seen:
+                db.set_trace_callback(
+                    lambda sql: commits.append(threading.get_ident()) if sql == "COMMIT" else None
+                )
             seen.append((threading.get_ident(), id(db), db.in_transaction))
             db.execute("INSERT INTO inbox_heads (agent, last_seq) VALUES (?, 1)", (agent,))
 
@@ -50,17 +59,53 @@ async def test_plain_calls_run_in_the_loop_thread_on_one_connection(tmp_path: Pa
             seen.append((threading.get_ident(), id(db), db.in_transaction))
             return _heads(db)
 
-        await engine.write_plain(write, "a")
+        await engine.write_plain(write, "a", commit_aside=True)
         with pytest.raises(ValueError, match="refused"):
-            await engine.write_plain(fails)
+            await engine.write_plain(fails, commit_aside=True)
         with pytest.raises(sqlite3.IntegrityError):  # SQLite's own failure: rolled back too
-            await engine.write_plain(write, "a")
+            await engine.write_plain(write, "a", commit_aside=True)
         await engine.write_plain(write, "b")
         assert await engine.read_plain(read) == 2  # a and b; neither failure left a row
         loop_thread = threading.get_ident()
         assert {thread for thread, _, _ in seen} == {loop_thread}
-        assert len({db for _, db, _ in seen}) == 1
+        writes, read_ = {db for _, db, _ in seen[:3]}, seen[3][1]
+        assert len(writes) == 1 and read_ not in writes
         assert [open_ for _, _, open_ in seen] == [True, True, True, False]
+        # The two writes that held: a's COMMIT in the committer's thread, b's in this one.
+        assert len(commits) == 2 and commits[0] != loop_thread and commits[1] == loop_thread
+    finally:
+        await engine.dispose()
+
+
+async def test_a_commit_that_fails_in_the_committers_thread_is_rolled_back(
+    tmp_path: Path,
+) -> None:
+    """A COMMIT SQLite refuses (a deferred foreign key broken) raises to the writer, leaves
+    nothing written, and the next write goes through on the same connection."""
+    engine = await _engine(tmp_path / "store.db")
+    try:
+
+        def orphan(db: sqlite3.Connection) -> None:
+            db.execute("PRAGMA defer_foreign_keys=ON")  # checked at COMMIT, not at the INSERT
+            db.execute(
+                "INSERT INTO task_events (task_id, at, kind, data)"
+                " VALUES ('tsk_missing', '2025-01-02 03:04:05', 'opened', '{}')"
+            )
+
+        def write(db: sqlite3.Connection) -> int:
+            db.execute("INSERT INTO inbox_heads (agent, last_seq) VALUES ('a', 1)")
+            return id(db)
+
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            await engine.write_plain(orphan, commit_aside=True)
+        first = id(engine._direct_writes)
+        assert await engine.write_plain(write, commit_aside=True) == first
+        assert await engine.read_plain(_heads) == 1
+
+        def events(db: sqlite3.Connection) -> int:
+            return int(db.execute("SELECT count(*) FROM task_events").fetchone()[0])
+
+        assert await engine.read_plain(events) == 0
     finally:
         await engine.dispose()
 
@@ -157,7 +202,7 @@ async def test_databases_the_direct_connection_cannot_open_are_left_to_the_threa
         assert await engine.write_plain(work) == 1
         assert await engine.read_plain(work) == 1
         assert threads and threading.get_ident() not in threads
-        assert engine._direct is None
+        assert engine._direct is None and engine._direct_writes is None
     finally:
         await engine.dispose()
 
@@ -244,6 +289,51 @@ async def test_a_group_commit_waits_in_a_thread_while_another_process_writes(
         await engine.dispose()
 
 
+def _say(number: int) -> EnvelopeWrite:
+    return EnvelopeWrite(
+        sender="alice@people.example",
+        envelope_id=f"env-{number}",
+        recipient="bob@people.example",
+        task_id=None,
+        act="say",
+        digest="d" * 64,
+        body={"id": f"env-{number}", "text": "hello"},
+        answer=None,
+        inbox_for=("bob@people.example",),
+    )
+
+
+async def test_a_group_of_several_commits_aside_and_a_group_of_one_in_place(
+    tmp_path: Path,
+) -> None:
+    """`Conversations.commit`: batches that queue together share a transaction whose COMMIT
+    runs in the committer's thread; a batch alone commits in the event loop's thread."""
+    engine = await _engine(tmp_path / "store.db")
+    commits: list[int] = []
+    try:
+        conversations = Conversations(engine, new_id)
+        await conversations.commit(Batch(now=NOW, task=None, envelopes=[_say(0)]))
+        writes = engine._direct_writes
+        assert writes is not None
+        writes.set_trace_callback(
+            lambda sql: commits.append(threading.get_ident()) if sql == "COMMIT" else None
+        )
+        together = await asyncio.gather(
+            *(
+                conversations.commit(Batch(now=NOW, task=None, envelopes=[_say(n)]))
+                for n in (1, 2, 3)
+            )
+        )
+        alone = await conversations.commit(Batch(now=NOW, task=None, envelopes=[_say(4)]))
+        assert [c.inbox for c in [*together, alone]] == [
+            (("bob@people.example", seq),) for seq in (2, 3, 4, 5)
+        ]
+        loop_thread = threading.get_ident()
+        assert len(commits) == 2 and commits[0] != loop_thread and commits[1] == loop_thread
+    finally:
+        await engine.dispose()
+
+
 async def test_opening_the_direct_connection_on_a_locked_database_waits_in_a_thread(
     tmp_path: Path,
 ) -> None:
@@ -282,8 +372,10 @@ async def test_a_direct_connection_left_in_a_transaction_is_replaced(tmp_path: P
     lock: that connection is closed, and the next call works on a fresh one."""
     engine = await _engine(tmp_path / "store.db")
     try:
+        held: list[sqlite3.Connection] = []
 
         def stuck(db: sqlite3.Connection) -> None:
+            held.append(db)
             db.execute("BEGIN IMMEDIATE")
             db.set_authorizer(
                 lambda action, *_: (
@@ -304,6 +396,7 @@ async def test_a_direct_connection_left_in_a_transaction_is_replaced(tmp_path: P
 
         await engine.write_plain(write)
         assert await engine.read_plain(_heads) == 1
-        assert seen and seen[0] == id(engine._direct)
+        assert seen and seen[0] == id(engine._direct_writes)
+        assert engine._direct is not None and engine._direct is not held[0]
     finally:
         await engine.dispose()
