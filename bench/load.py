@@ -33,6 +33,7 @@ class PhaseResult:
     exhausted: bool = False
     refusals: list[bytes] = field(default_factory=list)
     server_cpu_s: float = float("nan")
+    server_loop_cpu_s: float = float("nan")  # the server's main (event loop) thread alone
 
     @property
     def accepted_per_s(self) -> float:

@@ -93,6 +93,7 @@ class Run:
                 server.process.send_signal(signal.SIGUSR1)  # profile the timed phase only
                 await asyncio.sleep(0.2)
             cpu_before = server.cpu_seconds()
+            loop_before = server.cpu_seconds(main_thread=True)
             result = await run_phase(
                 self.session,
                 server.name,
@@ -103,6 +104,7 @@ class Run:
                 headers=headers,
             )
             result.server_cpu_s = server.cpu_seconds() - cpu_before
+            result.server_loop_cpu_s = server.cpu_seconds(main_thread=True) - loop_before
         self.results[server.name] = result
 
     async def ceiling(self) -> None:
@@ -221,6 +223,11 @@ def table(results: dict[str, PhaseResult]) -> list[dict[str, Any]]:
                 "server_cpu_us_per_request": (
                     round(result.server_cpu_s / result.requests * 1e6) if result.requests else None
                 ),
+                "loop_cpu_us_per_request": (
+                    round(result.server_loop_cpu_s / result.requests * 1e6)
+                    if result.requests
+                    else None
+                ),
                 "statuses": {str(k): v for k, v in sorted(result.statuses.items())},
                 "pool_exhausted": result.exhausted,
             }
@@ -238,6 +245,7 @@ def render(rows: list[dict[str, Any]]) -> str:
         "vs ceiling",
         "vs peer",
         "server CPU µs/req",
+        "loop thread µs/req",
     )
     lines = [header]
     for row in rows:
@@ -251,6 +259,7 @@ def render(rows: list[dict[str, Any]]) -> str:
                 "-" if row["vs_ceiling"] is None else f"{row['vs_ceiling']:.2f}",
                 "-" if row["vs_peer"] is None else f"{row['vs_peer']:.2f}",
                 str(row["server_cpu_us_per_request"]),
+                str(row["loop_cpu_us_per_request"]),
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
