@@ -179,7 +179,11 @@ class Run:
         try:
             await processes.wait_ready(server, self.session, "/healthz")
             senders = await workload.set_up_gateway(
-                self.session, server.url, ADMIN_TOKEN, self.keys
+                self.session,
+                server.url,
+                ADMIN_TOKEN,
+                self.keys,
+                agent_keeps_tasks=self.args.agent_keeps_tasks,
             )
             per_sender = self.pool_size()
             began = time.perf_counter()
@@ -367,6 +371,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.25,
         help="share of envelopes that open a new task; the rest are says in a task (0.25)",
+    )
+    parser.add_argument(
+        "--agent-keeps-tasks",
+        action="store_true",
+        help="brand rules that escalate no task, so every say is read for signals"
+        " (by default most says land in tasks already with a person)",
     )
     parser.add_argument(
         "--targets",

@@ -91,13 +91,25 @@ def write_keys_file(path: Path, keys: Sequence[PrivateKey]) -> None:
 
 
 async def set_up_gateway(
-    session: aiohttp.ClientSession, url: str, admin_token: str, keys: Sequence[PrivateKey]
+    session: aiohttp.ClientSession,
+    url: str,
+    admin_token: str,
+    keys: Sequence[PrivateKey],
+    *,
+    agent_keeps_tasks: bool = False,
 ) -> list[Sender]:
     """Create the brand and its agents, lift its rate limit, register senders, open tasks.
 
     The brand's policy carries its own per-sender rate limit (120 a minute by default), which
     applies instead of `SWITCHBOARD_RATE_PER_MINUTE` to envelopes for its agents, so the
     benchmark raises it to the policy's maximum.
+
+    With the default escalation rules, the follow-ups of the long tasks read as frustrated
+    (the same complaints again, "still there") and every sender's task passes to a person
+    early on; so do about a sixth of the new tasks. `agent_keeps_tasks` turns off the two
+    rules that escalate them (`frustration`, `max_turns_without_progress`) and keeps
+    `human_requested`: the language layer still reads every `say` for signals, and the
+    agent keeps every task.
     """
     admin = StaffClient(url, admin_token, session=session)
     created = await admin.create_brand(BRAND, "Acme")
@@ -110,7 +122,10 @@ async def set_up_gateway(
             description=description,
             skills=skills,
         )
-    await brand_admin.set_policy(BRAND, {"contact": {"rate_per_minute": 100_000}})
+    policy: dict[str, Any] = {"contact": {"rate_per_minute": 100_000}}
+    if agent_keeps_tasks:
+        policy["escalation"] = {"frustration": False, "max_turns_without_progress": 0}
+    await brand_admin.set_policy(BRAND, policy)
 
     senders = []
     for index, key in enumerate(keys):
