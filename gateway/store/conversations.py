@@ -242,7 +242,9 @@ class Conversations:
         self._pending.append((batch, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain(), name="conversations-writer")
-        return await asyncio.shield(future)
+        # A caller cancelled while it waits cancels only its own future: the batch is still
+        # written with its group, and the writer answers nobody for it (`future.done()`).
+        return await future
 
     async def _drain(self) -> None:
         while self._pending:
