@@ -334,6 +334,32 @@ async def test_a_group_of_several_commits_aside_and_a_group_of_one_in_place(
         await engine.dispose()
 
 
+async def test_a_caller_cancelled_while_it_waits_still_has_its_batch_written(
+    tmp_path: Path,
+) -> None:
+    """Cancelling the caller of `Conversations.commit` cancels only its wait: the batch is
+    written with its group, and the others in the group are answered as usual."""
+    engine = await _engine(tmp_path / "store.db")
+    try:
+        conversations = Conversations(engine, new_id)
+        first = asyncio.create_task(
+            conversations.commit(Batch(now=NOW, task=None, envelopes=[_say(1)]))
+        )
+        second = asyncio.create_task(
+            conversations.commit(Batch(now=NOW, task=None, envelopes=[_say(2)]))
+        )
+        await asyncio.sleep(0)  # both queued; the writer has not run yet
+        first.cancel()
+        committed = await second
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert committed.inbox == (("bob@people.example", 2),)
+        items = await conversations.inbox("bob@people.example", 0, 10)
+        assert [item.envelope["id"] for item in items] == ["env-1", "env-2"]
+    finally:
+        await engine.dispose()
+
+
 async def test_opening_the_direct_connection_on_a_locked_database_waits_in_a_thread(
     tmp_path: Path,
 ) -> None:
