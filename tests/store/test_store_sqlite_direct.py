@@ -34,6 +34,13 @@ def _heads(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT count(*) FROM inbox_heads").fetchone()[0])
 
 
+def _trace_commits(db: sqlite3.Connection, commits: list[int]) -> None:
+    """From now on, note in `commits` the thread of each COMMIT run on `db`."""
+    db.set_trace_callback(
+        lambda sql: commits.append(threading.get_ident()) if sql == "COMMIT" else None
+    )
+
+
 async def test_plain_calls_run_in_the_loop_thread_and_commits_beside_it(tmp_path: Path) -> None:
     """Writes share one connection and reads another, both used in the event loop's thread;
     a write's COMMIT runs there too, or in the committer's thread when it asks for that
@@ -45,9 +52,7 @@ async def test_plain_calls_run_in_the_loop_thread_and_commits_beside_it(tmp_path
 
         def write(db: sqlite3.Connection, agent: str) -> None:
             if not seen:
-                db.set_trace_callback(
-                    lambda sql: commits.append(threading.get_ident()) if sql == "COMMIT" else None
-                )
+                _trace_commits(db, commits)
             seen.append((threading.get_ident(), id(db), db.in_transaction))
             db.execute("INSERT INTO inbox_heads (agent, last_seq) VALUES (?, 1)", (agent,))
 
@@ -315,9 +320,7 @@ async def test_a_group_of_several_commits_aside_and_a_group_of_one_in_place(
         await conversations.commit(Batch(now=NOW, task=None, envelopes=[_say(0)]))
         writes = engine._direct_writes
         assert writes is not None
-        writes.set_trace_callback(
-            lambda sql: commits.append(threading.get_ident()) if sql == "COMMIT" else None
-        )
+        _trace_commits(writes, commits)
         together = await asyncio.gather(
             *(
                 conversations.commit(Batch(now=NOW, task=None, envelopes=[_say(n)]))
