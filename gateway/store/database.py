@@ -124,15 +124,14 @@ class SqliteEngine(AsyncEngine):
     statement: in WAL mode with `synchronous=NORMAL` a commit writes to the WAL and does not
     wait for the disk, so a call takes what its statements take (tens to hundreds of µs),
     while each round trip to a database thread cost more than a statement in wake-ups and
-    hand-overs of the interpreter lock. Only a write's COMMIT goes to a thread of its own
-    (`_commit_aside`): it is one call in C that holds no interpreter lock while it writes the
-    transaction's pages to the WAL, the largest part of a group commit's time, and the event
-    loop goes on with other requests meanwhile (for the writes that ask for it: a group
-    commit of several acceptances). These connections never wait: their busy
-    timeout is 0, and a call that finds the database locked (by another process) goes to a
-    database thread instead, which waits there. They never checkpoint either (a checkpoint
-    waits for the disk): every `_CHECKPOINT_EVERY` commits, checkpoints run in a database
-    thread (`_run_checkpoint`).
+    hand-overs of the interpreter lock. Only the COMMIT of a write that asks for it (a group
+    commit of several acceptances) goes to a thread of its own (`_commit_aside`): it is one
+    call in C that holds no interpreter lock while it writes the transaction's pages to the
+    WAL, the largest part of a group commit's time, and the event loop goes on with other
+    requests meanwhile. These connections never wait: their busy timeout is 0, and a call
+    that finds the database locked (by another process) goes to a database thread instead,
+    which waits there. They never checkpoint either (a checkpoint waits for the disk): every
+    `_CHECKPOINT_EVERY` commits, checkpoints run in a database thread (`_run_checkpoint`).
     """
 
     def __init__(self, sync_engine: Any) -> None:
@@ -348,13 +347,13 @@ class SqliteEngine(AsyncEngine):
         if self._checkpoint is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._checkpoint
+        if self._committer is not None:  # a COMMIT still running ends before its connection
+            self._committer.shutdown(wait=True)
+            self._committer = None
         for db in (self._direct, self._direct_writes):
             if db is not None:
                 db.close()
         self._direct = self._direct_writes = None
-        if self._committer is not None:
-            self._committer.shutdown(wait=True)
-            self._committer = None
         kept, self._kept = self._kept, []
         for one in kept:
             with contextlib.suppress(Exception):
