@@ -8,9 +8,11 @@ private JWK in a 0600 JSON file) is part of what identity defines.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,28 +180,45 @@ class PrivateKey:
         """Write the private JWK as JSON to a file readable by its owner only (mode 0600).
 
         Refuses to replace an existing file unless `overwrite` is true, so a typo cannot
-        destroy a key that an agent is registered with.
+        destroy a key that an agent is registered with. The file appears whole or not at all:
+        the JWK is written to a temporary file beside it, then linked (or, with `overwrite`,
+        renamed) into place, so a process reading it meanwhile, such as a replica starting at
+        the same time on a shared key file, never reads half a key.
 
         Raises:
             KeyInvalid: the file exists (and `overwrite` is false) or cannot be written.
         """
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+        name = os.fspath(path)
         text = json.dumps(self.to_jwk(), indent=2) + "\n"
         try:
-            fd = os.open(path, flags, 0o600)
+            # mkstemp makes the file with mode 0600, in the target's folder (same file system).
+            fd, temporary = tempfile.mkstemp(
+                dir=os.path.dirname(os.path.abspath(name)), prefix=".key-", suffix=".tmp"
+            )
+        except OSError as exc:
+            raise KeyInvalid(
+                f"cannot create key file {name!r}: {exc.strerror}", path=name
+            ) from None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if overwrite:
+                os.replace(temporary, name)
+            else:
+                os.link(temporary, name)  # fails if the name exists, as O_EXCL would
         except FileExistsError:
             raise KeyInvalid(
-                f"key file {os.fspath(path)!r} already exists; refusing to overwrite it",
-                path=os.fspath(path),
+                f"key file {name!r} already exists; refusing to overwrite it", path=name
             ) from None
         except OSError as exc:
             raise KeyInvalid(
-                f"cannot create key file {os.fspath(path)!r}: {exc.strerror}",
-                path=os.fspath(path),
+                f"cannot create key file {name!r}: {exc.strerror}", path=name
             ) from None
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(fd, 0o600)
-            handle.write(text)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)  # gone already after a rename
 
     @classmethod
     def load(cls, path: StrPath) -> PrivateKey:

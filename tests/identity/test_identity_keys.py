@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,58 @@ def test_save_refuses_to_overwrite_unless_asked(tmp_path: Path) -> None:
     second.save(path, overwrite=True)
     assert PrivateKey.load(path) == second
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def _race_to_save(path: Path, keys: list[PrivateKey]) -> tuple[list[str], list[str]]:
+    """Each key saved to `path` from a thread of its own, all at once, while one more thread
+    loads the file whenever it exists: (each save's outcome, its kid or the refusal's detail;
+    each load's outcome, the kid read or the refusal's detail)."""
+    start = threading.Barrier(len(keys) + 1)
+    saved: list[str] = []
+    loaded: list[str] = []
+
+    def save(key: PrivateKey) -> None:
+        start.wait()
+        try:
+            key.save(path)
+            saved.append(key.public.kid)
+        except KeyInvalid as refused:
+            saved.append(refused.detail)
+
+    def load() -> None:
+        start.wait()
+        for _ in range(200):
+            if path.exists():
+                try:
+                    loaded.append(PrivateKey.load(path).public.kid)
+                except KeyInvalid as refused:  # an empty or half-written file
+                    loaded.append(refused.detail)
+
+    threads = [threading.Thread(target=save, args=(key,)) for key in keys]
+    threads.append(threading.Thread(target=load))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return saved, loaded
+
+
+def test_a_key_file_saved_by_many_at_once_is_whole_and_made_once(tmp_path: Path) -> None:
+    """Writers racing on one path (replicas starting together on a shared key file): one
+    makes it, the others are refused, and a reader at any moment sees no file or a whole key,
+    never an empty or half-written one; no temporary file is left beside it."""
+    for attempt in range(30):
+        path = tmp_path / f"race-{attempt}" / "gateway.jwk"
+        path.parent.mkdir()
+        keys = [PrivateKey.generate() for _ in range(6)]
+        saved, loaded = _race_to_save(path, keys)
+        made = [kid for kid in saved if kid in {key.public.kid for key in keys}]
+        assert len(made) == 1 and len(saved) == len(keys)
+        assert all("already exists" in outcome for outcome in saved if outcome not in made)
+        assert set(loaded) <= set(made), set(loaded) - set(made)
+        assert PrivateKey.load(path).public.kid == made[0]
+        assert [p.name for p in path.parent.iterdir()] == [path.name]
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
 @pytest.mark.parametrize(
