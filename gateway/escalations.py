@@ -121,7 +121,13 @@ class Escalator:
         history: list[Turn] | None = None
         trigger: Trigger | None = None
         before_id = None if before is None else before.id
-        escalated = before is not None and before.control == Control.HUMAN
+        # Under human control before and after: a person holds the task. (A reopening moves
+        # it from `human` back to the agent, and its message may escalate it again.)
+        escalated = (
+            before is not None
+            and before.control == Control.HUMAN
+            and after.control == Control.HUMAN
+        )
         if after.brand is not None and (
             (side is Side.INITIATOR and envelope.act == Act.SAY) or envelope.act == Act.ESCALATE
         ):

@@ -194,3 +194,18 @@ async def test_outcomes_are_for_brand_admins_only(scene: Scene):
         await scene.jane.get(f"/v1/brands/{BRAND}/outcomes")
     assert refused.value.status == 403
     assert (await scene.gw.staff(ADMIN_TOKEN).get(f"/v1/brands/{BRAND}/outcomes"))["entries"] == []
+
+
+async def test_a_reopening_message_that_asks_for_a_person_escalates_again(scene: Scene):
+    """An operator resolved the task (control stays `human`); the person writes again within
+    the reopen window asking for a person: the task goes back to the agent, and that message
+    opens a new escalation, as the usual triggers do (routing/tasks.py, reopening)."""
+    task = await scene.open_task("Can I talk to a human please?")
+    (first,) = await scene.escalations()
+    await scene.jane.post(f"/v1/escalations/{first['id']}/claim")
+    await scene.jane.post(f"/v1/escalations/{first['id']}/resolve", {"text": "Done."})
+    answer = await scene.say(task, "Can I talk to a human please? It is broken again.")
+    assert answer["task_state"] == "working" and answer["control"] == "human"
+    escalations = await scene.escalations()
+    assert len(escalations) == 2
+    assert {e["task"] for e in escalations} == {task}
