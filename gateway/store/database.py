@@ -209,9 +209,13 @@ class SqliteEngine(AsyncEngine):
         try:
             await asyncio.shield(committing)
         except asyncio.CancelledError:
-            # The COMMIT goes on in its thread and `db` is its own until it ends: only then
-            # may the lock go to the next writer.
-            await asyncio.wait([committing])
+            # The COMMIT goes on in its thread and `db` is its own until it ends: wait for it
+            # however often this is cancelled, and only then let the lock go.
+            while not committing.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([committing])
+            if committing.exception() is None:
+                self._committed()  # it held: it counts towards the next checkpoint
             raise
 
     async def read_plain(self, work: Callable[..., Any], *args: Any) -> Any:
@@ -259,7 +263,11 @@ class SqliteEngine(AsyncEngine):
         """After a call: a direct connection still in a transaction (its ROLLBACK failed too)
         would hold the write lock and refuse every BEGIN; it is closed, the next call opens
         another."""
-        if db.in_transaction:
+        try:
+            open_transaction = db.in_transaction
+        except sqlite3.ProgrammingError:  # closed already
+            open_transaction = False
+        if open_transaction:
             if self._direct is db:
                 self._direct = None
             if self._direct_writes is db:
@@ -347,13 +355,16 @@ class SqliteEngine(AsyncEngine):
         if self._checkpoint is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._checkpoint
-        if self._committer is not None:  # a COMMIT still running ends before its connection
-            self._committer.shutdown(wait=True)
-            self._committer = None
-        for db in (self._direct, self._direct_writes):
-            if db is not None:
-                db.close()
-        self._direct = self._direct_writes = None
+        # A write in flight, its COMMIT in the committer's thread included, ends first (and
+        # is answered as it went): then nothing uses these connections any more.
+        async with self._writers:
+            if self._committer is not None:
+                self._committer.shutdown(wait=True)
+                self._committer = None
+            for db in (self._direct, self._direct_writes):
+                if db is not None:
+                    db.close()
+            self._direct = self._direct_writes = None
         kept, self._kept = self._kept, []
         for one in kept:
             with contextlib.suppress(Exception):

@@ -337,6 +337,81 @@ async def test_a_group_of_several_commits_aside_and_a_group_of_one_in_place(
         await engine.dispose()
 
 
+async def _held_commit(engine: SqliteEngine) -> tuple[threading.Event, threading.Event]:
+    """Make the writes' connection, then hold each COMMIT on it in the committer's thread
+    until the returned `release` is set; `reached` is set when a COMMIT is being held."""
+    await engine.write_plain(lambda db: None)  # the writes' connection exists
+    reached, release = threading.Event(), threading.Event()
+
+    def hold(sql: str) -> None:
+        if sql == "COMMIT" and threading.current_thread() is not threading.main_thread():
+            reached.set()
+            release.wait(10)
+
+    assert engine._direct_writes is not None
+    engine._direct_writes.set_trace_callback(hold)
+    return reached, release
+
+
+def _insert_head(db: sqlite3.Connection, agent: str) -> str:
+    db.execute("INSERT INTO inbox_heads (agent, last_seq) VALUES (?, 1)", (agent,))
+    return agent
+
+
+async def _until(event: threading.Event) -> None:
+    for _ in range(500):
+        if event.is_set():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the COMMIT never reached its thread")
+
+
+async def test_a_writer_cancelled_twice_keeps_the_lock_until_its_commit_ends(
+    tmp_path: Path,
+) -> None:
+    """However often the writer is cancelled while its COMMIT runs in the committer's thread,
+    the writers' lock and the connection stay its own until that COMMIT ends; it holds, and
+    counts towards the next checkpoint."""
+    engine = await _engine(tmp_path / "store.db")
+    try:
+        reached, release = await _held_commit(engine)
+        commits = engine._commits
+        write = asyncio.create_task(engine.write_plain(_insert_head, "a", commit_aside=True))
+        await _until(reached)
+        write.cancel()
+        await asyncio.sleep(0.05)
+        write.cancel()
+        await asyncio.sleep(0.05)
+        assert not write.done() and engine._writers.locked()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        assert not engine._writers.locked()
+        assert await engine.read_plain(_heads) == 1 and engine._commits == commits + 1
+        assert await engine.write_plain(_insert_head, "b", commit_aside=True) == "b"
+    finally:
+        await engine.dispose()
+
+
+async def test_dispose_waits_for_a_commit_in_the_committers_thread(tmp_path: Path) -> None:
+    """Disposing of the engine while a COMMIT runs aside: the writer is answered as the
+    COMMIT went (it held), and only then are the connections closed."""
+    path = tmp_path / "store.db"
+    engine = await _engine(path)
+    reached, release = await _held_commit(engine)
+    write = asyncio.create_task(engine.write_plain(_insert_head, "a", commit_aside=True))
+    await _until(reached)
+    disposing = asyncio.create_task(engine.dispose())
+    await asyncio.sleep(0.05)
+    assert not disposing.done()
+    release.set()
+    assert await write == "a"
+    await disposing
+    assert engine._direct_writes is None
+    with sqlite3.connect(path) as db:
+        assert _heads(db) == 1
+
+
 async def test_a_caller_cancelled_while_it_waits_still_has_its_batch_written(
     tmp_path: Path,
 ) -> None:
