@@ -22,7 +22,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 def new_request_id() -> str:
     """A version-4 UUID in hex, as `uuid.uuid4().hex` spells it, from Python's generator
     (seeded from the system's randomness, again in a forked child) rather than a system call
-    and a `UUID` object per request: a request id ties log lines together and guards nothing."""
+    and a `UUID` object per request: a request id ties log lines together and guards nothing.
+    That generator can be predicted from its outputs: nothing secret may ever come from it
+    (tokens, keys and nonces come from `secrets` and `os.urandom`)."""
     bits = random.getrandbits(128)
     bits = (bits & ~(0xF000 << 64)) | (0x4000 << 64)  # version 4
     bits = (bits & ~(0xC000 << 48)) | (0x8000 << 48)  # the RFC 4122 variant
