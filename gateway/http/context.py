@@ -26,6 +26,7 @@ from gateway.registry import Registry
 from gateway.store.conversations import Conversations
 from gateway.store.directory import Directory
 from gateway.store.outbox import OutboxStore
+from gateway.store.records import dumps
 from gateway.timers import TimerRunner
 from identity.errors import InvalidJson
 from identity.keys import PrivateKey
@@ -93,16 +94,12 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         raise RequestInvalid(f"{where}: {first['msg']}", member=where) from exc
 
 
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-"""`json.dumps` with these options builds an encoder per call; this one is built once."""
-
-
 def json_response(
     value: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.Response(
         status=status,
-        text=_ENCODE(value),
+        text=dumps(value),  # compact JSON, one encoder built once
         content_type="application/json",
         headers=headers,
     )
