@@ -26,6 +26,7 @@ from gateway.inbox_wakeups import InboxWakeups
 from gateway.keyring import KeyCache
 from gateway.metrics import Metrics
 from gateway.policies import PolicyCache
+from gateway.signatures import InlineChecks, SignatureChecks
 from gateway.store.conversations import (
     Batch,
     Conversations,
@@ -37,7 +38,15 @@ from gateway.store.conversations import (
 from gateway.store.directory import Directory
 from gateway.store.records import AgentRecord, StoredEnvelope, TaskRecord, dumps
 from identity.address import Address
-from identity.envelope import Envelope, check_size, parse, parse_json, verify
+from identity.envelope import (
+    Envelope,
+    bad_signature,
+    check_clock,
+    check_size,
+    parse,
+    parse_json,
+    signing_key,
+)
 from routing.errors import RateLimited, RoutingError, TaskNotFound, UnknownRecipient
 from routing.escalation import count_turn
 from routing.language import Candidate, Language
@@ -95,6 +104,7 @@ class Acceptance:
         rate_per_minute: int,
         personal_to_personal: bool,
         escalator: Escalator | None = None,
+        signatures: SignatureChecks | None = None,
     ) -> None:
         self._directory = directory
         self._conversations = conversations
@@ -111,6 +121,7 @@ class Acceptance:
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self._task_locks: dict[str, list[Any]] = {}  # task id -> [lock, holders]
         self._escalator = escalator
+        self._signatures = signatures or InlineChecks()
         # Recently written tasks with their version, so an envelope in a live conversation
         # needs no read of its task (insertion order: least recently written first).
         self._tasks: dict[str, tuple[TaskRecord, int]] = {}
@@ -139,7 +150,12 @@ class Acceptance:
                 " before sending",
                 address=str(envelope.sender),
             )
-        verify(envelope, self._keys.states(sender), now)
+        # Rule 4 in identity's order: the key, the signature (checked where the gateway
+        # checks signatures, see gateway.signatures), the clock.
+        public, signature = signing_key(envelope, self._keys.states(sender))
+        if not await self._signatures.check(public, signature, envelope.canonical):
+            raise bad_signature(envelope)
+        check_clock(envelope, now)
 
         # Rule 5 (replay) costs no read on the normal path: the envelope table's unique
         # (sender, id) refuses a repeat inside the commit (ReplayCollision below). Only when

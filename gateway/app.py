@@ -49,6 +49,8 @@ from gateway.notify.handler import NotificationHandler
 from gateway.operators import Desk
 from gateway.policies import PolicyCache
 from gateway.registry import Registry
+from gateway.signatures import InlineChecks, SignatureChecks
+from gateway.signatures.workers import SignatureWorkers
 from gateway.store.channels import Channels
 from gateway.store.conversations import Conversations
 from gateway.store.database import create_engine, migrate
@@ -167,6 +169,7 @@ def _lifecycle(
             bus=bus,
             clock=clock,
         )
+        signatures = await _signature_checks(settings, metrics)
         acceptance = Acceptance(
             directory=directory_store,
             conversations=conversations,
@@ -180,6 +183,7 @@ def _lifecycle(
             rate_per_minute=settings.rate_per_minute,
             personal_to_personal=settings.personal_to_personal,
             escalator=escalator,
+            signatures=signatures,
         )
 
         outbox = OutboxStore(engine)
@@ -280,6 +284,7 @@ def _lifecycle(
                 with contextlib.suppress(asyncio.CancelledError):
                     await timer_loop
             await console.stop()
+            await signatures.close()
             await worker.stop()
             await directory_store.stop()
             await sender.close()
@@ -288,6 +293,23 @@ def _lifecycle(
             await engine.dispose()
 
     return lifecycle
+
+
+async def _signature_checks(settings: Settings, metrics: Metrics) -> SignatureChecks:
+    """Signature checks in worker processes, or on the event loop (`gateway.signatures`)."""
+    count = settings.signature_workers
+    if count == 0:
+        return InlineChecks()
+
+    def restarted() -> None:
+        metrics.count(
+            "switchboard_signature_worker_restarts_total",
+            "Signature worker processes started again after one ended.",
+        )
+
+    workers = SignatureWorkers(count, on_restart=restarted)
+    await workers.start()
+    return workers
 
 
 def _gateway_key(path: Path) -> PrivateKey:

@@ -460,6 +460,21 @@ def verify(env: Envelope, keys: Mapping[str, KeyState], now: datetime) -> None:
     Raises:
         UnknownKey, KeyRevoked, SignatureInvalid, ClockSkew, Expired: the first rule broken.
     """
+    public, signature = signing_key(env, keys)
+    if not public.verify(signature, env.canonical):
+        raise bad_signature(env)
+    check_clock(env, now)
+
+
+def signing_key(env: Envelope, keys: Mapping[str, KeyState]) -> tuple[PublicKey, bytes]:
+    """`verify`'s first step on its own: the key the envelope names, if it is the sender's
+    and not revoked, and the signature's 64 bytes. Whoever checks the signature elsewhere
+    (the gateway hands that to a worker process) checks `public.verify(signature,
+    env.canonical)`, raises `bad_signature(env)` if it fails, then calls `check_clock`.
+
+    Raises:
+        UnknownKey, KeyRevoked, SignatureInvalid: the first rule broken.
+    """
     kid = env.sig.kid
     state = keys.get(kid)
     if state is None:
@@ -483,12 +498,25 @@ def verify(env: Envelope, keys: Mapping[str, KeyState], now: datetime) -> None:
         raise SignatureInvalid(
             f"sig.value decodes to {len(signature)} bytes; an Ed25519 signature is 64", kid=kid
         )
-    if not state.public.verify(signature, env.canonical):
-        raise SignatureInvalid(
-            f"the signature does not verify with key {kid!r} over the RFC 8785 form of the "
-            "envelope minus sig; was the envelope changed after signing?",
-            kid=kid,
-        )
+    return state.public, signature
+
+
+def bad_signature(env: Envelope) -> SignatureInvalid:
+    """The refusal of an envelope whose signature does not verify with its key."""
+    kid = env.sig.kid
+    return SignatureInvalid(
+        f"the signature does not verify with key {kid!r} over the RFC 8785 form of the "
+        "envelope minus sig; was the envelope changed after signing?",
+        kid=kid,
+    )
+
+
+def check_clock(env: Envelope, now: datetime) -> None:
+    """`verify`'s last step on its own: the clock window and the expiry.
+
+    Raises:
+        ClockSkew, Expired: the first rule broken.
+    """
     skew = env.created_at - now
     if abs(skew) > CLOCK_SKEW:
         raise ClockSkew(
@@ -515,10 +543,13 @@ __all__ = [
     "IdentityError",
     "KeyState",
     "Signature",
+    "bad_signature",
+    "check_clock",
     "check_size",
     "parse",
     "parse_json",
     "sign",
     "signing_input",
+    "signing_key",
     "verify",
 ]

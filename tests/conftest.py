@@ -92,6 +92,12 @@ class Harness:
 
 
 def make_settings(data_dir: Path, **changes: Any) -> Settings:
+    """Settings for a gateway in this process. Signatures are checked on the event loop
+    unless a test asks for workers (`verify_workers`): a worker process per test gateway
+    would cost every test its start-up. tests/gateway/test_signature_workers.py runs the
+    acceptance rules through workers, and gateways started as processes (`switchboard
+    serve` in the CLI and crash tests) use the default, a worker."""
+    changes.setdefault("verify_workers", 0)
     return Settings(
         domain="gw.example",
         personal_domain="people.example",

@@ -1,0 +1,285 @@
+"""Signature checks in worker processes (`gateway.signatures.worker`), batched.
+
+Each worker has at most one batch in flight. A check that arrives while every worker is busy
+waits in the next batch, so under load one pipe write and one read carry many checks, and
+at rest a check goes out at once, alone. Answers come back one byte per check in the order
+sent, so they are matched to their checks as the bytes arrive (in the event loop's callback
+for the pipe: no task wakes up per batch).
+
+A worker that ends, or answers anything but whole 0/1 bytes, is stopped; its checks in flight
+are done on the event loop instead, so no envelope is refused or lost because a worker went
+away. It is started again after a pause (doubling from `RESTART_FIRST_S` to `RESTART_MAX_S`
+while it keeps ending before it answers); meanwhile checks go to the other workers, or are
+done on the event loop if there are none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+
+from gateway.signatures.frames import MAX_BATCH, VALID, encode_batch, encode_check
+from identity.keys import PublicKey
+
+log = structlog.get_logger(__name__)
+
+COMMAND: tuple[str, ...] = (sys.executable, "-m", "gateway.signatures.worker")
+RESTART_FIRST_S = 0.5
+RESTART_MAX_S = 60.0
+STOP_WAIT_S = 5.0
+
+
+class _Check:
+    __slots__ = ("answer", "data", "public", "signature")
+
+    def __init__(
+        self, public: PublicKey, signature: bytes, data: bytes, answer: asyncio.Future[bool]
+    ) -> None:
+        self.public, self.signature, self.data, self.answer = public, signature, data, answer
+
+    def settle(self, valid: bool) -> None:
+        if not self.answer.done():  # its request may have been cancelled meanwhile
+            self.answer.set_result(valid)
+
+    def settle_here(self) -> None:
+        """Do the check on this thread (its worker went away)."""
+        self.settle(self.public.verify(self.signature, self.data))
+
+
+class _Worker(asyncio.SubprocessProtocol):
+    """One worker process, as the event loop's callbacks see it."""
+
+    def __init__(self, pool: SignatureWorkers, number: int) -> None:
+        self.pool = pool
+        self.number = number
+        self.in_flight: deque[_Check] = deque()
+        self.transport: asyncio.SubprocessTransport | None = None
+        self.failure: str | None = None
+        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, batch: list[_Check]) -> None:
+        self.in_flight.extend(batch)
+        assert self.transport is not None
+        stdin: Any = self.transport.get_pipe_transport(0)
+        stdin.write(encode_batch([encode_check(c.public.raw, c.signature, c.data) for c in batch]))
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if self.failure is not None:
+            return
+        if len(data) > len(self.in_flight) or data.translate(None, b"\x00\x01"):
+            self.fail("answered out of turn")
+            return
+        for byte in data:
+            self.in_flight.popleft().settle(byte == VALID)
+        if not self.in_flight:
+            self.pool.answered(self)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1:
+            self.fail("ended")
+
+    def process_exited(self) -> None:
+        self.fail("ended")
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def fail(self, failure: str) -> None:
+        if self.failure is None:
+            self.failure = failure
+            self.pool.lost(self)
+
+    async def stop(self, *, graceful: bool) -> int | None:
+        """End the process (closing its stdin asks it to; killed if not `graceful` or if it
+        does not end in `STOP_WAIT_S`); its exit code."""
+        transport = self.transport
+        if transport is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            stdin = transport.get_pipe_transport(0)
+            if stdin is not None:
+                stdin.close()
+            if not graceful:
+                transport.kill()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.exited), STOP_WAIT_S)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                transport.kill()
+            await self.exited
+        code = transport.get_returncode()
+        transport.close()
+        return code
+
+
+class SignatureWorkers:
+    """`SignatureChecks` by `count` worker processes; `start` before use, `close` after."""
+
+    def __init__(
+        self,
+        count: int,
+        *,
+        command: Sequence[str] = COMMAND,
+        on_restart: Callable[[], None] | None = None,
+    ) -> None:
+        if count < 1:
+            raise ValueError("at least one worker; use InlineChecks for none")
+        self._count = count
+        self._command = tuple(command)
+        self._on_restart = on_restart
+        self._workers: dict[int, _Worker] = {}  # the live ones, by number
+        self._idle: list[_Worker] = []
+        self._waiting: list[_Check] = []
+        self._tasks: set[asyncio.Task[None]] = set()  # restarts and stops under way
+        self._restarting: set[int] = set()
+        self._pause: dict[int, float] = {}
+        self._closed = False
+
+    async def start(self) -> None:
+        """Start the workers; one that cannot start is retried later (see the module doc)."""
+        for number in range(self._count):
+            await self._spawn(number)
+
+    @property
+    def live(self) -> int:
+        """How many workers are running now."""
+        return len(self._workers)
+
+    def pids(self) -> list[int]:
+        """The running workers' process ids."""
+        return [
+            worker.transport.get_pid()
+            for worker in self._workers.values()
+            if worker.transport is not None
+        ]
+
+    async def check(self, public: PublicKey, signature: bytes, data: bytes) -> bool:
+        if self._closed or not self._workers:
+            return public.verify(signature, data)
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Check(public, signature, data, answer))
+        if self._idle:
+            self._send(self._idle.pop())
+        return await answer
+
+    async def close(self) -> None:
+        """Stop the workers; checks still waiting or in flight are done here."""
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        workers = list(self._workers.values())
+        self._workers.clear()
+        self._idle.clear()
+        for worker in workers:
+            await worker.stop(graceful=True)
+            while worker.in_flight:
+                worker.in_flight.popleft().settle_here()
+        waiting, self._waiting = self._waiting, []
+        for check in waiting:
+            check.settle_here()
+
+    # The workers' callbacks --------------------------------------------------------------
+
+    def answered(self, worker: _Worker) -> None:
+        """`worker` answered its whole batch."""
+        self._pause.pop(worker.number, None)  # it works: a later loss restarts it soon
+        if self._closed or self._workers.get(worker.number) is not worker:
+            return
+        if self._waiting:
+            self._send(worker)
+        else:
+            self._idle.append(worker)
+
+    def lost(self, worker: _Worker) -> None:
+        """`worker` ended or broke the pipe format: its checks are done here, it stops,
+        and another starts later."""
+        if self._workers.get(worker.number) is not worker:
+            return  # stopped by `close`, which settles its checks
+        del self._workers[worker.number]
+        if worker in self._idle:
+            self._idle.remove(worker)
+        in_flight = len(worker.in_flight)
+        while worker.in_flight:
+            worker.in_flight.popleft().settle_here()
+        if not self._workers:  # nobody left to take the waiting checks
+            waiting, self._waiting = self._waiting, []
+            for check in waiting:
+                check.settle_here()
+        self._run(self._stop_lost(worker, in_flight), f"signature-stop-{worker.number}")
+
+    # Processes --------------------------------------------------------------------------
+
+    def _send(self, worker: _Worker) -> None:
+        batch = self._waiting[:MAX_BATCH]
+        del self._waiting[:MAX_BATCH]
+        worker.send(batch)
+
+    async def _spawn(self, number: int) -> None:
+        loop = asyncio.get_running_loop()
+        worker = _Worker(self, number)
+        try:
+            await loop.subprocess_exec(
+                lambda: worker,
+                *self._command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=None,
+            )
+        except OSError as exc:
+            log.warning("signatures.worker_not_started", worker=number, error=str(exc))
+            self._restart_later(number)
+            return
+        if worker.failure is not None:  # it ended at once
+            self._restart_later(number)
+            return
+        self._workers[number] = worker
+        assert worker.transport is not None
+        log.info("signatures.worker_started", worker=number, pid=worker.transport.get_pid())
+        if self._waiting:
+            self._send(worker)
+        else:
+            self._idle.append(worker)
+
+    async def _stop_lost(self, worker: _Worker, in_flight: int) -> None:
+        code = await worker.stop(graceful=False)
+        log.warning(
+            "signatures.worker_lost",
+            worker=worker.number,
+            failure=worker.failure,
+            exit_code=code,
+            checks_done_here=in_flight,
+        )
+        self._restart_later(worker.number)
+
+    def _restart_later(self, number: int) -> None:
+        if self._closed or number in self._restarting:
+            return
+        self._restarting.add(number)
+        pause = min(self._pause.get(number, RESTART_FIRST_S / 2) * 2, RESTART_MAX_S)
+        self._pause[number] = pause
+
+        async def restart() -> None:
+            try:
+                await asyncio.sleep(pause)
+            finally:
+                self._restarting.discard(number)
+            if self._on_restart is not None:
+                self._on_restart()
+            await self._spawn(number)
+
+        self._run(restart(), f"signature-restart-{number}")
+
+    def _run(self, work: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
