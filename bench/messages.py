@@ -170,6 +170,8 @@ class Run:
             "SWITCHBOARD_DOMAIN": workload.GATEWAY_DOMAIN,
             "SWITCHBOARD_PERSONAL_DOMAIN": workload.PERSONAL_DOMAIN,
         }
+        if self.args.verify_workers is not None:
+            env["SWITCHBOARD_VERIFY_WORKERS"] = str(self.args.verify_workers)
         if self.args.profile:
             command = ["-m", "bench.profiled_gateway", str(self.args.profile)]
         else:
@@ -345,6 +347,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     "warmup_s": args.warmup,
                     "duration_s": args.duration,
                     "new_task_share": args.new_task_share,
+                    "verify_workers": args.verify_workers,
                     "cpus": os.cpu_count(),
                     "python": platform.python_version(),
                     "platform": platform.platform(),
@@ -384,6 +387,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=TARGETS,
         default=list(TARGETS),
         help="which targets to run, in this order (all three)",
+    )
+    parser.add_argument(
+        "--verify-workers",
+        type=int,
+        default=None,
+        help="the gateway's SWITCHBOARD_VERIFY_WORKERS (its default: 1 on two cores or more;"
+        " 0 checks signatures on the event loop, as the ceiling does)",
     )
     parser.add_argument("--json", action="store_true", help="write results to bench/results/")
     parser.add_argument(

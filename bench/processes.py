@@ -55,15 +55,16 @@ class Server:
             self.process.wait()
 
     def cpu_seconds(self, *, main_thread: bool = False) -> float:
-        """User plus system CPU time the process has used so far, all threads or only its
-        main thread (the event loop's, in every server here) (Linux /proc)."""
+        """User plus system CPU time the server has used so far: all its threads and its
+        child processes (the gateway's signature workers), or only its main thread (the
+        event loop's, in every server here) (Linux /proc)."""
         pid = self.process.pid
-        stat = f"/proc/{pid}/task/{pid}/stat" if main_thread else f"/proc/{pid}/stat"
-        try:
-            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if main_thread:
+            return _cpu_seconds(f"/proc/{pid}/task/{pid}/stat")
+        total = _cpu_seconds(f"/proc/{pid}/stat", with_reaped_children=True)
+        for child in _children(pid):
+            total += _cpu_seconds(f"/proc/{child}/stat", with_reaped_children=True)
+        return total
 
     def tail(self, lines: int = 20) -> str:
         """The end of the server's output, for an error message that says why it died."""
@@ -71,6 +72,35 @@ class Server:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def _cpu_seconds(stat: str, *, with_reaped_children: bool = False) -> float:
+    try:
+        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if with_reaped_children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime: children waited for
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    """The live child processes of `pid`, from every one of its threads."""
+    found: list[int] = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for thread in threads:
+        try:
+            found.extend(
+                int(child)
+                for child in Path(f"/proc/{pid}/task/{thread}/children").read_text().split()
+            )
+        except OSError:
+            continue
+    return found
 
 
 def start(

@@ -37,5 +37,4 @@ class ManualClock:
 
 def iso(moment: datetime) -> str:
     """RFC 3339 UTC with milliseconds and a `Z`, the protocol's way to write a time."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"

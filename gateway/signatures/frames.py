@@ -15,7 +15,8 @@ from collections.abc import Callable
 COUNT = struct.Struct("<I")
 CHECK = struct.Struct("<32s64sI")  # public key, signature, length of the signed bytes
 VALID, INVALID = 1, 0
-MAX_BATCH = 256  # checks per batch: bounds a frame (a request body is at most 64 KiB)
+MAX_BATCH = 256  # checks per batch
+MAX_BATCH_BYTES = 1 << 20  # signed bytes per batch, unless one check alone is more
 
 
 def encode_check(public: bytes, signature: bytes, data: bytes) -> bytes:

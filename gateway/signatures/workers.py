@@ -6,11 +6,12 @@ at rest a check goes out at once, alone. Answers come back one byte per check in
 sent, so they are matched to their checks as the bytes arrive (in the event loop's callback
 for the pipe: no task wakes up per batch).
 
-A worker that ends, or answers anything but whole 0/1 bytes, is stopped; its checks in flight
-are done on the event loop instead, so no envelope is refused or lost because a worker went
-away. It is started again after a pause (doubling from `RESTART_FIRST_S` to `RESTART_MAX_S`
-while it keeps ending before it answers); meanwhile checks go to the other workers, or are
-done on the event loop if there are none.
+A worker that ends, answers anything but whole 0/1 bytes, or leaves a batch unanswered for
+`ANSWER_WAIT_S` (stopped, or stuck), is stopped; its checks in flight are done on the event
+loop instead, so no envelope is refused or lost because a worker went away. It is started
+again after a pause (doubling from `RESTART_FIRST_S` to `RESTART_MAX_S` while it keeps
+ending before it answers); meanwhile checks go to the other workers, or are done on the
+event loop if there are none.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from gateway.signatures.frames import MAX_BATCH, VALID, encode_batch, encode_check
+from gateway.signatures.frames import MAX_BATCH, MAX_BATCH_BYTES, VALID, encode_batch, encode_check
 from identity.keys import PublicKey
 
 log = structlog.get_logger(__name__)
@@ -33,6 +34,7 @@ COMMAND: tuple[str, ...] = (sys.executable, "-m", "gateway.signatures.worker")
 RESTART_FIRST_S = 0.5
 RESTART_MAX_S = 60.0
 STOP_WAIT_S = 5.0
+ANSWER_WAIT_S = 5.0  # a batch's answer normally takes a millisecond or so
 
 
 class _Check:
@@ -62,12 +64,16 @@ class _Worker(asyncio.SubprocessProtocol):
         self.transport: asyncio.SubprocessTransport | None = None
         self.failure: str | None = None
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.overdue: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self, batch: list[_Check]) -> None:
+    def send(self, batch: list[_Check], answer_wait_s: float) -> None:
         self.in_flight.extend(batch)
+        self.overdue = asyncio.get_running_loop().call_later(
+            answer_wait_s, self.fail, f"left a batch unanswered for {answer_wait_s:g} s"
+        )
         assert self.transport is not None
         stdin: Any = self.transport.get_pipe_transport(0)
         stdin.write(encode_batch([encode_check(c.public.raw, c.signature, c.data) for c in batch]))
@@ -81,6 +87,9 @@ class _Worker(asyncio.SubprocessProtocol):
         for byte in data:
             self.in_flight.popleft().settle(byte == VALID)
         if not self.in_flight:
+            if self.overdue is not None:
+                self.overdue.cancel()
+                self.overdue = None
             self.pool.answered(self)
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
@@ -95,6 +104,8 @@ class _Worker(asyncio.SubprocessProtocol):
     def fail(self, failure: str) -> None:
         if self.failure is None:
             self.failure = failure
+            if self.overdue is not None:
+                self.overdue.cancel()
             self.pool.lost(self)
 
     async def stop(self, *, graceful: bool) -> int | None:
@@ -115,8 +126,9 @@ class _Worker(asyncio.SubprocessProtocol):
             with contextlib.suppress(ProcessLookupError):
                 transport.kill()
             await self.exited
-        code = transport.get_returncode()
-        transport.close()
+        finally:
+            code = transport.get_returncode()
+            transport.close()
         return code
 
 
@@ -129,16 +141,19 @@ class SignatureWorkers:
         *,
         command: Sequence[str] = COMMAND,
         on_restart: Callable[[], None] | None = None,
+        answer_wait_s: float = ANSWER_WAIT_S,
     ) -> None:
         if count < 1:
             raise ValueError("at least one worker; use InlineChecks for none")
         self._count = count
         self._command = tuple(command)
         self._on_restart = on_restart
+        self._answer_wait_s = answer_wait_s
         self._workers: dict[int, _Worker] = {}  # the live ones, by number
         self._idle: list[_Worker] = []
         self._waiting: list[_Check] = []
-        self._tasks: set[asyncio.Task[None]] = set()  # restarts and stops under way
+        self._restarts: set[asyncio.Task[None]] = set()
+        self._stopping: set[_Worker] = set()  # lost, their processes not yet ended
         self._restarting: set[int] = set()
         self._pause: dict[int, float] = {}
         self._closed = False
@@ -173,10 +188,12 @@ class SignatureWorkers:
     async def close(self) -> None:
         """Stop the workers; checks still waiting or in flight are done here."""
         self._closed = True
-        for task in list(self._tasks):
+        for task in list(self._restarts):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for lost in list(self._stopping):  # their own stops are under way: end them here too
+            await lost.stop(graceful=False)
         workers = list(self._workers.values())
         self._workers.clear()
         self._idle.clear()
@@ -215,14 +232,25 @@ class SignatureWorkers:
             waiting, self._waiting = self._waiting, []
             for check in waiting:
                 check.settle_here()
-        self._run(self._stop_lost(worker, in_flight), f"signature-stop-{worker.number}")
+        self._stopping.add(worker)
+        asyncio.get_running_loop().create_task(
+            self._stop_lost(worker, in_flight), name=f"signature-stop-{worker.number}"
+        )
 
     # Processes --------------------------------------------------------------------------
 
     def _send(self, worker: _Worker) -> None:
-        batch = self._waiting[:MAX_BATCH]
-        del self._waiting[:MAX_BATCH]
-        worker.send(batch)
+        """Send `worker` the waiting checks, up to `MAX_BATCH` of them and `MAX_BATCH_BYTES`
+        of signed bytes (at least one check)."""
+        count, size = 0, 0
+        for check in self._waiting:
+            if count == MAX_BATCH or (count and size + len(check.data) > MAX_BATCH_BYTES):
+                break
+            count += 1
+            size += len(check.data)
+        batch = self._waiting[:count]
+        del self._waiting[:count]
+        worker.send(batch, self._answer_wait_s)
 
     async def _spawn(self, number: int) -> None:
         loop = asyncio.get_running_loop()
@@ -251,7 +279,10 @@ class SignatureWorkers:
             self._idle.append(worker)
 
     async def _stop_lost(self, worker: _Worker, in_flight: int) -> None:
-        code = await worker.stop(graceful=False)
+        try:
+            code = await worker.stop(graceful=False)
+        finally:
+            self._stopping.discard(worker)
         log.warning(
             "signatures.worker_lost",
             worker=worker.number,
@@ -277,9 +308,6 @@ class SignatureWorkers:
                 self._on_restart()
             await self._spawn(number)
 
-        self._run(restart(), f"signature-restart-{number}")
-
-    def _run(self, work: Any, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(work, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task = asyncio.get_running_loop().create_task(restart(), name=f"signature-restart-{number}")
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
