@@ -315,7 +315,8 @@ async def test_a_misbehaving_worker_never_costs_a_right_answer(body):
 
 async def test_close_right_after_a_worker_was_lost_ends_that_worker_too():
     """A worker answers out of turn (it is lost, its check done here) and close() follows at
-    once: close() ends every worker process the pool started, that one included."""
+    once: close() ends every worker process the pool started, that one included (its stop
+    task, cancelled by close() before it killed the process, left it running once)."""
     command = _script(ANSWERS_OUT_OF_TURN)
     pool = SignatureWorkers(1, command=command)
     await asyncio.wait_for(pool.start(), WAIT_S)
@@ -327,7 +328,7 @@ async def test_close_right_after_a_worker_was_lost_ends_that_worker_too():
         assert not _running(pid), "close() left the lost worker's process running"
     finally:
         if _running(pid):
-            os.kill(pid, signal.SIGKILL)  # our own child, left behind by the bug
+            os.kill(pid, signal.SIGKILL)  # our own child: leave nothing behind if this fails
 
 
 async def test_a_stopped_worker_is_given_up_after_the_answer_wait():
