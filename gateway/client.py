@@ -18,7 +18,7 @@ import aiohttp
 from gateway.clock import iso
 from identity.envelope import sign
 from identity.ids import new_ulid
-from identity.keys import PrivateKey
+from identity.keys import PrivateKey, PublicKey
 from identity.tokens import issue_agent_token
 
 
@@ -208,6 +208,16 @@ class AgentClient(_Http):
             "keys": [self.key.public.jwk],
         }
         return await self.call("POST", "/v1/agents", token=self.token(), body=body)  # type: ignore[no-any-return]
+
+    async def add_key(self, public: PublicKey) -> dict[str, Any]:
+        """Register another key for this agent (the first step of a rotation)."""
+        path = f"/v1/agents/{self.address}/keys"
+        return await self.call("POST", path, token=self.token(), body={"jwk": public.jwk})  # type: ignore[no-any-return]
+
+    async def revoke_key(self, kid: str) -> dict[str, Any]:
+        """Revoke one of this agent's keys (never its last active one)."""
+        path = f"/v1/agents/{self.address}/keys/{kid}"
+        return await self.call("DELETE", path, token=self.token())  # type: ignore[no-any-return]
 
     def envelope(
         self,

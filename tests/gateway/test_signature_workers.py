@@ -513,13 +513,8 @@ async def test_rule_4_revoked_and_new_keys_through_the_worker(gateway_with_worke
     _, alice = await _world(gateway)
     old = alice.key
     new = PrivateKey.generate()
-    await alice.call(
-        "POST",
-        f"/v1/agents/{alice.address}/keys",
-        token=alice.token(),
-        body={"jwk": new.public.jwk},
-    )
-    await alice.call("DELETE", f"/v1/agents/{alice.address}/keys/{old.kid}", token=alice.token())
+    await alice.add_key(new.public)
+    await alice.revoke_key(old.kid)
     stale = alice.envelope("acme.example", "hi")
     await _refused(gateway, stale, 401, "key_revoked", "revoked")
     await _refused(gateway, _tampered(alice.envelope("acme.example", "hi")), 401, "key_revoked")

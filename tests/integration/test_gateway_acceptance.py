@@ -180,13 +180,8 @@ async def test_revoked_key_is_key_revoked(gateway, refused):
     _, _, alice = await _world(gateway)
     old = alice.key
     new = PrivateKey.generate()
-    await alice.call(
-        "POST",
-        f"/v1/agents/{alice.address}/keys",
-        token=alice.token(),
-        body={"jwk": new.public.jwk},
-    )
-    await alice.call("DELETE", f"/v1/agents/{alice.address}/keys/{old.kid}", token=alice.token())
+    await alice.add_key(new.public)
+    await alice.revoke_key(old.kid)
     await refused(alice.envelope("acme.example", "hi"), 401, "key_revoked", "revoked")
 
 
