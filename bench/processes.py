@@ -63,7 +63,9 @@ class Server:
             return _cpu_seconds(f"/proc/{pid}/task/{pid}/stat")
         total = _cpu_seconds(f"/proc/{pid}/stat", with_reaped_children=True)
         for child in _children(pid):
-            total += _cpu_seconds(f"/proc/{child}/stat", with_reaped_children=True)
+            used = _cpu_seconds(f"/proc/{child}/stat", with_reaped_children=True)
+            if used == used:  # not NaN: a child may end between the listing and the read
+                total += used
         return total
 
     def tail(self, lines: int = 20) -> str:

@@ -121,7 +121,7 @@ class Acceptance:
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self._task_locks: dict[str, list[Any]] = {}  # task id -> [lock, holders]
         self._escalator = escalator
-        self._signatures = signatures or InlineChecks()
+        self._signatures = signatures if signatures is not None else InlineChecks()
         # Recently written tasks with their version, so an envelope in a live conversation
         # needs no read of its task (insertion order: least recently written first).
         self._tasks: dict[str, tuple[TaskRecord, int]] = {}

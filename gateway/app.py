@@ -169,7 +169,7 @@ def _lifecycle(
             bus=bus,
             clock=clock,
         )
-        signatures = await _signature_checks(settings, metrics)
+        signatures = _signature_checks(settings, metrics)
         acceptance = Acceptance(
             directory=directory_store,
             conversations=conversations,
@@ -275,8 +275,9 @@ def _lifecycle(
             else None
         )
         await worker.start()  # register every outbox kind's handler before this line
-        log.info("gateway.started", domain=settings.domain, database=engine.dialect.name)
         try:
+            await signatures.start()
+            log.info("gateway.started", domain=settings.domain, database=engine.dialect.name)
             yield
         finally:
             if timer_loop is not None:
@@ -295,20 +296,25 @@ def _lifecycle(
     return lifecycle
 
 
-async def _signature_checks(settings: Settings, metrics: Metrics) -> SignatureChecks:
-    """Signature checks in worker processes, or on the event loop (`gateway.signatures`)."""
-    count = settings.signature_workers
+def _signature_checks(settings: Settings, metrics: Metrics) -> SignatureChecks:
+    """Signature checks in worker processes (started with the gateway's other workers), or
+    on the event loop (`gateway.signatures`)."""
+    count = settings.verify_worker_count
     if count == 0:
         return InlineChecks()
 
     def restarted() -> None:
         metrics.count(
             "switchboard_signature_worker_restarts_total",
-            "Signature worker processes started again after one ended.",
+            "Signature worker processes started again after one was lost.",
         )
 
     workers = SignatureWorkers(count, on_restart=restarted)
-    await workers.start()
+
+    async def live() -> float:
+        return float(workers.live)
+
+    metrics.gauge("switchboard_signature_workers", "Signature worker processes running.", live)
     return workers
 
 

@@ -70,7 +70,7 @@ class Settings:
     public_url: str | None = None
     timer_interval_s: float = 1.0
     directory_cache_ttl_s: float = 5.0  # safety net; the bus invalidates at once
-    verify_workers: int | None = None  # signature worker processes; None: `signature_workers`
+    verify_workers: int | None = None  # signature worker processes; None: `verify_worker_count`
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     language: LanguageSettings = field(default_factory=LanguageSettings)
 
@@ -92,7 +92,7 @@ class Settings:
         return self.public_url or f"http://{self.host}:{self.port}"
 
     @property
-    def signature_workers(self) -> int:
+    def verify_worker_count(self) -> int:
         """How many worker processes check signatures (0: the event loop does). Unset: one
         on a machine with two cores or more. One is enough: it checks about 9,000 envelopes
         a second, three times what the event loop does with the rest of an envelope."""

@@ -2,7 +2,9 @@
 
 The path of a request body is `check_size` -> `parse_json` -> `parse` -> `verify`. `parse`
 checks shape only and computes the canonical bytes once (RFC 8785 over the object exactly as
-received, minus `sig`); `verify` needs the sender's keys and the time, both passed in.
+received, minus `sig`); `verify` needs the sender's keys and the time, both passed in. Its
+three steps are also offered one by one (`signing_key`, the signature, `check_clock`) for a
+caller that checks the signature somewhere else, in the same order.
 
 Choices where the protocol is silent:
 - `task`, `reply_to`, `expires_at` may be absent (meaning null), `meta` may be absent (meaning
@@ -468,9 +470,9 @@ def verify(env: Envelope, keys: Mapping[str, KeyState], now: datetime) -> None:
 
 def signing_key(env: Envelope, keys: Mapping[str, KeyState]) -> tuple[PublicKey, bytes]:
     """`verify`'s first step on its own: the key the envelope names, if it is the sender's
-    and not revoked, and the signature's 64 bytes. Whoever checks the signature elsewhere
-    (the gateway hands that to a worker process) checks `public.verify(signature,
-    env.canonical)`, raises `bad_signature(env)` if it fails, then calls `check_clock`.
+    and not revoked, and the signature's 64 bytes. A caller that checks the signature
+    elsewhere (another thread or process) checks `public.verify(signature, env.canonical)`,
+    raises `bad_signature(env)` if it fails, then calls `check_clock`.
 
     Raises:
         UnknownKey, KeyRevoked, SignatureInvalid: the first rule broken.

@@ -1,9 +1,9 @@
 """A signature worker: `python -m gateway.signatures.worker`, started by the gateway.
 
 It reads batches of checks on stdin and answers each on stdout (`frames`), until stdin ends,
-which is also what happens when the gateway stops or dies. It ignores SIGINT: a Ctrl-C in
-the gateway's terminal reaches the whole process group, and the gateway stops its workers
-itself.
+which is also what happens when the gateway stops or dies. It ignores SIGINT and SIGTERM: a
+Ctrl-C in the gateway's terminal, or a service manager stopping it, reaches the whole process
+group, and the gateway, still draining its requests, ends its workers itself.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def _reader(source: BinaryIO) -> Callable[[int], bytes]:
 
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer)
     except (EOFError, BrokenPipeError):

@@ -10,8 +10,14 @@ A worker that ends, answers anything but whole 0/1 bytes, or leaves a batch unan
 `ANSWER_WAIT_S` (stopped, or stuck), is stopped; its checks in flight are done on the event
 loop instead, so no envelope is refused or lost because a worker went away. It is started
 again after a pause (doubling from `RESTART_FIRST_S` to `RESTART_MAX_S` while it keeps
-ending before it answers); meanwhile checks go to the other workers, or are done on the
-event loop if there are none.
+ending before it answers; a worker that cannot start at all is tried the same way);
+meanwhile checks go to the other workers, or are done on the event loop if there are none.
+While `MAX_WAITING` checks already wait (workers stuck until the answer wait gives them up,
+or slower than the loop), new ones are done on the loop at once, so a stall neither stops
+acceptance nor queues without bound.
+
+The workers run this interpreter on the gateway's own package (`worker_command`): never on
+modules from the working directory, since their answers decide what is accepted.
 """
 
 from __future__ import annotations
@@ -20,17 +26,19 @@ import asyncio
 import contextlib
 import sys
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
 
+import gateway
 from gateway.signatures.frames import MAX_BATCH, MAX_BATCH_BYTES, VALID, encode_batch, encode_check
 from identity.keys import PublicKey
 
 log = structlog.get_logger(__name__)
 
-COMMAND: tuple[str, ...] = (sys.executable, "-m", "gateway.signatures.worker")
+MAX_WAITING = 4 * MAX_BATCH  # checks queued for the workers; past it the loop checks
 RESTART_FIRST_S = 0.5
 RESTART_MAX_S = 60.0
 STOP_WAIT_S = 5.0
@@ -51,7 +59,8 @@ class _Check:
 
     def settle_here(self) -> None:
         """Do the check on this thread (its worker went away)."""
-        self.settle(self.public.verify(self.signature, self.data))
+        if not self.answer.done():
+            self.answer.set_result(self.public.verify(self.signature, self.data))
 
 
 class _Worker(asyncio.SubprocessProtocol):
@@ -68,6 +77,11 @@ class _Worker(asyncio.SubprocessProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+
+    @property
+    def pid(self) -> int:
+        assert self.transport is not None, "set before subprocess_exec returns"
+        return int(self.transport.get_pid())
 
     def send(self, batch: list[_Check], answer_wait_s: float) -> None:
         self.in_flight.extend(batch)
@@ -112,8 +126,7 @@ class _Worker(asyncio.SubprocessProtocol):
         """End the process (closing its stdin asks it to; killed if not `graceful` or if it
         does not end in `STOP_WAIT_S`); its exit code."""
         transport = self.transport
-        if transport is None:
-            return None
+        assert transport is not None, "set before subprocess_exec returns"
         with contextlib.suppress(ProcessLookupError):
             stdin = transport.get_pipe_transport(0)
             if stdin is not None:
@@ -139,27 +152,27 @@ class SignatureWorkers:
         self,
         count: int,
         *,
-        command: Sequence[str] = COMMAND,
+        command: Sequence[str] | None = None,
         on_restart: Callable[[], None] | None = None,
         answer_wait_s: float = ANSWER_WAIT_S,
     ) -> None:
         if count < 1:
             raise ValueError("at least one worker; use InlineChecks for none")
         self._count = count
-        self._command = tuple(command)
+        self._command = tuple(command) if command is not None else worker_command()
         self._on_restart = on_restart
         self._answer_wait_s = answer_wait_s
         self._workers: dict[int, _Worker] = {}  # the live ones, by number
         self._idle: list[_Worker] = []
         self._waiting: list[_Check] = []
         self._restarts: set[asyncio.Task[None]] = set()
-        self._stopping: set[_Worker] = set()  # lost, their processes not yet ended
-        self._restarting: set[int] = set()
+        self._stops: set[asyncio.Task[None]] = set()  # of lost workers' processes
         self._pause: dict[int, float] = {}
         self._closed = False
 
     async def start(self) -> None:
-        """Start the workers; one that cannot start is retried later (see the module doc)."""
+        """Start the workers. One that cannot start is tried again after a pause, as a lost
+        one is; meanwhile its share of the checks is done by the others or on the loop."""
         for number in range(self._count):
             await self._spawn(number)
 
@@ -170,14 +183,12 @@ class SignatureWorkers:
 
     def pids(self) -> list[int]:
         """The running workers' process ids."""
-        return [
-            worker.transport.get_pid()
-            for worker in self._workers.values()
-            if worker.transport is not None
-        ]
+        return [worker.pid for worker in self._workers.values()]
 
     async def check(self, public: PublicKey, signature: bytes, data: bytes) -> bool:
-        if self._closed or not self._workers:
+        if self._closed or not self._workers or len(self._waiting) >= MAX_WAITING:
+            # No worker, or they fall behind (stuck until `answer_wait_s` gives them up):
+            # the loop checks, so acceptance goes on and the queue stays bounded.
             return public.verify(signature, data)
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Check(public, signature, data, answer))
@@ -190,15 +201,12 @@ class SignatureWorkers:
         self._closed = True
         for task in list(self._restarts):
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for lost in list(self._stopping):  # their own stops are under way: end them here too
-            await lost.stop(graceful=False)
+        await asyncio.gather(*self._restarts, *self._stops, return_exceptions=True)
         workers = list(self._workers.values())
         self._workers.clear()
         self._idle.clear()
+        await asyncio.gather(*(worker.stop(graceful=True) for worker in workers))
         for worker in workers:
-            await worker.stop(graceful=True)
             while worker.in_flight:
                 worker.in_flight.popleft().settle_here()
         waiting, self._waiting = self._waiting, []
@@ -212,47 +220,50 @@ class SignatureWorkers:
         self._pause.pop(worker.number, None)  # it works: a later loss restarts it soon
         if self._closed or self._workers.get(worker.number) is not worker:
             return
-        if self._waiting:
-            self._send(worker)
-        else:
-            self._idle.append(worker)
+        self._send(worker)
 
     def lost(self, worker: _Worker) -> None:
-        """`worker` ended or broke the pipe format: its checks are done here, it stops,
-        and another starts later."""
+        """`worker` ended, broke the pipe format or kept a batch too long: its checks are
+        done here, its process is stopped, and another starts later."""
         if self._workers.get(worker.number) is not worker:
-            return  # stopped by `close`, which settles its checks
+            return  # not started yet (`_spawn` stops it) or stopped by `close`
         del self._workers[worker.number]
         if worker in self._idle:
             self._idle.remove(worker)
-        in_flight = len(worker.in_flight)
+        done_here = len(worker.in_flight)
         while worker.in_flight:
             worker.in_flight.popleft().settle_here()
         if not self._workers:  # nobody left to take the waiting checks
             waiting, self._waiting = self._waiting, []
+            done_here += len(waiting)
             for check in waiting:
                 check.settle_here()
-        self._stopping.add(worker)
-        asyncio.get_running_loop().create_task(
-            self._stop_lost(worker, in_flight), name=f"signature-stop-{worker.number}"
+        self._keep(
+            self._stops, self._stop_lost(worker, done_here), f"signature-stop-{worker.number}"
         )
 
     # Processes --------------------------------------------------------------------------
 
     def _send(self, worker: _Worker) -> None:
-        """Send `worker` the waiting checks, up to `MAX_BATCH` of them and `MAX_BATCH_BYTES`
-        of signed bytes (at least one check)."""
-        count, size = 0, 0
-        for check in self._waiting:
-            if count == MAX_BATCH or (count and size + len(check.data) > MAX_BATCH_BYTES):
-                break
-            count += 1
-            size += len(check.data)
-        batch = self._waiting[:count]
-        del self._waiting[:count]
-        worker.send(batch, self._answer_wait_s)
+        """Send `worker` (idle) the waiting checks, up to `MAX_BATCH` of them and
+        `MAX_BATCH_BYTES` of signed bytes (at least one check), leaving out checks whose
+        request went away; with none to send it waits among the idle."""
+        while self._waiting:
+            count, size = 0, 0
+            for check in self._waiting:
+                if count == MAX_BATCH or (count and size + len(check.data) > MAX_BATCH_BYTES):
+                    break
+                count += 1
+                size += len(check.data)
+            batch = [check for check in self._waiting[:count] if not check.answer.done()]
+            del self._waiting[:count]
+            if batch:
+                worker.send(batch, self._answer_wait_s)
+                return
+        self._idle.append(worker)
 
-    async def _spawn(self, number: int) -> None:
+    async def _spawn(self, number: int) -> bool:
+        """Start worker `number`; whether it runs."""
         loop = asyncio.get_running_loop()
         worker = _Worker(self, number)
         try:
@@ -266,48 +277,53 @@ class SignatureWorkers:
         except OSError as exc:
             log.warning("signatures.worker_not_started", worker=number, error=str(exc))
             self._restart_later(number)
-            return
+            return False
         if worker.failure is not None:  # it ended at once
-            self._restart_later(number)
-            return
+            await self._stop_lost(worker, 0)
+            return False
         self._workers[number] = worker
-        assert worker.transport is not None
-        log.info("signatures.worker_started", worker=number, pid=worker.transport.get_pid())
-        if self._waiting:
-            self._send(worker)
-        else:
-            self._idle.append(worker)
+        log.info("signatures.worker_started", worker=number, pid=worker.pid)
+        self._send(worker)
+        return True
 
-    async def _stop_lost(self, worker: _Worker, in_flight: int) -> None:
-        try:
-            code = await worker.stop(graceful=False)
-        finally:
-            self._stopping.discard(worker)
+    async def _stop_lost(self, worker: _Worker, done_here: int) -> None:
+        code = await worker.stop(graceful=False)
         log.warning(
             "signatures.worker_lost",
             worker=worker.number,
             failure=worker.failure,
             exit_code=code,
-            checks_done_here=in_flight,
+            checks_done_here=done_here,
         )
         self._restart_later(worker.number)
 
     def _restart_later(self, number: int) -> None:
-        if self._closed or number in self._restarting:
+        if self._closed:
             return
-        self._restarting.add(number)
         pause = min(self._pause.get(number, RESTART_FIRST_S / 2) * 2, RESTART_MAX_S)
         self._pause[number] = pause
 
         async def restart() -> None:
-            try:
-                await asyncio.sleep(pause)
-            finally:
-                self._restarting.discard(number)
-            if self._on_restart is not None:
+            await asyncio.sleep(pause)
+            if await self._spawn(number) and self._on_restart is not None:
                 self._on_restart()
-            await self._spawn(number)
 
-        task = asyncio.get_running_loop().create_task(restart(), name=f"signature-restart-{number}")
-        self._restarts.add(task)
-        task.add_done_callback(self._restarts.discard)
+        self._keep(self._restarts, restart(), f"signature-restart-{number}")
+
+    @staticmethod
+    def _keep(tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+
+def worker_command() -> tuple[str, ...]:
+    """How the gateway starts a worker: this interpreter, importing this very `gateway`
+    package and nothing from the working directory (`-P`; the working directory could hold
+    a module of the same name, and the worker's answers decide which envelopes are accepted)."""
+    root = str(Path(gateway.__file__).resolve().parents[1])
+    program = (
+        f"import sys; sys.path.insert(0, {root!r}); "
+        "from gateway.signatures.worker import main; sys.exit(main())"
+    )
+    return (sys.executable, "-P", "-c", program)
