@@ -581,13 +581,18 @@ def _tampered(envelope: dict[str, Any]) -> dict[str, Any]:
     return {**envelope, "body": {**envelope["body"], "text": envelope["body"]["text"] + "!"}}
 
 
-async def _restarts(gateway: Harness) -> float:
+async def _metric(gateway: Harness, name: str) -> float:
+    """A metric's value from `/metrics` (0 while it has no sample)."""
     answer = await request(gateway.session, "GET", gateway.url + "/metrics")
     assert answer.status == 200
     for line in str(answer.body).splitlines():
-        if line.startswith("switchboard_signature_worker_restarts_total "):
+        if line.startswith(name + " "):
             return float(line.split()[1])
     return 0.0
+
+
+async def _restarts(gateway: Harness) -> float:
+    return await _metric(gateway, "switchboard_signature_worker_restarts_total")
 
 
 async def test_the_gateway_starts_one_worker_and_stops_it_at_shutdown(tmp_path):
@@ -596,6 +601,7 @@ async def test_the_gateway_starts_one_worker_and_stops_it_at_shutdown(tmp_path):
     async with start_gateway(make_settings(tmp_path / "var", verify_workers=1)) as gateway:
         workers = _children(WORKER_MODULE)
         assert len(workers) == 1
+        assert await _metric(gateway, "switchboard_signature_workers") == 1.0
         _, alice = await _world(gateway)
         await _accepted(gateway, alice.envelope("acme.example", "hello"))
         assert _children(WORKER_MODULE) == workers
@@ -699,6 +705,7 @@ async def test_the_gateways_killed_worker_costs_no_envelope_and_is_restarted(tmp
             assert loop.time() < end, "switchboard_signature_worker_restarts_total stayed 0"
             await asyncio.sleep(0.05)
         assert not _running(old)
+        assert await _metric(gateway, "switchboard_signature_workers") == 1.0
 
         for n in range(5):
             await _accepted(gateway, alice.envelope("acme.example", f"after {n}"))
