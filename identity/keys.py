@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from identity import edwards25519
 from identity.b64 import b64url_decode, b64url_encode
 from identity.errors import KeyInvalid
 
@@ -105,6 +106,16 @@ class PublicKey:
     def jwk(self) -> dict[str, str]:
         """The public JWK with exactly the members the protocol publishes."""
         return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(self.raw)}
+
+    @property
+    def small_order(self) -> bool:
+        """Tell whether this is a weak key: a small-order point, whose signatures prove nothing.
+
+        Anyone can make a signature that verifies with such a key, for any message and without
+        a private key (see `identity.edwards25519`). Such keys still load and verify, so keys
+        stored before the rule keep working; refusing them is the registration's decision.
+        """
+        return edwards25519.small_order(self.raw)
 
     def verify(self, signature: bytes, data: bytes) -> bool:
         """Tell whether `signature` is this key's Ed25519 signature over `data`."""
