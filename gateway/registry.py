@@ -1,7 +1,8 @@
 """Registration: brands, agents and their keys, with the checks the protocol asks for.
 
 Handlers authenticate and parse; this module decides what a registration means (which domain
-an address may live under, how a personal agent proves it holds its key) and writes it.
+an address may live under, how a personal agent proves it holds its key, which keys are too
+weak to enter) and writes it.
 """
 
 from __future__ import annotations
@@ -17,11 +18,35 @@ from gateway.store.directory import Directory
 from gateway.store.records import AgentRecord, BrandRecord
 from identity.address import parse_address, parse_domain
 from identity.envelope import KeyState
-from identity.errors import TokenInvalid
+from identity.errors import KeyInvalid, TokenInvalid
 from identity.keys import PublicKey
 from identity.tokens import hash_token, new_opaque_token, verify_agent_token
 from routing.errors import Forbidden, Unauthorized
 from routing.policy import DEFAULT_POLICY, Principal, Role, policy_to_json
+
+
+def _new_key(jwk: Mapping[str, Any]) -> PublicKey:
+    """A key that is to enter the directory: a valid Ed25519 JWK, and not a weak one.
+
+    A small-order key lets anyone make signatures that verify for any message, so an address
+    behind it could deny its own envelopes, and others could speak as it. Keys stored before
+    this rule still load and verify (`PublicKey` itself accepts them); only new ones are
+    refused.
+
+    Raises:
+        KeyInvalid: the JWK is malformed, or its key is a small-order point.
+    """
+    key = PublicKey.from_jwk(jwk)
+    if key.small_order:
+        raise KeyInvalid(
+            f'the key {key.kid} (JWK member "x") is a small-order (weak) Ed25519 point:'
+            " anyone can make signatures that verify with it, for any message, so they would"
+            " prove nothing. Generate a new key pair (switchboard keys new) and send its public"
+            " JWK",
+            member="x",
+            kid=key.kid,
+        )
+    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +96,7 @@ class Registry:
         self, principal: Principal, agent: NewAgent, proof: str | None
     ) -> AgentRecord:
         address = parse_address(agent.address)
-        keys = [(PublicKey.from_jwk(jwk)) for jwk in agent.keys]
+        keys = [_new_key(jwk) for jwk in agent.keys]
         if len({key.kid for key in keys}) != len(keys):
             raise RequestInvalid("keys: the same key is listed twice", member="keys")
         if agent.kind == "brand":
@@ -136,7 +161,7 @@ class Registry:
         return await self._directory.update_agent(address, changes, self._clock.now())
 
     async def add_key(self, address: str, jwk: Mapping[str, Any]) -> tuple[AgentRecord, bool]:
-        key = PublicKey.from_jwk(jwk)
+        key = _new_key(jwk)
         added = await self._directory.add_key(address, key.kid, key.jwk, self._clock.now())
         agent = await self._directory.agent(address)
         assert agent is not None

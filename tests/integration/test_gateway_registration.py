@@ -3,14 +3,16 @@ and agent JWT failures, each refusal checked as an RFC 9457 problem."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from identity.b64 import b64url_decode, b64url_encode
-from identity.keys import PrivateKey
-from identity.tokens import issue_agent_token
+from identity.envelope import KeyState
+from identity.keys import PrivateKey, PublicKey
+from identity.tokens import issue_agent_token, verify_agent_token
 from tests.conftest import ADMIN_TOKEN
 from tests.integration.wire import assert_problem, request
 
@@ -411,6 +413,108 @@ async def test_keys_are_managed_by_owner_or_its_brand_admin(gateway):
         body={"jwk": {"kty": "OKP", "crv": "Ed25519", "x": "short"}},
     )
     assert_problem(bad, 400, "key_invalid")
+
+
+# Weak keys -----------------------------------------------------------------------------------
+
+_P = 2**255 - 19
+# Small-order points (tests/identity/test_identity_edwards25519.py derives all 14 encodings):
+# the identity, canonical and with the sign bit set, the identity as y = p + 1, and (0, -1).
+WEAK_KEYS = [
+    (1).to_bytes(32, "little"),
+    (1 | 1 << 255).to_bytes(32, "little"),
+    (_P + 1).to_bytes(32, "little"),
+    (_P - 1).to_bytes(32, "little"),
+]
+_WEAK_IDS = ["identity", "identity-sign-bit", "identity-y-plus-p", "order-2"]
+
+
+def _weak_jwk(raw: bytes) -> dict[str, str]:
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)}
+
+
+def _forged_jwt(gateway: Any, raw: bytes, address: str) -> str:
+    """An agent JWT that verifies with the identity key and was made with no private key:
+    R = the identity, S = 0."""
+    kid = PublicKey.from_bytes(raw).kid
+    issued = int(datetime.now(UTC).timestamp())
+    header = {"alg": "EdDSA", "kid": kid, "typ": "JWT"}
+    claims = {
+        "iss": address,
+        "sub": address,
+        "aud": gateway.settings.domain,
+        "iat": issued,
+        "exp": issued + 60,
+        "jti": "forged",
+    }
+    signing_input = ".".join(
+        b64url_encode(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
+    )
+    return f"{signing_input}.{b64url_encode((1).to_bytes(32, 'little') + bytes(32))}"
+
+
+@pytest.mark.parametrize("raw", WEAK_KEYS, ids=_WEAK_IDS)
+async def test_brand_agent_with_a_weak_key_is_refused(gateway, raw):
+    """A small-order key, alone or beside a good one, is 400 key_invalid telling the person to
+    make a new key pair; no agent is registered."""
+    acme, _ = await gateway.brand("acme.example")
+    url = gateway.url + "/v1/agents"
+    good = PrivateKey.generate()
+    for keys in ([_weak_jwk(raw)], [good.public.jwk, _weak_jwk(raw)]):
+        body = {**_brand_body("support@acme.example", good), "keys": keys}
+        answer = await request(gateway.session, "POST", url, token=acme.token, body=body)
+        problem = assert_problem(answer, 400, "key_invalid", "small-order", "new key pair")
+        assert problem["kid"] == PublicKey.from_bytes(raw).kid
+        card = await request(gateway.session, "GET", url + "/support@acme.example")
+        assert_problem(card, 404, "not_found")
+
+
+async def test_personal_agent_with_a_weak_key_is_refused_though_its_proof_verifies(gateway):
+    """With the identity point as its key, a personal agent's proof of possession verifies
+    without any private key (a forged JWT); the registration is refused all the same, and
+    the address stays free for its real owner."""
+    raw = WEAK_KEYS[0]
+    address = "mallory@people.example"
+    forged = _forged_jwt(gateway, raw, address)
+    public = PublicKey.from_bytes(raw)
+    keys = {public.kid: KeyState(public)}
+    claims = verify_agent_token(forged, keys, gateway.settings.domain, datetime.now(UTC))
+    assert claims.address == address
+    answer = await request(
+        gateway.session,
+        "POST",
+        gateway.url + "/v1/agents",
+        token=forged,
+        body={"address": address, "kind": "personal", "keys": [_weak_jwk(raw)]},
+    )
+    assert_problem(answer, 400, "key_invalid", "small-order", "new key pair")
+    card = await request(gateway.session, "GET", f"{gateway.url}/v1/agents/{address}")
+    assert_problem(card, 404, "not_found")
+    owner = PrivateKey.generate()
+    registered = await request(
+        gateway.session,
+        "POST",
+        gateway.url + "/v1/agents",
+        token=_jwt(gateway, owner, address),
+        body=_personal_body(address, owner),
+    )
+    assert registered.status == 201
+
+
+@pytest.mark.parametrize("raw", WEAK_KEYS, ids=_WEAK_IDS)
+async def test_adding_a_weak_key_is_refused(gateway, raw):
+    """POST …/keys with a small-order key is 400 key_invalid, and the card's keys are as
+    they were."""
+    alice = await gateway.person("alice")
+    url = f"{gateway.url}/v1/agents/{alice.address}"
+    before = (await request(gateway.session, "GET", url)).body["keys"]
+    answer = await request(
+        gateway.session, "POST", url + "/keys", token=alice.token(), body={"jwk": _weak_jwk(raw)}
+    )
+    assert_problem(answer, 400, "key_invalid", "small-order", "new key pair")
+    after = (await request(gateway.session, "GET", url)).body["keys"]
+    assert after == before
+    assert after == [{"kid": alice.key.kid, "jwk": alice.key.public.jwk, "status": "active"}]
 
 
 # Agent JWT failures --------------------------------------------------------------------------
