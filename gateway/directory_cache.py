@@ -27,6 +27,15 @@ Without that, every hot entry (all senders loaded in the same second) expired to
 the requests of that moment each waited for a database read behind a busy event loop, which
 made a burst of slow answers every TTL. An entry is still never served later than the TTL
 after its read, so the staleness bound above is unchanged.
+
+Single flight: the requests that miss one entry at the same time (none yet, expired, or just
+dropped) share one load, and so does a miss that arrives while the entry is being re-read in
+the background. Before, each ran its own read: after an idle spell or an invalidation, the 33
+requests in flight for a brand's agent list made 33 reads of it within 0.18 s. A load is
+shared only within its generation: a request that arrives after an invalidation starts a new
+load, so it never gets a value read before the change. A load runs as a task of its own,
+awaited through a shield: a request that goes away does not cancel it for the others. A
+load's failure reaches each of its requests and is not kept; the next miss loads again.
 """
 
 from __future__ import annotations
@@ -82,7 +91,8 @@ class CachedDirectory(Directory):
         self._brands: dict[str, tuple[float, BrandRecord]] = {}
         self._brand_agents: dict[str, tuple[float, list[AgentRecord]]] = {}
         self._subscription: Subscription | None = None
-        self._refreshing: dict[tuple[int, str], asyncio.Task[None]] = {}
+        # Loads in flight, by (table, key, generation): misses and renewals of one entry share one.
+        self._loading: dict[tuple[int, str, int], asyncio.Task[Any]] = {}
 
     async def start(self) -> None:
         """Listen for other replicas' changes."""
@@ -90,10 +100,10 @@ class CachedDirectory(Directory):
             self._subscription = await self._bus.subscribe(CHANGED_SUBJECT, self._heard)
 
     async def stop(self) -> None:
-        refreshing = list(self._refreshing.values())
-        for task in refreshing:
+        loading = list(self._loading.values())
+        for task in loading:
             task.cancel()
-        await asyncio.gather(*refreshing, return_exceptions=True)
+        await asyncio.gather(*loading, return_exceptions=True)
         if self._subscription is not None:
             await self._subscription.stop()
             self._subscription = None
@@ -131,37 +141,62 @@ class CachedDirectory(Directory):
         if left <= 0:
             return None
         if left < self._ttl * _REFRESH_AHEAD:
-            self._refresh(table, key, load)
+            self._load(table, key, load)  # renewed in the background; this read is served
         return hit[1]
 
-    def _refresh(
+    async def _loaded(
         self,
         table: dict[str, tuple[float, _T]],
         key: str,
         load: Callable[[], Awaitable[_T | None]],
-    ) -> None:
-        """Re-read `key` in the background (once at a time per entry) and keep the result."""
-        marker = (id(table), key)
-        if marker in self._refreshing:
-            return
-        generation = self._generation
+    ) -> _T | None:
+        """A miss: the result of the load of `key` in flight, or of one started here."""
+        if self._ttl <= 0:
+            return await load()
+        loading = self._load(table, key, load)
+        # Shielded: a caller that goes away (its client did) does not cancel the others' load.
+        return await asyncio.shield(loading)
 
-        async def renew() -> None:
-            try:
-                value = await load()
-            except Exception as exc:
-                # The entry still expires on time and the next read after that loads it.
-                log.warning("directory.refresh_failed", error=repr(exc), key=key)
-                return
-            finally:
-                self._refreshing.pop(marker, None)
-            if value is None:
-                if generation == self._generation:
-                    table.pop(key, None)
-                return
+    def _load(
+        self,
+        table: dict[str, tuple[float, _T]],
+        key: str,
+        load: Callable[[], Awaitable[_T | None]],
+    ) -> asyncio.Task[_T | None]:
+        """The load of `key` in flight in this generation, or a new one: it reads, keeps what
+        it found (unless an invalidation came meanwhile) and answers everyone who joined."""
+        flight = (id(table), key, self._generation)
+        task = self._loading.get(flight)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(
+                self._read_and_keep(table, key, load, self._generation)
+            )
+            task.add_done_callback(functools.partial(self._landed, flight))
+            self._loading[flight] = task
+        return task
+
+    async def _read_and_keep(
+        self,
+        table: dict[str, tuple[float, _T]],
+        key: str,
+        load: Callable[[], Awaitable[_T | None]],
+        generation: int,
+    ) -> _T | None:
+        value = await load()
+        if value is None:  # gone (or never there): not remembered
+            if generation == self._generation:
+                table.pop(key, None)
+        else:
             self._keep(table, key, value, generation)
+        return value
 
-        self._refreshing[marker] = asyncio.get_running_loop().create_task(renew())
+    def _landed(self, flight: tuple[int, str, int], task: asyncio.Task[Any]) -> None:
+        """A load ended: the next miss starts another. Its failure was raised to each caller
+        that waited for it; it is retrieved and logged here too, as a background renewal may
+        have had none (the entry still expires on time and the next read loads it)."""
+        del self._loading[flight]
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("directory.load_failed", error=repr(error), key=flight[1])
 
     def _keep(
         self, table: dict[str, tuple[float, _T]], key: str, value: _T, generation: int
@@ -175,37 +210,27 @@ class CachedDirectory(Directory):
     # Reads ---------------------------------------------------------------------------------
 
     async def agent(self, address: str) -> AgentRecord | None:
-        found = self._fresh(
-            self._agents, address, functools.partial(Directory.agent, self, address)
-        )
+        load = functools.partial(Directory.agent, self, address)
+        found = self._fresh(self._agents, address, load)
         if found is not None:
             return found
-        generation = self._generation
-        found = await super().agent(address)
-        if found is not None:  # unknown addresses are not remembered: registration is rare
-            self._keep(self._agents, address, found, generation)
-        return found
+        # Unknown addresses are not remembered (registration is rare), though concurrent
+        # misses of one still share its load.
+        return await self._loaded(self._agents, address, load)
 
     async def brand(self, domain: str) -> BrandRecord | None:
-        found = self._fresh(self._brands, domain, functools.partial(Directory.brand, self, domain))
+        load = functools.partial(Directory.brand, self, domain)
+        found = self._fresh(self._brands, domain, load)
         if found is not None:
             return found
-        generation = self._generation
-        found = await super().brand(domain)
-        if found is not None:
-            self._keep(self._brands, domain, found, generation)
-        return found
+        return await self._loaded(self._brands, domain, load)
 
     async def brand_agents(self, domain: str) -> list[AgentRecord]:
-        found = self._fresh(
-            self._brand_agents, domain, functools.partial(Directory.brand_agents, self, domain)
-        )
-        if found is not None:
-            return list(found)
-        generation = self._generation
-        agents = await super().brand_agents(domain)
-        self._keep(self._brand_agents, domain, list(agents), generation)
-        return agents
+        load = functools.partial(Directory.brand_agents, self, domain)
+        found = self._fresh(self._brand_agents, domain, load)
+        if found is None:
+            found = await self._loaded(self._brand_agents, domain, load)
+        return list(found or ())  # each caller its own list: the kept one is never handed out
 
     # Writes: each drops the cache here and tells the other replicas ------------------------
 

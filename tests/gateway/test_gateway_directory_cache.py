@@ -1,14 +1,24 @@
 """The directory cache forgets a change at once where it is made, on the bus for the others,
-and after its TTL when a change bypassed it."""
+and after its TTL when a change bypassed it; requests that miss one entry together share one
+read of it (single flight)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import gc
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.bus.memory import MemoryBus
@@ -19,6 +29,8 @@ from identity.keys import PrivateKey
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 ALICE = "alice@people.example"
+ACME = "acme.example"
+SUPPORT = "support@acme.example"
 
 
 class Ticks:
@@ -146,3 +158,239 @@ async def test_an_entry_read_near_its_ttl_end_is_renewed_in_the_background(engin
     later = await cache.agent(ALICE)
     assert later is not None and sorted(_statuses(later)) == ["active", "revoked"]
     await cache.stop()
+
+
+# Single flight ---------------------------------------------------------------------------
+
+_READ = re.compile(r"\bFROM (agents|brands)\b")  # one per directory read (agent_keys aside)
+
+
+@dataclass
+class Reads:
+    """The directory reads that reached the database, and an event set at the first."""
+
+    statements: list[str] = field(default_factory=list)
+    begun: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def saw(self, statement: str) -> None:
+        if _READ.search(statement):
+            self.statements.append(statement)
+            self.begun.set()
+
+
+@contextlib.contextmanager
+def _reads(engine: AsyncEngine) -> Iterator[Reads]:
+    """Note each directory read while the block runs, wherever the engine runs it: through
+    SQLAlchemy (`brand`, `brand_agents`) or on its plain read connection (`agent`)."""
+    reads = Reads()
+    direct = engine._direct  # type: ignore[attr-defined]
+    assert direct is not None, "the fixture's registration opened the plain read connection"
+
+    def cursor(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        reads.saw(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", cursor)
+    direct.set_trace_callback(reads.saw)
+    try:
+        yield reads
+    finally:
+        direct.set_trace_callback(None)
+        event.remove(engine.sync_engine, "before_cursor_execute", cursor)
+
+
+@contextlib.contextmanager
+def _unretrieved() -> Iterator[list[dict[str, Any]]]:
+    """Collect what the event loop reports (such as "Task exception was never retrieved")."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        yield reported
+        gc.collect()  # a task that dies with an unretrieved exception reports it here
+    finally:
+        loop.set_exception_handler(None)
+
+
+def _sql(engine: AsyncEngine, statement: str, *args: Any) -> None:
+    """One statement committed on a connection of its own, behind the cache's back."""
+    with contextlib.closing(sqlite3.connect(engine.url.database)) as db:
+        db.execute(statement, args)
+        db.commit()
+
+
+async def _acme(engine: AsyncEngine) -> None:
+    """The brand acme.example with one brand agent, support, described as "old"."""
+    directory = Directory(engine)
+    await directory.create_brand(ACME, "Acme", {}, "hash", NOW)
+    key = PrivateKey.generate().public
+    await directory.register_agent(
+        address=SUPPORT,
+        kind="brand",
+        brand=ACME,
+        display_name="Support",
+        description="old",
+        skills=("help",),
+        endpoint_url=None,
+        keys=[(key.kid, dict(key.jwk))],
+        now=NOW,
+    )
+
+
+def _descriptions(agents: list[Any]) -> list[str]:
+    return [agent.description for agent in agents]
+
+
+@pytest.mark.parametrize(
+    ("read", "key"), [("agent", ALICE), ("brand", ACME), ("brand_agents", ACME)]
+)
+async def test_concurrent_misses_of_one_entry_share_one_read(engine, read, key):
+    """50 requests that miss the same entry together, on a cold cache and again once it has
+    expired, make one database read, and all of them get the same answer. (Before single
+    flight, `brand` and `brand_agents` made 50 reads each; `agent` on SQLite reads without
+    leaving the event loop's thread, so its misses could not overlap there.)"""
+    await _acme(engine)
+    ticks = Ticks()
+    cache = CachedDirectory(engine, ttl_s=5, monotonic=ticks)
+    for _ in ("cold", "expired"):
+        with _reads(engine) as reads:
+            answers = await asyncio.gather(*(getattr(cache, read)(key) for _ in range(50)))
+        assert len(reads.statements) == 1
+        assert answers[0] and all(answer == answers[0] for answer in answers)
+        ticks.now += 5.1
+    await cache.stop()
+
+
+async def test_misses_of_an_unknown_address_share_a_read_that_is_not_kept(engine):
+    """Concurrent misses of an address nobody has share one read of it; the next miss reads
+    again (registration is rare and must show at once)."""
+    cache = CachedDirectory(engine, ttl_s=600)
+    for _ in range(2):
+        with _reads(engine) as reads:
+            answers = await asyncio.gather(*(cache.agent("nobody@x.example") for _ in range(20)))
+        assert answers == [None] * 20 and len(reads.statements) == 1
+
+
+async def test_each_request_gets_its_own_list(engine):
+    """The requests that shared a load of a brand's agents each hold a list of their own:
+    emptying one changes neither the others nor what the cache serves next."""
+    await _acme(engine)
+    cache = CachedDirectory(engine, ttl_s=600)
+    lists = await asyncio.gather(*(cache.brand_agents(ACME) for _ in range(3)))
+    assert len({id(agents) for agents in lists}) == 3
+    lists[0].clear()
+    assert _descriptions(lists[1]) == _descriptions(lists[2]) == ["old"]
+    assert _descriptions(await cache.brand_agents(ACME)) == ["old"]
+
+
+async def test_a_request_after_an_invalidation_does_not_join_the_load_before_it(engine):
+    """A load of acme's agents has read when the cache is invalidated and the row changes:
+    a request made after that, with the first load still under way, loads again and sees
+    the change. The first request gets what its own load read, which is not kept."""
+    await _acme(engine)
+    cache = CachedDirectory(engine, ttl_s=600)
+    changed = asyncio.Event()
+
+    def change(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if _READ.search(statement) and not changed.is_set():  # the first load's read is done
+            _sql(engine, "UPDATE agents SET description = 'new' WHERE address = ?", SUPPORT)
+            cache.invalidate()
+            changed.set()
+
+    event.listen(engine.sync_engine, "after_cursor_execute", change)
+    try:
+        first = asyncio.create_task(cache.brand_agents(ACME))
+        await changed.wait()
+        assert not first.done()
+        after = await cache.brand_agents(ACME)
+        before = await first
+    finally:
+        event.remove(engine.sync_engine, "after_cursor_execute", change)
+    assert _descriptions(before) == ["old"]
+    assert _descriptions(after) == ["new"]
+    assert _descriptions(await cache.brand_agents(ACME)) == ["new"]
+
+
+async def test_a_request_that_goes_away_leaves_the_load_to_the_others(engine):
+    """The request that started a load is cancelled (its client left) while the database
+    reads: the five that joined it still get the answer, from that one read."""
+    await _acme(engine)
+    cache = CachedDirectory(engine, ttl_s=600)
+    with _reads(engine) as reads:
+        first = asyncio.create_task(cache.brand_agents(ACME))
+        others = [asyncio.create_task(cache.brand_agents(ACME)) for _ in range(5)]
+        await reads.begun.wait()
+        first.cancel()
+        answers = await asyncio.gather(*others)
+    assert first.cancelled()
+    assert [_descriptions(agents) for agents in answers] == [["old"]] * 5
+    assert len(reads.statements) == 1
+
+
+async def test_a_failed_load_reaches_every_request_and_is_not_kept(engine):
+    """With the brands table gone, ten concurrent misses share one failed read and each gets
+    its error; nothing is kept, so the first request once the table is back reads again.
+    A failure nobody waits for any more is not reported as never retrieved."""
+    await _acme(engine)
+    cache = CachedDirectory(engine, ttl_s=600)
+    _sql(engine, "ALTER TABLE brands RENAME TO brands_away")
+    with _unretrieved() as reported:
+        with _reads(engine) as reads:
+            answers = await asyncio.gather(
+                *(cache.brand(ACME) for _ in range(10)), return_exceptions=True
+            )
+        assert len(reads.statements) == 1
+        assert isinstance(answers[0], OperationalError) and "no such table" in str(answers[0])
+        assert all(answer is answers[0] for answer in answers)
+        with _reads(engine) as reads:
+            alone = asyncio.create_task(cache.brand(ACME))
+            await reads.begun.wait()
+            alone.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await alone
+            with pytest.raises(OperationalError):  # it joins that load or follows it
+                await cache.brand(ACME)
+        del alone, answers
+    assert reported == []
+    _sql(engine, "ALTER TABLE brands_away RENAME TO brands")
+    with _reads(engine) as reads:
+        brand = await cache.brand(ACME)
+    assert brand is not None and brand.domain == ACME and len(reads.statements) == 1
+
+
+async def test_a_failed_renewal_is_logged_and_the_entry_still_expires(engine):
+    """A background renewal that fails is logged (not left unretrieved); the entry is served
+    until its TTL ends, and the read after that, with the database back, loads it."""
+    await _acme(engine)
+    ticks = Ticks()
+    cache = CachedDirectory(engine, ttl_s=5, monotonic=ticks)
+    assert await cache.brand(ACME) is not None
+    _sql(engine, "ALTER TABLE brands RENAME TO brands_away")
+    ticks.now += 4.5
+    with _unretrieved() as reported, structlog.testing.capture_logs() as logs:
+        with _reads(engine) as reads:
+            for _ in range(200):  # each renewal starts once the one before it has ended
+                assert await cache.brand(ACME) is not None
+                if len(reads.statements) >= 2:
+                    break
+                await asyncio.sleep(0.01)
+        assert len(reads.statements) >= 2
+        await cache.stop()
+    assert reported == []
+    assert any(log["event"] == "directory.load_failed" for log in logs)
+    _sql(engine, "ALTER TABLE brands_away RENAME TO brands")
+    ticks.now += 1.0
+    with _reads(engine) as reads:
+        assert await cache.brand(ACME) is not None
+    assert len(reads.statements) == 1
+
+
+async def test_stop_ends_the_loads_in_flight(engine):
+    """`stop` cancels a load under way and waits for it: its request ends cancelled."""
+    await _acme(engine)
+    cache = CachedDirectory(engine, ttl_s=600)
+    with _reads(engine) as reads:
+        waiting = asyncio.create_task(cache.brand_agents(ACME))
+        await reads.begun.wait()
+        await cache.stop()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
