@@ -36,6 +36,9 @@ shared only within its generation: a request that arrives after an invalidation 
 load, so it never gets a value read before the change. A load runs as a task of its own,
 awaited through a shield: a request that goes away does not cancel it for the others. A
 load's failure reaches each of its requests and is not kept; the next miss loads again.
+A write reads its row back from the database itself (`Directory`), not through this cache: a
+lookup begun before the write committed may still be on its way with the old answer, and
+the write must not join it.
 """
 
 from __future__ import annotations
@@ -51,7 +54,6 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.bus import Bus, Subscription
-from gateway.errors import NotFound
 from gateway.store.directory import Directory
 from gateway.store.records import AgentRecord, BrandRecord
 
@@ -167,7 +169,7 @@ class CachedDirectory(Directory):
         it found (unless an invalidation came meanwhile) and answers everyone who joined."""
         flight = (id(table), key, self._generation)
         task = self._loading.get(flight)
-        if task is None:
+        if task is None or task.done():  # a finished load leaves the map a moment later
             task = asyncio.get_running_loop().create_task(
                 self._read_and_keep(table, key, load, self._generation)
             )
@@ -287,13 +289,9 @@ class CachedDirectory(Directory):
         self, address: str, changes: dict[str, Any], now: datetime
     ) -> AgentRecord:
         try:
-            await super().update_agent(address, changes, now)  # re-reads through the cache
+            return await super().update_agent(address, changes, now)
         finally:
             await self._changed(address)
-        found = await Directory.agent(self, address)  # so answer with a read of the row
-        if found is None:
-            raise NotFound(f"no agent {address}", address=address)
-        return found
 
     async def disable_endpoint(self, address: str, note: str, now: datetime) -> None:
         try:

@@ -133,7 +133,9 @@ class Directory:
                 f"the address {address} is registered already; addresses are never reassigned",
                 address=address,
             ) from exc
-        found = await self.agent(address)
+        # Read back from the database itself, never through a cache: a lookup of this address
+        # begun before the INSERT committed could still be on its way with "not there".
+        found = await Directory.agent(self, address)
         assert found is not None
         return found
 
@@ -202,7 +204,7 @@ class Directory:
             values["endpoint_max_batch"] = changes.get("endpoint_max_batch", 1)
         async with self._engine.begin() as conn:
             await conn.execute(update(agents).where(agents.c.address == address).values(**values))
-        found = await self.agent(address)
+        found = await Directory.agent(self, address)  # the row as it is now (see register_agent)
         if found is None:
             raise NotFound(f"no agent {address}", address=address)
         return found

@@ -26,6 +26,7 @@ from gateway.directory_cache import CachedDirectory
 from gateway.store.database import create_engine, migrate
 from gateway.store.directory import Directory
 from identity.keys import PrivateKey
+from tests.conftest import provision_database
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 ALICE = "alice@people.example"
@@ -394,3 +395,43 @@ async def test_stop_ends_the_loads_in_flight(engine):
         await cache.stop()
     with pytest.raises(asyncio.CancelledError):
         await waiting
+
+
+@pytest.mark.distributed
+async def test_a_registration_answers_with_its_row_past_a_lookup_in_flight():
+    """On PostgreSQL a lookup of an address can be on its way back with "not there" while the
+    same replica registers that address. The registration answers with the row it committed,
+    read from the database, rather than joining that lookup: joined, about half of these
+    registrations failed with a 500 though the agent was stored (and a retry met 409)."""
+    async with provision_database() as url:
+        made = create_engine(url)
+        try:
+            await migrate(made)
+            cache = CachedDirectory(made, ttl_s=5)
+
+            async def look_up(address: str) -> None:
+                for _ in range(30):
+                    await cache.agent(address)
+
+            for number in range(40):
+                address = f"racer{number}@people.example"
+                key = PrivateKey.generate().public
+                looking = asyncio.create_task(look_up(address))
+                await asyncio.sleep(0.001)  # the lookups are reading
+                record = await cache.register_agent(
+                    address=address,
+                    kind="personal",
+                    brand=None,
+                    display_name="Racer",
+                    description="",
+                    skills=(),
+                    endpoint_url=None,
+                    keys=[(key.kid, dict(key.jwk))],
+                    now=NOW,
+                )
+                assert record.address == address and [k.kid for k in record.keys] == [key.kid]
+                await looking
+                assert await cache.agent(address) == record
+            await cache.stop()
+        finally:
+            await made.dispose()
