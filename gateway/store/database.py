@@ -19,7 +19,7 @@ import structlog
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
 
@@ -42,9 +42,11 @@ def create_engine(url: str) -> AsyncEngine:
     """An async engine tuned for the backend: on SQLite WAL, a busy timeout, and writes that
     take the write lock at BEGIN while reads take none (`_sqlite_begin`)."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        parsed = make_url(url)
+        if parsed.database and parsed.database != ":memory:" and not parsed.query:
+            # A plain file path: its folder is made. A URL with options (SQLite's URI form,
+            # `file:...?mode=rwc&uri=true`) is opened as it says, and no folder is guessed.
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = SqliteEngine(
             create_async_engine(
                 url,

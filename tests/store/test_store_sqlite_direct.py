@@ -191,11 +191,17 @@ async def test_checkpoints_run_in_a_database_thread(
     ],
 )
 async def test_databases_the_direct_connection_cannot_open_are_left_to_the_threads(
-    tmp_path: Path, database: str
+    tmp_path: Path, database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A database in memory, or a URL with options (here SQLite's URI form), is used through
-    the threads' connections only: the direct connection would open another database."""
+    the threads' connections only: the direct connection would open another database. No
+    folder is made for either (the URI form once left a `file:/tmp/...` tree in the working
+    directory)."""
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
     engine = create_engine(f"sqlite+aiosqlite:///{database.format(tmp=tmp_path)}")
+    assert list(workdir.iterdir()) == []
     assert isinstance(engine, SqliteEngine)
     try:
         threads: list[int] = []
