@@ -1,6 +1,6 @@
 """Envelope throughput: the gateway against its ceiling and the ecosystem's peer.
 
-    /work/venv/bin/python -m bench.messages [--senders 32] [--duration 10] [--json]
+    /work/venv/bin/python -m bench.messages [--senders 32] [--duration 10] [--rounds 5] [--json]
     /work/venv/bin/python bench/messages.py   (the same)
 
 Three targets, each a server in its own process on 127.0.0.1, driven in turn by the same
@@ -13,10 +13,15 @@ load generator (`bench.load`: N closed-loop senders over one keep-alive aiohttp 
 - `gateway`: `python -m gateway.cli serve` on the embedded default (SQLite in a temporary
   folder, in-process bus, rule-based language layer), accepting every envelope durably.
 
-Each phase warms up, then measures for a fixed time. Envelopes are signed before the timed
-phases begin. The ceiling cycles through a pool (it keeps no replay memory); the gateway gets
-a fresh envelope for every request, from a pool sized by the ceiling's rate. `--profile DIR`
-runs the gateway under cProfile with SQL statement counts (`bench.profiled_gateway`).
+The timed seconds are measured in rounds (`--rounds`, 5 by default): round one starts each
+target in turn, warms it up and measures its first slice; later rounds give each started
+target its next slice in the same order, so a change in the machine's speed during the run
+(other jobs on a shared machine) reaches all three alike. Each target's slices are added up
+for the table, and the gateway's ratios are also printed round by round. Envelopes are
+signed before a target's first slice. The ceiling cycles through a pool (it keeps no replay
+memory); the gateway gets a fresh envelope for every request, from a pool sized by the
+ceiling's rate. `--profile DIR` runs the gateway under cProfile with SQL statement counts
+(`bench.profiled_gateway`), in one round.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ import math
 import os
 import platform
 import signal
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -61,53 +68,71 @@ def _a2a_answered(status: int, body: bytes) -> bool:
     return status == 200 and b'"result"' in body and b'"error"' not in body
 
 
+@dataclass
+class Target:
+    """A started server and what its senders send, measured in slices (`Run.measure`)."""
+
+    server: processes.Server
+    path: str
+    streams: Sequence[Iterator[bytes]]
+    accept: Any
+    headers: Any
+    slices: list[PhaseResult] = field(default_factory=list)
+
+
 class Run:
-    """One benchmark run: its options, its one client session, its results so far."""
+    """One benchmark run: its options, its one client session, its targets and results."""
 
     def __init__(self, args: argparse.Namespace, session: aiohttp.ClientSession, work: Path):
         self.args = args
         self.session = session
         self.work = work
         self.keys = workload.make_keys(args.senders)
-        self.results: dict[str, PhaseResult] = {}
+        self.targets: dict[str, Target] = {}
         self.notes: dict[str, str] = {}
 
+    @property
+    def slice_s(self) -> float:
+        return float(self.args.duration) / int(self.args.rounds)
+
     def pool_size(self) -> int:
-        """Bodies per sender for a non-cycling target: enough for the fastest plausible rate."""
-        ceiling = self.results.get("ceiling")
-        rate = ceiling.accepted_per_s * 1.25 if ceiling else 6000.0
+        """Bodies per sender for a non-cycling target: enough for the fastest plausible rate
+        (the ceiling's first slice, with a margin) over its warm-up and all its slices."""
+        ceiling = self.targets.get("ceiling")
+        rate = ceiling.slices[0].accepted_per_s * 1.25 if ceiling and ceiling.slices else 6000.0
         total = min(MAX_POOL, rate * (float(self.args.warmup) + float(self.args.duration)))
         return max(50, math.ceil(total / int(self.args.senders)))
 
-    async def phase(
-        self,
-        server: processes.Server,
-        path: str,
-        streams: Sequence[Iterator[bytes]],
-        accept: Any,
-        headers: Any,
-    ) -> None:
-        """Warm up, then measure, on the same streams (warm-up consumes their first bodies)."""
-        for timed, seconds in ((False, self.args.warmup), (True, self.args.duration)):
-            if timed and self.args.profile and server.name == "gateway":
-                server.process.send_signal(signal.SIGUSR1)  # profile the timed phase only
-                await asyncio.sleep(0.2)
-            cpu_before = server.cpu_seconds()
-            loop_before = server.cpu_seconds(main_thread=True)
-            result = await run_phase(
-                self.session,
-                server.name,
-                server.url + path,
-                streams,
-                duration_s=seconds,
-                accept=accept,
-                headers=headers,
-            )
-            result.server_cpu_s = server.cpu_seconds() - cpu_before
-            result.server_loop_cpu_s = server.cpu_seconds(main_thread=True) - loop_before
-        self.results[server.name] = result
+    async def measure(self, target: Target, seconds: float, *, timed: bool = True) -> None:
+        """One slice of load on `target` (kept unless it is the warm-up)."""
+        server = target.server
+        if timed and self.args.profile and server.name == "gateway" and not target.slices:
+            server.process.send_signal(signal.SIGUSR1)  # profile from the first timed slice
+            await asyncio.sleep(0.2)
+        cpu_before = server.cpu_seconds()
+        loop_before = server.cpu_seconds(main_thread=True)
+        result = await run_phase(
+            self.session,
+            server.name,
+            server.url + target.path,
+            target.streams,
+            duration_s=seconds,
+            accept=target.accept,
+            headers=target.headers,
+        )
+        result.server_cpu_s = server.cpu_seconds() - cpu_before
+        result.server_loop_cpu_s = server.cpu_seconds(main_thread=True) - loop_before
+        if timed:
+            target.slices.append(result)
 
-    async def ceiling(self) -> None:
+    def stop(self) -> None:
+        for name, target in self.targets.items():
+            target.server.stop(grace=30.0 if name == "gateway" else 10.0)
+            code = target.server.process.returncode
+            if name == "gateway" and code not in (0, None):
+                print(f"gateway exited with {code}:\n{target.server.tail()}")
+
+    async def start_ceiling(self) -> Target:
         keys_file = self.work / "keys.json"
         workload.write_keys_file(keys_file, self.keys)
         pools = workload.sign_envelopes(
@@ -121,19 +146,17 @@ class Run:
             port=port,
             log_dir=self.work,
         )
-        try:
-            await processes.wait_ready(server, self.session, "/healthz")
-            await self.phase(
-                server,
-                "/v1/messages",
-                [workload.cycle(pool) for pool in pools],
-                _accepted_202,
-                JSON_HEADERS,
-            )
-        finally:
-            server.stop()
+        self.targets["ceiling"] = target = Target(
+            server,
+            "/v1/messages",
+            [workload.cycle(pool) for pool in pools],
+            _accepted_202,
+            JSON_HEADERS,
+        )
+        await processes.wait_ready(server, self.session, "/healthz")
+        return target
 
-    async def peer(self) -> None:
+    async def start_peer(self) -> Target:
         size_source = workload.sign_envelopes(
             workload.placeholder_senders(self.keys), 50, self.args.new_task_share
         )
@@ -145,19 +168,13 @@ class Run:
         server = processes.start(
             "peer", ["-m", "bench.a2a_peer", "--port", str(port)], port=port, log_dir=self.work
         )
-        try:
-            await processes.wait_ready(server, self.session, "/.well-known/agent-card.json")
-            await self.phase(
-                server,
-                "/",
-                [iter(pool) for pool in pools],
-                _a2a_answered,
-                A2A_HEADERS,
-            )
-        finally:
-            server.stop()
+        self.targets["peer"] = target = Target(
+            server, "/", [iter(pool) for pool in pools], _a2a_answered, A2A_HEADERS
+        )
+        await processes.wait_ready(server, self.session, "/.well-known/agent-card.json")
+        return target
 
-    async def gateway(self) -> None:
+    async def start_gateway(self) -> Target:
         port = processes.free_port()
         data_dir = self.work / "gateway-data"
         env = {
@@ -178,29 +195,54 @@ class Run:
             command = ["-m", "gateway.cli", "serve"]
         server = processes.start("gateway", command, port=port, log_dir=self.work, env=env)
         print(f"    gateway pid {server.process.pid}", file=sys.stderr, flush=True)
-        try:
-            await processes.wait_ready(server, self.session, "/healthz")
-            senders = await workload.set_up_gateway(
-                self.session,
-                server.url,
-                ADMIN_TOKEN,
-                self.keys,
-                agent_keeps_tasks=self.args.agent_keeps_tasks,
-            )
-            per_sender = self.pool_size()
-            began = time.perf_counter()
-            pools = workload.sign_envelopes(senders, per_sender, self.args.new_task_share)
-            self.notes["gateway_pool"] = (
-                f"{per_sender * len(senders)} envelopes signed in"
-                f" {time.perf_counter() - began:.1f} s"
-            )
-            await self.phase(
-                server, "/v1/messages", [iter(pool) for pool in pools], _accepted_202, JSON_HEADERS
-            )
-        finally:
-            server.stop(grace=30.0)
-        if server.process.returncode not in (0, None):
-            print(f"gateway exited with {server.process.returncode}:\n{server.tail()}")
+        self.targets["gateway"] = target = Target(
+            server, "/v1/messages", [], _accepted_202, JSON_HEADERS
+        )
+        await processes.wait_ready(server, self.session, "/healthz")
+        senders = await workload.set_up_gateway(
+            self.session,
+            server.url,
+            ADMIN_TOKEN,
+            self.keys,
+            agent_keeps_tasks=self.args.agent_keeps_tasks,
+        )
+        per_sender = self.pool_size()
+        began = time.perf_counter()
+        pools = workload.sign_envelopes(senders, per_sender, self.args.new_task_share)
+        self.notes["gateway_pool"] = (
+            f"{per_sender * len(senders)} envelopes signed in {time.perf_counter() - began:.1f} s"
+        )
+        target.streams = [iter(pool) for pool in pools]
+        return target
+
+
+def merged(slices: Sequence[PhaseResult]) -> PhaseResult:
+    """One target's slices as one phase: counts, time and CPU added, latencies pooled."""
+    whole = PhaseResult(name=slices[0].name, senders=slices[0].senders)
+    whole.server_cpu_s = whole.server_loop_cpu_s = 0.0
+    for part in slices:
+        whole.requests += part.requests
+        whole.accepted += part.accepted
+        whole.elapsed_s += part.elapsed_s
+        whole.latencies_s.extend(part.latencies_s)
+        whole.statuses.update(part.statuses)
+        whole.exhausted = whole.exhausted or part.exhausted
+        whole.refusals.extend(part.refusals)
+        whole.server_cpu_s += part.server_cpu_s
+        whole.server_loop_cpu_s += part.server_loop_cpu_s
+    return whole
+
+
+def round_ratios(run: Run, reference: str) -> list[float]:
+    """The gateway's rate over `reference`'s, round by round (slices run back to back)."""
+    gateway, other = run.targets.get("gateway"), run.targets.get(reference)
+    if gateway is None or other is None:
+        return []
+    return [
+        mine.accepted_per_s / theirs.accepted_per_s
+        for mine, theirs in zip(gateway.slices, other.slices, strict=False)
+        if theirs.accepted_per_s
+    ]
 
 
 def table(results: dict[str, PhaseResult]) -> list[dict[str, Any]]:
@@ -306,21 +348,39 @@ async def main_async(args: argparse.Namespace) -> int:
         work = Path(folder)
         async with aiohttp.ClientSession(connector=connector) as session:
             run = Run(args, session, work)
-            for target in args.targets:
-                print(f"... {NAMES[target]}", file=sys.stderr, flush=True)
-                await getattr(run, target)()
+            try:
+                # Round one starts each target, warms it up and measures its first slice;
+                # the other rounds take the started targets in turn, so a drift in the
+                # machine's speed reaches every target alike.
+                for number in range(args.rounds):
+                    for name in args.targets:
+                        if number == 0:
+                            print(f"... {NAMES[name]}", file=sys.stderr, flush=True)
+                            target = await getattr(run, f"start_{name}")()
+                            await run.measure(target, args.warmup, timed=False)
+                        await run.measure(run.targets[name], run.slice_s)
+            finally:
+                run.stop()
         if args.keep_logs:
             _print_logs(work)
-    rows = table(run.results)
+    results = {name: merged(target.slices) for name, target in run.targets.items() if target.slices}
+    rows = table(results)
     print()
     print(
         f"{args.senders} concurrent senders, {args.warmup:g} s warm-up + {args.duration:g} s per"
-        f" target, ~{run.notes.get('envelope_bytes', '?')}-byte envelopes,"
+        f" target in {args.rounds} rounds, ~{run.notes.get('envelope_bytes', '?')}-byte envelopes,"
         f" {os.cpu_count()} CPUs, Python {platform.python_version()}"
     )
     print(render(rows))
     for line in verdict(rows):
         print(line)
+    by_round = {name: round_ratios(run, name) for name in ("ceiling", "peer")}
+    for name, ratios in by_round.items():
+        if len(ratios) > 1:
+            print(
+                f"  gateway vs {name} by round: {' '.join(f'{r:.2f}' for r in ratios)}"
+                f" (median {statistics.median(ratios):.2f})"
+            )
     for row in rows:
         bad = {k: v for k, v in row["statuses"].items() if k not in ("200", "202")}
         if bad or row["pool_exhausted"]:
@@ -328,7 +388,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 f"  note: {row['name']}: statuses {row['statuses']}"
                 f"{', pool ran out' if row['pool_exhausted'] else ''}"
             )
-    for target, result in run.results.items():
+    for target, result in results.items():
         for refusal in result.refusals[:2]:
             print(f"  refused by {target}: {refusal.decode(errors='replace')}")
     elapsed = time.perf_counter() - started
@@ -346,6 +406,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     "senders": args.senders,
                     "warmup_s": args.warmup,
                     "duration_s": args.duration,
+                    "rounds": args.rounds,
                     "new_task_share": args.new_task_share,
                     "verify_workers": args.verify_workers,
                     "cpus": os.cpu_count(),
@@ -353,6 +414,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     "platform": platform.platform(),
                     "envelope_bytes": run.notes.get("envelope_bytes"),
                     "rows": rows,
+                    "gateway_by_round": {f"vs_{name}": ratios for name, ratios in by_round.items()},
                 },
                 indent=2,
             )
@@ -369,6 +431,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--senders", type=int, default=32, help="concurrent senders (32)")
     parser.add_argument("--duration", type=float, default=10.0, help="timed seconds (10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds (2)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="slices the timed seconds are measured in, the targets taking turns"
+        " (5; 1 with --profile, whose figures would otherwise cover the other targets' turns)",
+    )
     parser.add_argument(
         "--new-task-share",
         type=float,
@@ -405,8 +473,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.profile:
         args.profile = args.profile.resolve()
-    if args.senders < 1 or args.duration <= 0 or args.warmup < 0:
-        parser.error("senders must be at least 1 and durations positive")
+        if args.rounds not in (None, 1):
+            parser.error("--profile measures one round: leave out --rounds or give 1")
+    if args.rounds is None:
+        args.rounds = 1 if args.profile else 5
+    if args.senders < 1 or args.duration <= 0 or args.warmup < 0 or args.rounds < 1:
+        parser.error("senders and rounds must be at least 1 and durations positive")
     return args
 
 
