@@ -25,7 +25,7 @@ from gateway.bus.memory import MemoryBus
 from gateway.directory_cache import CachedDirectory
 from gateway.store.database import create_engine, migrate
 from gateway.store.directory import Directory
-from identity.keys import PrivateKey
+from identity.keys import PrivateKey, PublicKey
 from tests.conftest import provision_database
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -50,19 +50,24 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     made = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'dir.db'}")
     await migrate(made)
     keys = [PrivateKey.generate().public for _ in range(2)]
-    await Directory(made).register_agent(
-        address=ALICE,
+    await _register_personal(Directory(made), ALICE, keys)
+    yield made
+    await made.dispose()
+
+
+async def _register_personal(directory: Directory, address: str, keys: list[PublicKey]) -> Any:
+    """Register a personal agent holding `keys`; the record the directory answers with."""
+    return await directory.register_agent(
+        address=address,
         kind="personal",
         brand=None,
-        display_name="Alice",
+        display_name=address.split("@")[0].title(),
         description="",
         skills=(),
         endpoint_url=None,
         keys=[(key.kid, dict(key.jwk)) for key in keys],
         now=NOW,
     )
-    yield made
-    await made.dispose()
 
 
 def _statuses(record: object) -> list[str]:
@@ -418,17 +423,7 @@ async def test_a_registration_answers_with_its_row_past_a_lookup_in_flight():
                 key = PrivateKey.generate().public
                 looking = asyncio.create_task(look_up(address))
                 await asyncio.sleep(0.001)  # the lookups are reading
-                record = await cache.register_agent(
-                    address=address,
-                    kind="personal",
-                    brand=None,
-                    display_name="Racer",
-                    description="",
-                    skills=(),
-                    endpoint_url=None,
-                    keys=[(key.kid, dict(key.jwk))],
-                    now=NOW,
-                )
+                record = await _register_personal(cache, address, [key])
                 assert record.address == address and [k.kid for k in record.keys] == [key.kid]
                 await looking
                 assert await cache.agent(address) == record
