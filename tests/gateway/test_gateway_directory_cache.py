@@ -50,20 +50,23 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     made = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'dir.db'}")
     await migrate(made)
     keys = [PrivateKey.generate().public for _ in range(2)]
-    await _register_personal(Directory(made), ALICE, keys)
+    await _register(Directory(made), ALICE, keys)
     yield made
     await made.dispose()
 
 
-async def _register_personal(directory: Directory, address: str, keys: list[PublicKey]) -> Any:
-    """Register a personal agent holding `keys`; the record the directory answers with."""
+async def _register(
+    directory: Directory, address: str, keys: list[PublicKey], *, brand: str | None = None
+) -> Any:
+    """Register an agent holding `keys` (a brand's, described "old" with the skill "help",
+    when `brand` is given); the record the directory answers with."""
     return await directory.register_agent(
         address=address,
-        kind="personal",
-        brand=None,
+        kind="brand" if brand else "personal",
+        brand=brand,
         display_name=address.split("@")[0].title(),
-        description="",
-        skills=(),
+        description="old" if brand else "",
+        skills=("help",) if brand else (),
         endpoint_url=None,
         keys=[(key.kid, dict(key.jwk)) for key in keys],
         now=NOW,
@@ -120,18 +123,7 @@ async def test_a_patch_answers_with_the_new_row_and_brand_lists_follow(engine):
     cache = CachedDirectory(engine, ttl_s=600)
     assert await cache.brand_agents("acme.example") == []
     await cache.create_brand("acme.example", "Acme", {}, "hash", NOW)
-    key = PrivateKey.generate().public
-    await cache.register_agent(
-        address="support@acme.example",
-        kind="brand",
-        brand="acme.example",
-        display_name="Support",
-        description="old",
-        skills=("help",),
-        endpoint_url=None,
-        keys=[(key.kid, dict(key.jwk))],
-        now=NOW,
-    )
+    await _register(cache, SUPPORT, [PrivateKey.generate().public], brand=ACME)
     assert [a.description for a in await cache.brand_agents("acme.example")] == ["old"]
     changed = await cache.update_agent("support@acme.example", {"description": "new"}, NOW)
     assert changed.description == "new"
@@ -228,18 +220,7 @@ async def _acme(engine: AsyncEngine) -> None:
     """The brand acme.example with one brand agent, support, described as "old"."""
     directory = Directory(engine)
     await directory.create_brand(ACME, "Acme", {}, "hash", NOW)
-    key = PrivateKey.generate().public
-    await directory.register_agent(
-        address=SUPPORT,
-        kind="brand",
-        brand=ACME,
-        display_name="Support",
-        description="old",
-        skills=("help",),
-        endpoint_url=None,
-        keys=[(key.kid, dict(key.jwk))],
-        now=NOW,
-    )
+    await _register(directory, SUPPORT, [PrivateKey.generate().public], brand=ACME)
 
 
 def _descriptions(agents: list[Any]) -> list[str]:
@@ -423,7 +404,7 @@ async def test_a_registration_answers_with_its_row_past_a_lookup_in_flight():
                 key = PrivateKey.generate().public
                 looking = asyncio.create_task(look_up(address))
                 await asyncio.sleep(0.001)  # the lookups are reading
-                record = await _register_personal(cache, address, [key])
+                record = await _register(cache, address, [key])
                 assert record.address == address and [k.kid for k in record.keys] == [key.kid]
                 await looking
                 assert await cache.agent(address) == record
