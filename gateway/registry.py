@@ -29,9 +29,8 @@ def _new_key(jwk: Mapping[str, Any]) -> PublicKey:
     """A key that is to enter the directory: a valid Ed25519 JWK, and not a weak one.
 
     A small-order key lets anyone make signatures that verify for any message, so an address
-    behind it could deny its own envelopes, and others could speak as it. Keys stored before
-    this rule still load and verify (`PublicKey` itself accepts them); only new ones are
-    refused.
+    behind it could deny its own envelopes, and others could speak as it. `PublicKey.verify`
+    accepts no signature under one anyway; refusing it here tells the registrant at once.
 
     Raises:
         KeyInvalid: the JWK is malformed, or its key is a small-order point.

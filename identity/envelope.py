@@ -469,8 +469,9 @@ def verify(env: Envelope, keys: Mapping[str, KeyState], now: datetime) -> None:
 
 
 def signing_key(env: Envelope, keys: Mapping[str, KeyState]) -> tuple[PublicKey, bytes]:
-    """`verify`'s first step on its own: the key the envelope names, if it is the sender's
-    and not revoked, and the signature's 64 bytes. A caller that checks the signature
+    """`verify`'s first step on its own: the key the envelope names, if it is the sender's,
+    not revoked and not weak (no signature under a small-order key proves anything), and the
+    signature's 64 bytes. A caller that checks the signature
     elsewhere (another thread or process) checks `public.verify(signature, env.canonical)`,
     raises `bad_signature(env)` if it fails, then calls `check_clock`.
 
@@ -499,6 +500,13 @@ def signing_key(env: Envelope, keys: Mapping[str, KeyState]) -> tuple[PublicKey,
     if len(signature) != 64:
         raise SignatureInvalid(
             f"sig.value decodes to {len(signature)} bytes; an Ed25519 signature is 64", kid=kid
+        )
+    if state.public.small_order:
+        raise SignatureInvalid(
+            f"key {kid!r} of {env.sender} is a small-order (weak) Ed25519 key: anyone can make"
+            " signatures that verify with it, so none proves who spoke; add a new key pair and"
+            " sign with it",
+            kid=kid,
         )
     return state.public, signature
 

@@ -76,16 +76,24 @@ def _check_okp(jwk: object) -> Mapping[str, object]:
 
 @dataclass(frozen=True, slots=True)
 class PublicKey:
-    """An Ed25519 public key. Equal when the raw 32 bytes are equal."""
+    """An Ed25519 public key. Equal when the raw 32 bytes are equal.
+
+    `small_order` tells a weak key: a point of small order, under which anyone can make
+    signatures that verify for any message without a private key (`identity.edwards25519`).
+    Such a key still loads (one stored before registration refused them keeps its agent
+    readable), but `verify` accepts no signature under it, as libsodium does not.
+    """
 
     raw: bytes
     kid: str = field(init=False, compare=False)
+    small_order: bool = field(init=False, compare=False)
     _key: Ed25519PublicKey = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.raw, bytes) or len(self.raw) != KEY_BYTES:
             raise KeyInvalid(f"an Ed25519 public key is {KEY_BYTES} bytes")
         object.__setattr__(self, "kid", _thumbprint_of_x(b64url_encode(self.raw)))
+        object.__setattr__(self, "small_order", edwards25519.small_order(self.raw))
         object.__setattr__(self, "_key", Ed25519PublicKey.from_public_bytes(self.raw))
 
     @classmethod
@@ -107,19 +115,10 @@ class PublicKey:
         """The public JWK with exactly the members the protocol publishes."""
         return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(self.raw)}
 
-    @property
-    def small_order(self) -> bool:
-        """Tell whether this is a weak key: a small-order point, whose signatures prove nothing.
-
-        Anyone can make a signature that verifies with such a key, for any message and without
-        a private key (see `identity.edwards25519`). Such keys still load and verify, so keys
-        stored before the rule keep working; refusing them is the registration's decision.
-        """
-        return edwards25519.small_order(self.raw)
-
     def verify(self, signature: bytes, data: bytes) -> bool:
-        """Tell whether `signature` is this key's Ed25519 signature over `data`."""
-        if len(signature) != SIGNATURE_BYTES:
+        """Tell whether `signature` is this key's Ed25519 signature over `data` (never, under
+        a small-order key: such a signature proves nothing)."""
+        if self.small_order or len(signature) != SIGNATURE_BYTES:
             return False
         try:
             self._key.verify(signature, data)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from identity import edwards25519
 from identity.b64 import b64url_encode
 from identity.envelope import KeyState
+from identity.errors import TokenInvalid
 from identity.keys import PrivateKey, PublicKey
 from identity.tokens import verify_agent_token
 
@@ -198,32 +199,37 @@ FORGED = IDENTITY_ENCODING + bytes(32)  # R = the identity, S = 0
 @pytest.mark.parametrize("raw", IDENTITY_KEYS, ids=lambda raw: raw.hex()[:2] + raw.hex()[-2:])
 def test_identity_keys_verify_one_signature_for_every_message(raw: bytes) -> None:
     """With the identity as the key, in any of its 4 encodings, R = identity and S = 0 verify
-    for any message: [S]B - [k]A is the identity whatever k is. No private key is involved."""
+    for any message with OpenSSL: [S]B - [k]A is the identity whatever k is, and no private
+    key is involved. `PublicKey.verify` refuses them."""
     key = Ed25519PublicKey.from_public_bytes(raw)
     for _ in range(50):
         message = os.urandom(40)
         key.verify(FORGED, message)  # raises InvalidSignature if refused
-        assert PublicKey.from_bytes(raw).verify(FORGED, message)
+        assert not PublicKey.from_bytes(raw).verify(FORGED, message)
 
 
 @pytest.mark.parametrize("raw", sorted(WEAK), ids=lambda raw: raw.hex()[:8] + raw.hex()[-2:])
 def test_every_weak_key_verifies_forgeries(raw: bytes) -> None:
-    """For any small-order key A, the same forged signature verifies whenever [k]A is the
-    identity, which is for about one message in ord(A): among 200 messages, some verify."""
+    """For any small-order key A, the same forged signature verifies with OpenSSL whenever
+    [k]A is the identity, which is for about one message in ord(A): among 200 messages, some
+    verify. `PublicKey.verify` accepts none of them."""
     key = Ed25519PublicKey.from_public_bytes(raw)
+    ours = PublicKey.from_bytes(raw)
     verified = 0
     for index in range(200):
+        message = b"message %d" % index
+        assert not ours.verify(FORGED, message)
         try:
-            key.verify(FORGED, b"message %d" % index)
+            key.verify(FORGED, message)
         except InvalidSignature:
             continue
         verified += 1
     assert verified > 0
 
 
-def test_a_forged_agent_token_proves_possession_of_an_identity_key() -> None:
-    """The gateway's own proof of possession (an agent JWT) verifies with no private key when
-    the key is the identity point: the check at registration is what stops it."""
+def test_a_forged_agent_token_for_an_identity_key_proves_nothing() -> None:
+    """An agent JWT whose signature OpenSSL verifies with the identity point as the key, made
+    with no private key, is refused: the proof of possession verifies only real keys."""
     public = PublicKey.from_bytes(IDENTITY_ENCODING)
     now = datetime(2026, 11, 26, 6, 10, tzinfo=UTC)
     header = b64url_encode(b'{"alg":"EdDSA","kid":"%s","typ":"JWT"}' % public.kid.encode())
@@ -232,6 +238,8 @@ def test_a_forged_agent_token_proves_possession_of_an_identity_key() -> None:
         b'{"iss":"mallory@people.example","sub":"mallory@people.example",'
         b'"aud":"gateway.example","iat":%d,"exp":%d,"jti":"x"}' % (issued, issued + 60)
     )
+    signing_input = f"{header}.{claims}".encode()
+    Ed25519PublicKey.from_public_bytes(IDENTITY_ENCODING).verify(FORGED, signing_input)
     token = f"{header}.{claims}.{b64url_encode(FORGED)}"
-    verified = verify_agent_token(token, {public.kid: KeyState(public)}, "gateway.example", now)
-    assert verified.address == "mallory@people.example"
+    with pytest.raises(TokenInvalid, match="signature"):
+        verify_agent_token(token, {public.kid: KeyState(public)}, "gateway.example", now)

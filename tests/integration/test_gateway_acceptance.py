@@ -13,9 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from identity.envelope import MAX_REQUEST_BYTES, sign
-from identity.keys import PrivateKey
+from identity.b64 import b64url_encode
+from identity.envelope import MAX_REQUEST_BYTES, sign, signing_input
+from identity.keys import PrivateKey, PublicKey
 from tests.integration.wire import assert_problem, request
 
 SUPPORT = ("support", "Technical support for speakers", ["troubleshooting", "status lights"])
@@ -183,6 +185,32 @@ async def test_revoked_key_is_key_revoked(gateway, refused):
     await alice.add_key(new.public)
     await alice.revoke_key(old.kid)
     await refused(alice.envelope("acme.example", "hi"), 401, "key_revoked", "revoked")
+
+
+async def test_a_stored_weak_key_signs_nothing(gateway, refused):
+    """A small-order key stored before registration refused them (written here straight to
+    the store) verifies no envelope: the forgery R = identity, S = 0, which OpenSSL accepts
+    for any message under the identity key, is 401 signature_invalid asking for a new key."""
+    await _world(gateway)
+    identity_point = (1).to_bytes(32, "little")
+    weak = PublicKey.from_bytes(identity_point)
+    mallory = "mallory@people.example"
+    await gateway.services.directory.register_agent(
+        address=mallory,
+        kind="personal",
+        brand=None,
+        display_name="Mallory",
+        description="",
+        skills=(),
+        endpoint_url=None,
+        keys=[(weak.kid, weak.jwk)],
+        now=datetime.now(UTC),
+    )
+    envelope = gateway.agent(mallory).envelope("acme.example", "I am whoever I say I am")
+    forged = identity_point + bytes(32)
+    envelope["sig"] = {**envelope["sig"], "kid": weak.kid, "value": b64url_encode(forged)}
+    Ed25519PublicKey.from_public_bytes(identity_point).verify(forged, signing_input(envelope))
+    await refused(envelope, 401, "signature_invalid", "small-order", "new key pair")
 
 
 @pytest.mark.parametrize("how", ["tampered text", "garbage value", "short value", "other task"])
