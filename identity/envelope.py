@@ -471,9 +471,9 @@ def verify(env: Envelope, keys: Mapping[str, KeyState], now: datetime) -> None:
 def signing_key(env: Envelope, keys: Mapping[str, KeyState]) -> tuple[PublicKey, bytes]:
     """`verify`'s first step on its own: the key the envelope names, if it is the sender's,
     not revoked and not weak (no signature under a small-order key proves anything), and the
-    signature's 64 bytes. A caller that checks the signature
-    elsewhere (another thread or process) checks `public.verify(signature, env.canonical)`,
-    raises `bad_signature(env)` if it fails, then calls `check_clock`.
+    signature's 64 bytes. A caller that checks the signature elsewhere (another thread or
+    process) checks `public.verify(signature, env.canonical)`, raises `bad_signature(env)` if
+    it fails, then calls `check_clock`.
 
     Raises:
         UnknownKey, KeyRevoked, SignatureInvalid: the first rule broken.
