@@ -51,7 +51,7 @@ from routing.errors import RateLimited, RoutingError, TaskNotFound, UnknownRecip
 from routing.escalation import count_turn
 from routing.language import Candidate, Language
 from routing.policy import Party, check_contact
-from routing.ratelimit import Bucket, take
+from routing.ratelimit import Bucket, bucket_scope, take
 from routing.router import Route, choose_recipient
 from routing.tasks import TERMINAL, Control, Side, State, transition
 
@@ -59,6 +59,8 @@ log = structlog.get_logger(__name__)
 
 _COMMIT_ATTEMPTS = 8
 _TASKS_REMEMBERED = 20_000
+_BUCKETS_SWEPT_FROM = 10_000  # rate buckets kept before the first sweep of full ones
+_BUCKET_REFILL_S = 61.0  # an emptied bucket is full again after a minute (burst = rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,8 @@ class Acceptance:
         self._new_id = new_id
         self._rate_per_minute = rate_per_minute
         self._personal_to_personal = personal_to_personal
-        self._buckets: dict[tuple[str, str], Bucket] = {}
+        self._buckets: dict[tuple[str, str], Bucket] = {}  # by (sender, `bucket_scope`)
+        self._buckets_swept_at = _BUCKETS_SWEPT_FROM
         self._task_locks: dict[str, list[Any]] = {}  # task id -> [lock, holders]
         self._escalator = escalator
         self._signatures = signatures if signatures is not None else InlineChecks()
@@ -291,7 +294,12 @@ class Acceptance:
         rate = (policy.contact.rate_per_minute if policy else None) or self._rate_per_minute
         charged = None
         if charge:
-            charged = self._take_token(str(envelope.sender), recipient.brand or "*", rate, now)
+            charged = self._take_token(
+                str(envelope.sender),
+                bucket_scope(sender.kind, recipient.address, recipient.brand),
+                rate,
+                now,
+            )
 
         if envelope.task is None:
             assert route is not None
@@ -473,7 +481,11 @@ class Acceptance:
 
     def _take_token(self, sender: str, scope: str, rate: int, now: datetime) -> tuple[str, str]:
         key = (sender, scope)
-        bucket, retry_after = take(self._buckets.get(key), now.timestamp(), rate)
+        at = now.timestamp()
+        bucket = self._buckets.get(key)
+        if bucket is None and len(self._buckets) >= self._buckets_swept_at:
+            self._sweep_buckets(at)
+        bucket, retry_after = take(bucket, at, rate)
         self._buckets[key] = bucket
         if retry_after > 0:
             raise RateLimited(
@@ -482,6 +494,17 @@ class Acceptance:
                 retry_after=retry_after,
             )
         return key
+
+    def _sweep_buckets(self, at: float) -> None:
+        """Forget the buckets nobody took from for a minute and a second: the burst is the
+        per-minute rate, so such a bucket has refilled and is the same as none (after exactly
+        a minute, a rounding error short). The next sweep comes when the map has doubled, so
+        sweeps cost O(1) per new bucket."""
+        horizon = at - _BUCKET_REFILL_S
+        self._buckets = {
+            key: bucket for key, bucket in self._buckets.items() if bucket.updated > horizon
+        }
+        self._buckets_swept_at = max(_BUCKETS_SWEPT_FROM, 2 * len(self._buckets))
 
     def _refund(self, key: tuple[str, str] | None) -> None:
         """Give back the token a duplicate took (the bucket caps itself at its next take)."""

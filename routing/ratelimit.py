@@ -9,6 +9,13 @@ Choice where the protocol is silent: `burst` defaults to `rate_per_minute`, so "
 minute" lets a sender write 120 envelopes at once after a quiet minute, and the 121st in
 quick succession is refused, which is what a person reading "120 per minute" expects.
 A clock that goes backwards is treated as no time passing.
+
+Which bucket an envelope draws from (`bucket_scope`), where the protocol says only "the
+sender is within its rate limit": one per sender and recipient brand for envelopes to a
+brand, so a person writing to two brands is limited by each brand's rate separately; one per
+brand agent and person it writes to, so a support agent answering hundreds of customers is
+not held to one person's rate in all, while no customer can be flooded by it; and one per
+personal sender for everything it writes to other people.
 """
 
 from __future__ import annotations
@@ -57,3 +64,17 @@ def take(
     if tokens >= 1.0:
         return Bucket(tokens - 1.0, updated), 0.0
     return Bucket(tokens, updated), (1.0 - tokens) / per_second
+
+
+ANY_PERSON = "*"  # the scope of a personal agent's envelopes to other people
+
+
+def bucket_scope(sender_kind: str, recipient_address: str, recipient_brand: str | None) -> str:
+    """The scope of the bucket an envelope draws from, beside its sender (see the module doc):
+    the recipient's brand; else, from a brand agent, the person it writes to; else
+    `ANY_PERSON`."""
+    if recipient_brand is not None:
+        return recipient_brand
+    if sender_kind == "brand":
+        return recipient_address
+    return ANY_PERSON

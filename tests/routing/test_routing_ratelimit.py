@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.ratelimit import Bucket, take
+from routing.ratelimit import ANY_PERSON, Bucket, bucket_scope, take
 
 
 def send(times: list[float], rate: int, burst: int | None = None) -> list[float]:
@@ -81,3 +81,28 @@ def test_allowed_never_exceed_burst_plus_rate_over_any_window(
         for j in range(i, len(times)):
             count += allowed[j]
             assert count <= capacity + rate * (times[j] - times[i]) / 60 + 1e-6
+
+
+def test_bucket_scope() -> None:
+    """To a brand: its brand; from a brand agent to a person: that person; from a person to a
+    person: one scope for all of them."""
+    assert bucket_scope("personal", "support@acme.example", "acme.example") == "acme.example"
+    assert bucket_scope("brand", "sales@globex.example", "globex.example") == "globex.example"
+    assert bucket_scope("brand", "alice@people.example", None) == "alice@people.example"
+    assert bucket_scope("personal", "bob@people.example", None) == ANY_PERSON
+
+
+@given(
+    st.lists(st.floats(min_value=0, max_value=600, allow_nan=False), min_size=1, max_size=60),
+    st.integers(min_value=1, max_value=600),
+)
+def test_a_bucket_left_a_minute_is_as_good_as_none(times: list[float], rate: int) -> None:
+    """What lets the gateway forget buckets nobody took from for a minute (and a second: an
+    emptied bucket is a rounding error short of one token after exactly 60 s): whatever was
+    taken before, the next envelope finds the bucket as a newcomer's."""
+    bucket: Bucket | None = None
+    for now in sorted(times):
+        bucket, _ = take(bucket, now, rate)
+    assert bucket is not None
+    later = bucket.updated + 61.0
+    assert take(bucket, later, rate) == take(None, later, rate)
