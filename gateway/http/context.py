@@ -94,6 +94,24 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         raise RequestInvalid(f"{where}: {first['msg']}", member=where) from exc
 
 
+def query_number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    """The query parameter `name` as a number from `low` to `high` (`default` when absent).
+
+    Raises:
+        RequestInvalid: It is not a number, or out of bounds; the detail says which.
+    """
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise RequestInvalid(f"{name} must be a number, got {raw!r}", member=name) from exc
+    if not low <= value <= high:
+        raise RequestInvalid(f"{name} must be from {low:g} to {high:g}, got {raw}", member=name)
+    return value
+
+
 def json_response(
     value: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:

@@ -6,26 +6,13 @@ from aiohttp import web
 
 from gateway.errors import RequestInvalid
 from gateway.http import sse
-from gateway.http.context import json_response, principal, services
+from gateway.http.context import query_number, json_response, principal, services
 from gateway.http.routes import Route
 from routing.errors import Forbidden, Unauthorized
 from routing.policy import Action, Principal, Role, Target, authorize
 
 _MAX_WAIT_S = 30.0
 _MAX_LIMIT = 500
-
-
-def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise RequestInvalid(f"{name} must be a number, got {raw!r}", member=name) from exc
-    if not low <= value <= high:
-        raise RequestInvalid(f"{name} must be from {low:g} to {high:g}, got {raw}", member=name)
-    return value
 
 
 async def _reader(request: web.Request) -> Principal:
@@ -45,9 +32,9 @@ async def _reader(request: web.Request) -> Principal:
 
 async def read_inbox(request: web.Request) -> web.Response:
     who = await _reader(request)
-    after = int(_number(request, "after", 0, 0, 2**62))
-    limit = int(_number(request, "limit", 100, 1, _MAX_LIMIT))
-    wait = _number(request, "wait", 0, 0, _MAX_WAIT_S)
+    after = int(query_number(request, "after", 0, 0, 2**62))
+    limit = int(query_number(request, "limit", 100, 1, _MAX_LIMIT))
+    wait = query_number(request, "wait", 0, 0, _MAX_WAIT_S)
     assert who.address is not None
     items = await services(request).inbox.read(who.address, after, limit, wait)
     return json_response(

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from gateway.clock import iso
 from gateway.errors import RequestInvalid
-from gateway.http.context import json_response, principal, services
+from gateway.http.context import json_response, principal, query_number, services
 from gateway.http.routes import Route
 from gateway.store.records import TaskRecord
+from identity.b64 import b64url_decode, b64url_encode
 from routing.errors import Forbidden, TaskNotFound, Unauthorized
 from routing.policy import Action, Principal, Role, Target, authorize
 from routing.tasks import Control, State
@@ -93,10 +95,48 @@ async def list_tasks(request: web.Request) -> web.Response:
         raise RequestInvalid(f"state must be one of {', '.join(s.value for s in State)}")
     if control is not None and control not in {c.value for c in Control}:
         raise RequestInvalid("control must be agent or human")
+    limit = int(query_number(request, "limit", _LIST_DEFAULT, 1, _LIST_MAX))
+    before = _cursor(request.query.get("before") or None)
     tasks = await svc.conversations.list_tasks(
-        **_scope(who), state=state, control=control, limit=200
+        **_scope(who), state=state, control=control, limit=limit, before=before
     )
-    return json_response({"items": [task_view(task) for task in tasks]})
+    more = len(tasks) == limit
+    return json_response(
+        {
+            "items": [task_view(task) for task in tasks],
+            "next": _next_cursor(tasks[-1]) if more else None,
+        }
+    )
+
+
+_LIST_DEFAULT = 100
+_LIST_MAX = 200
+
+
+def _next_cursor(last: TaskRecord) -> str:
+    """The `before` value of the page after `last`: its update time and id, opaque."""
+    return b64url_encode(f"{last.updated_at.isoformat()}|{last.id}".encode())
+
+
+def _cursor(raw: str | None) -> tuple[datetime, str] | None:
+    """The (update time, id) a `before` value holds.
+
+    Raises:
+        RequestInvalid: It is not a `next` value this gateway gave.
+    """
+    if raw is None:
+        return None
+    try:
+        at, task_id = b64url_decode(raw).decode().split("|")
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        moment, task_id = None, ""
+    if moment is None or moment.tzinfo is None or not task_id:
+        raise RequestInvalid(
+            "before must be the `next` value of an earlier answer of GET /v1/tasks, as it was",
+            member="before",
+        )
+    return moment, task_id
 
 
 def _scope(who: Principal) -> dict[str, str | None]:
@@ -123,6 +163,6 @@ ROUTES = (
         "Tasks you are a party of, or your brand's",
         "agent-or-token",
         tag="tasks",
-        query=("state", "control"),
+        query=("state", "control", "limit", "before"),
     ),
 )

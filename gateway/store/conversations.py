@@ -617,8 +617,17 @@ class Conversations:
         state: str | None = None,
         control: str | None = None,
         limit: int = 100,
+        before: tuple[datetime, str] | None = None,
     ) -> list[TaskRecord]:
+        """The tasks that match, the most recently updated first (ties by id, descending);
+        with `before`, only those after the task last updated at `before[0]` with id
+        `before[1]` in that order (keyset paging)."""
         query = select(tasks)
+        if before is not None:
+            at, task_id = before
+            query = query.where(
+                or_(tasks.c.updated_at < at, and_(tasks.c.updated_at == at, tasks.c.id < task_id))
+            )
         if party is not None:
             query = query.where(or_(tasks.c.initiator == party, tasks.c.responder == party))
         if brand is not None:
@@ -629,7 +638,9 @@ class Conversations:
             query = query.where(tasks.c.control == control)
         async with self._engine.connect() as conn:
             rows = (
-                await conn.execute(query.order_by(tasks.c.updated_at.desc()).limit(limit))
+                await conn.execute(
+                    query.order_by(tasks.c.updated_at.desc(), tasks.c.id.desc()).limit(limit)
+                )
             ).all()
         return [_task(row) for row in rows]
 

@@ -110,3 +110,56 @@ async def test_task_list_bad_filters(gateway, query, member):
     assert_problem(bad, 400, "schema_invalid", member)
     anonymous = await request(gateway.session, "GET", url)
     assert_problem(anonymous, 401, "unauthorized")
+
+
+async def test_task_list_pages_with_next_until_none(gateway):
+    """?limit= pages the list, newest update first; `next` given as ?before= gives the
+    following page, every task exactly once, and `next` is null on the last page."""
+    _, support, alice, _ = await _world(gateway)
+    opened = [(await alice.send("acme.example", f"question {n}"))["task"] for n in range(5)]
+    await support.send(alice.address, "Which one?", act="ask", task=opened[0])  # now newest
+
+    async def page(**query: Any) -> dict[str, Any]:
+        answer = await request(
+            gateway.session,
+            "GET",
+            f"{gateway.url}/v1/tasks?" + "&".join(f"{k}={v}" for k, v in query.items()),
+            token=alice.token(),
+        )
+        assert answer.status == 200, answer.body
+        return answer.body  # type: ignore[no-any-return]
+
+    seen: list[str] = []
+    body = await page(limit=2)
+    while True:
+        assert len(body["items"]) <= 2
+        seen += [item["id"] for item in body["items"]]
+        if body["next"] is None:
+            break
+        body = await page(limit=2, before=body["next"])
+    assert seen == [opened[0], *reversed(opened[1:])]
+    everything = await page()
+    assert [item["id"] for item in everything["items"]] == seen
+    assert everything["next"] is None
+
+
+@pytest.mark.parametrize(
+    ("query", "member"),
+    [
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("limit=many", "limit"),
+        ("before=not-a-cursor!", "before"),
+        ("before=MjAyNg", "before"),  # base64url of "2026": no id, no time
+    ],
+)
+async def test_task_list_bad_paging(gateway, query, member):
+    """A limit outside 1-200 or a `before` this gateway did not give is 400 naming it."""
+    _, _, alice, _ = await _world(gateway)
+    url = f"{gateway.url}/v1/tasks?{query}"
+    assert_problem(
+        await request(gateway.session, "GET", url, token=alice.token()),
+        400,
+        "schema_invalid",
+        member,
+    )
