@@ -221,14 +221,6 @@ DISAGREEMENTS: dict[tuple[str, str, str], tuple[int, str]] = {
         "escalations (it signs replies for the operator's address, and the admin has none)",
     )
     for work in ("claim", "release", "reply", "resolve", "handback")
-} | {
-    ("GET /v1/agents/{address}", variant, NEWCOMER): (
-        401,
-        "section 5 lets anyone read a card, but the handler resolves the caller first, so an "
-        "agent JWT that does not check out (an agent about to register) is 401 here, while "
-        "the other public routes ignore credentials",
-    )
-    for variant in ("brand agent", "personal agent")
 }
 
 
