@@ -61,9 +61,9 @@ def _target(agent: AgentRecord) -> Target:
 
 
 async def get_agent(request: web.Request) -> web.Response:
-    agent = await _agent(request)
-    authorize(await principal(request), Action.READ_AGENT_CARD, _target(agent))
-    return json_response(agent.card())
+    # Cards are public (READ_AGENT_CARD: anyone): the caller is not looked at, as on the other
+    # public routes, so an agent about to register can look itself up with its JWT.
+    return json_response((await _agent(request)).card())
 
 
 async def patch_agent(request: web.Request) -> web.Response:
