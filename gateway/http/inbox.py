@@ -15,6 +15,21 @@ _MAX_WAIT_S = 30.0
 _MAX_LIMIT = 500
 
 
+def _integer(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query value within its bounds, parsed as an integer: 1.5 is refused,
+    and a bound past 2**53 holds exactly (as a float it would round)."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise RequestInvalid(f"{name} must be a whole number, got {raw!r}", member=name) from exc
+    if not low <= value <= high:
+        raise RequestInvalid(f"{name} must be from {low} to {high}, got {raw}", member=name)
+    return value
+
+
 def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
     raw = request.query.get(name)
     if raw is None or raw == "":
@@ -45,8 +60,8 @@ async def _reader(request: web.Request) -> Principal:
 
 async def read_inbox(request: web.Request) -> web.Response:
     who = await _reader(request)
-    after = int(_number(request, "after", 0, 0, 2**62))
-    limit = int(_number(request, "limit", 100, 1, _MAX_LIMIT))
+    after = _integer(request, "after", 0, 0, 2**62)
+    limit = _integer(request, "limit", 100, 1, _MAX_LIMIT)
     wait = _number(request, "wait", 0, 0, _MAX_WAIT_S)
     assert who.address is not None
     items = await services(request).inbox.read(who.address, after, limit, wait)
