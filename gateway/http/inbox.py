@@ -7,12 +7,15 @@ from aiohttp import web
 from gateway.errors import RequestInvalid
 from gateway.http import sse
 from gateway.http.context import json_response, principal, services
-from gateway.http.routes import Route
+from gateway.http.routes import Param, Route, Success
+from gateway.http.shapes import INBOX, INBOX_ITEM, STREAM
 from routing.errors import Forbidden, Unauthorized
 from routing.policy import Action, Principal, Role, Target, authorize
 
 _MAX_WAIT_S = 30.0
 _MAX_LIMIT = 500
+_DEFAULT_LIMIT = 100
+_MAX_AFTER = 2**62
 
 
 def _integer(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -60,8 +63,8 @@ async def _reader(request: web.Request) -> Principal:
 
 async def read_inbox(request: web.Request) -> web.Response:
     who = await _reader(request)
-    after = _integer(request, "after", 0, 0, 2**62)
-    limit = _integer(request, "limit", 100, 1, _MAX_LIMIT)
+    after = _integer(request, "after", 0, 0, _MAX_AFTER)
+    limit = _integer(request, "limit", _DEFAULT_LIMIT, 1, _MAX_LIMIT)
     wait = _number(request, "wait", 0, 0, _MAX_WAIT_S)
     assert who.address is not None
     items = await services(request).inbox.read(who.address, after, limit, wait)
@@ -85,8 +88,26 @@ ROUTES = (
         read_inbox,
         "Envelopes for the calling agent, in seq order",
         "agent",
+        answers=(Success(200, INBOX),),
         tag="inbox",
-        query=("after", "limit", "wait"),
+        params=(
+            Param(
+                "after",
+                {"type": "integer", "minimum": 0, "maximum": _MAX_AFTER, "default": 0},
+                "Items after this seq: the `next` of the previous answer",
+            ),
+            Param(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": _MAX_LIMIT, "default": _DEFAULT_LIMIT},
+                "At most this many items",
+            ),
+            Param(
+                "wait",
+                {"type": "number", "minimum": 0, "maximum": _MAX_WAIT_S, "default": 0},
+                "Seconds to wait for an item when there is none yet (a long poll)",
+            ),
+        ),
+        refusals=("forbidden", "schema_invalid"),
     ),
     Route(
         "GET",
@@ -94,8 +115,17 @@ ROUTES = (
         stream_inbox,
         "The inbox as Server-Sent Events; Last-Event-ID resumes",
         "agent",
+        answers=(
+            Success(
+                200,
+                STREAM,
+                "Events named `envelope`: `id` is the seq, `data` an inbox item",
+                media="text/event-stream",
+                events=INBOX_ITEM,
+            ),
+        ),
         tag="inbox",
-        stream=True,
-        query=("after", "heartbeat"),
+        params=sse.PARAMS,
+        refusals=("forbidden", "schema_invalid"),
     ),
 )

@@ -9,7 +9,8 @@ from aiohttp import web
 from gateway.clock import iso
 from gateway.errors import RequestInvalid
 from gateway.http.context import json_response, principal, services
-from gateway.http.routes import Route
+from gateway.http.routes import Param, Route, Success
+from gateway.http.shapes import CONTROL, STATE, TASK_DETAIL, TASKS
 from gateway.store.records import TaskRecord
 from routing.errors import Forbidden, TaskNotFound, Unauthorized
 from routing.policy import Action, Principal, Role, Target, authorize
@@ -114,7 +115,9 @@ ROUTES = (
         get_task,
         "A task: state, control, parties, history, escalations, outcome",
         "agent-or-token",
+        answers=(Success(200, TASK_DETAIL),),
         tag="tasks",
+        refusals=("task_not_found",),
     ),
     Route(
         "GET",
@@ -122,7 +125,12 @@ ROUTES = (
         list_tasks,
         "Tasks you are a party of, or your brand's",
         "agent-or-token",
+        answers=(Success(200, TASKS),),
         tag="tasks",
-        query=("state", "control"),
+        params=(
+            Param("state", STATE, "Only tasks in this state"),
+            Param("control", CONTROL, "Only tasks under this control"),
+        ),
+        refusals=("forbidden", "schema_invalid"),
     ),
 )
