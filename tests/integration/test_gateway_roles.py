@@ -18,6 +18,7 @@ from identity.keys import PrivateKey
 from routing.errors import Forbidden, Unauthorized
 from routing.policy import Action, Principal, Role, Target, authorize
 from tests.conftest import ADMIN_TOKEN
+from tests.integration.openapi_contract import Contract
 from tests.integration.wire import PROBLEM, request
 
 ROLES = ("anonymous", "admin", "brand_admin", "other_brand_admin", "personal", "brand_agent")
@@ -91,6 +92,7 @@ class World:
     tokens: dict[str, str | None]
     task: str
     counter: itertools.count  # type: ignore[type-arg]
+    contract: Contract  # the served /openapi.json, which every answer must match
 
 
 async def _world(gateway: Any) -> World:
@@ -107,7 +109,8 @@ async def _world(gateway: Any) -> World:
         "personal": alice.token(),
         "brand_agent": support.token(),
     }
-    return World(gateway, tokens, task, itertools.count())
+    document = await request(gateway.session, "GET", gateway.url + "/openapi.json")
+    return World(gateway, tokens, task, itertools.count(), Contract(document.body))
 
 
 async def _call(world: World, endpoint: str, role: str) -> tuple[int, str]:
@@ -159,14 +162,17 @@ async def _call(world: World, endpoint: str, role: str) -> tuple[int, str]:
     if endpoint == "GET /v1/inbox/stream":
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with gateway.session.get(url, headers=headers) as response:
+            world.contract.check_status(method, path, response.status, response.content_type)
             return response.status, response.content_type
     answer = await request(gateway.session, method, url, token=token, body=body)
+    world.contract.check(method, path, answer)
     return answer.status, answer.content_type
 
 
 @pytest.mark.parametrize("endpoint", list(MATRIX))
 async def test_role_matrix(gateway, endpoint):
-    """Every role gets the status the matrix gives for this endpoint; refusals are problems."""
+    """Every role gets the status the matrix gives for this endpoint; refusals are problems;
+    every answer, status and body, is as /openapi.json documents it."""
     world = await _world(gateway)
     got = {}
     for role in ROLES:
