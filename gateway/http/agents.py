@@ -9,7 +9,8 @@ from aiohttp import web
 from gateway.errors import NotFound
 from gateway.http.context import json_response, principal, read_model, services
 from gateway.http.models import AgentPatch, AgentRegister, KeyAdd
-from gateway.http.routes import Route
+from gateway.http.routes import Route, Success
+from gateway.http.shapes import CARD
 from gateway.registry import NewAgent
 from gateway.store.records import AgentRecord
 from identity.address import parse_address
@@ -102,10 +103,28 @@ ROUTES = (
         "Register an agent with its keys",
         "agent-or-token",
         body=AgentRegister,
-        ok=201,
+        answers=(Success(201, CARD, "Registered: the public card"),),
         tag="agents",
+        refusals=(
+            "address_invalid",
+            "key_invalid",
+            "endpoint_forbidden",
+            "forbidden",
+            "not_found",
+            "address_taken",
+        ),
     ),
-    Route("GET", "/v1/agents/{address}", get_agent, "An agent's public card", "none", tag="agents"),
+    Route(
+        "GET",
+        "/v1/agents/{address}",
+        get_agent,
+        "An agent's public card",
+        "none",
+        answers=(Success(200, CARD),),
+        tag="agents",
+        # A credential is optional here, but one that is sent must check out.
+        refusals=("address_invalid", "unauthorized", "forbidden", "not_found"),
+    ),
     Route(
         "PATCH",
         "/v1/agents/{address}",
@@ -113,7 +132,9 @@ ROUTES = (
         "Change an agent's names, description, skills or endpoint",
         "agent-or-token",
         body=AgentPatch,
+        answers=(Success(200, CARD, "Changed: the public card"),),
         tag="agents",
+        refusals=("address_invalid", "endpoint_forbidden", "forbidden", "not_found"),
     ),
     Route(
         "POST",
@@ -122,8 +143,12 @@ ROUTES = (
         "Add a key (rotation step one)",
         "agent-or-token",
         body=KeyAdd,
-        ok=201,
+        answers=(
+            Success(201, CARD, "Added: the public card"),
+            Success(200, CARD, "The key was already there: the public card"),
+        ),
         tag="agents",
+        refusals=("address_invalid", "key_invalid", "forbidden", "not_found"),
     ),
     Route(
         "DELETE",
@@ -131,6 +156,8 @@ ROUTES = (
         revoke_key,
         "Revoke a key (rotation step two)",
         "agent-or-token",
+        answers=(Success(200, CARD, "Revoked: the public card"),),
         tag="agents",
+        refusals=("address_invalid", "forbidden", "not_found"),
     ),
 )

@@ -7,7 +7,8 @@ from aiohttp import web
 from gateway.errors import NotFound
 from gateway.http.context import json_response, principal, read_json, read_model, services
 from gateway.http.models import BrandCreate
-from gateway.http.routes import Route
+from gateway.http.routes import Route, Success
+from gateway.http.shapes import BRAND_CREATED, POLICY, STORED_POLICY
 from identity.address import parse_domain
 from routing.policy import Action, Target, authorize, policy_from_json, policy_to_json
 
@@ -51,8 +52,9 @@ ROUTES = (
         "Create a brand and its brand-admin token",
         "token",
         body=BrandCreate,
-        ok=201,
+        answers=(Success(201, BRAND_CREATED, "Created: the brand-admin token, shown once"),),
         tag="brands",
+        refusals=("address_invalid", "forbidden", "brand_exists"),
     ),
     Route(
         "PUT",
@@ -60,7 +62,10 @@ ROUTES = (
         put_policy,
         "Set the brand's contact policy, rate limit and escalation rules",
         "token",
+        body=POLICY,
+        answers=(Success(200, STORED_POLICY, "Set: the policy with its version"),),
         tag="brands",
+        refusals=("address_invalid", "forbidden", "not_found", "policy_invalid"),
     ),
     Route(
         "GET",
@@ -68,6 +73,8 @@ ROUTES = (
         get_policy,
         "Read the brand's policy",
         "token",
+        answers=(Success(200, STORED_POLICY),),
         tag="brands",
+        refusals=("address_invalid", "forbidden", "not_found"),
     ),
 )

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.endpoints import EndpointGuard
 from gateway.errors import NotFound, RequestInvalid
 from gateway.http.context import json_response, principal, read_model, services
-from gateway.http.routes import Route
+from gateway.http.routes import Route, Success
+from gateway.http.shapes import CHANNEL, CHANNELS
 from gateway.notify import EVENT_KINDS
 from identity.address import parse_domain
 from routing.policy import Action, Target, authorize
@@ -95,8 +96,9 @@ ROUTES = (
         "Add a notification channel (webhook, slack, email)",
         "token",
         body=ChannelCreate,
-        ok=201,
+        answers=(Success(201, CHANNEL, "Added: the channel"),),
         tag="channels",
+        refusals=("address_invalid", "endpoint_forbidden", "forbidden", "not_found"),
     ),
     Route(
         "GET",
@@ -104,7 +106,9 @@ ROUTES = (
         list_channels,
         "The brand's notification channels",
         "token",
+        answers=(Success(200, CHANNELS),),
         tag="channels",
+        refusals=("address_invalid", "forbidden", "not_found"),
     ),
     Route(
         "DELETE",
@@ -112,7 +116,8 @@ ROUTES = (
         delete_channel,
         "Remove a notification channel",
         "token",
-        ok=204,
+        answers=(Success(204, None, "Removed"),),
         tag="channels",
+        refusals=("address_invalid", "forbidden", "not_found"),
     ),
 )

@@ -94,6 +94,21 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         raise RequestInvalid(f"{where}: {first['msg']}", member=where) from exc
 
 
+def query_integer(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query value within its bounds, parsed as an integer: 1.5 is refused,
+    and a bound past 2**53 holds exactly (as a float it would round)."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise RequestInvalid(f"{name} must be a whole number, got {raw!r}", member=name) from exc
+    if not low <= value <= high:
+        raise RequestInvalid(f"{name} must be from {low} to {high}, got {raw}", member=name)
+    return value
+
+
 def query_number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
     """The query parameter `name` as a number from `low` to `high` (`default` when absent).
 

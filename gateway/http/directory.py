@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.http.context import json_response, services
-from gateway.http.routes import Route
+from gateway.http.routes import Param, Route, Success
+from gateway.http.shapes import DIRECTORY
 from identity.address import parse_domain
 from routing.language import Candidate
 
@@ -42,7 +43,12 @@ ROUTES = (
         search,
         "Brand agents ranked for a plain-English query",
         "none",
+        answers=(Success(200, DIRECTORY),),
         tag="directory",
-        query=("q", "domain"),
+        params=(
+            Param("q", {"type": "string"}, "What the caller needs, in plain English"),
+            Param("domain", {"type": "string"}, "Only this brand's agents"),
+        ),
+        refusals=("address_invalid",),
     ),
 )

@@ -14,7 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.errors import RequestInvalid
 from gateway.http import sse
 from gateway.http.context import json_response, principal, read_model, services
-from gateway.http.routes import Route
+from gateway.http.routes import Param, Route, Success
+from gateway.http.shapes import (
+    CONSOLE_EVENT,
+    ESCALATION,
+    ESCALATION_DETAIL,
+    ESCALATIONS,
+    STREAM,
+    one_of,
+)
 from gateway.operators import Reply
 from gateway.store.escalations import EscalationRecord
 from routing.claims import EscalationState
@@ -139,7 +147,15 @@ def _work(path: str, handler: Any, summary: str, body: type[BaseModel] | None = 
         summary,
         "token",
         body=body,
+        answers=(Success(200, ESCALATION, "Done: the escalation as it is now"),),
         tag="escalations",
+        refusals=(
+            "forbidden",
+            "not_found",
+            "escalation_conflict",
+            "invalid_transition",
+            "task_closed",
+        ),
     )
 
 
@@ -150,8 +166,10 @@ ROUTES = (
         list_escalations,
         "The brand's escalation queue",
         "token",
+        answers=(Success(200, ESCALATIONS),),
         tag="escalations",
-        query=("state",),
+        params=(Param("state", one_of(s.value for s in EscalationState), "Only this state"),),
+        refusals=("forbidden", "schema_invalid"),
     ),
     Route(
         "GET",
@@ -159,9 +177,18 @@ ROUTES = (
         stream,
         "The live queue as Server-Sent Events; Last-Event-ID resumes",
         "token",
+        answers=(
+            Success(
+                200,
+                STREAM,
+                "Queue events: `id` is the seq, `event` the kind",
+                media="text/event-stream",
+                events=CONSOLE_EVENT,
+            ),
+        ),
         tag="escalations",
-        stream=True,
-        query=("after", "heartbeat"),
+        params=sse.PARAMS,
+        refusals=("forbidden", "schema_invalid"),
     ),
     Route(
         "GET",
@@ -169,7 +196,9 @@ ROUTES = (
         get_escalation,
         "One escalation with its summary and transcript",
         "token",
+        answers=(Success(200, ESCALATION_DETAIL),),
         tag="escalations",
+        refusals=("forbidden", "not_found"),
     ),
     _work("claim", claim, "Claim an escalation (exclusive)"),
     _work("release", release, "Release your claim"),

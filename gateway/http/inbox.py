@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.errors import RequestInvalid
 from gateway.http import sse
-from gateway.http.context import query_number, json_response, principal, services
-from gateway.http.routes import Route
+from gateway.http.context import json_response, principal, query_integer, query_number, services
+from gateway.http.routes import Param, Route, Success
+from gateway.http.shapes import INBOX, INBOX_ITEM, STREAM
 from routing.errors import Forbidden, Unauthorized
 from routing.policy import Action, Principal, Role, Target, authorize
 
 _MAX_WAIT_S = 30.0
 _MAX_LIMIT = 500
+_DEFAULT_LIMIT = 100
+_MAX_AFTER = 2**62
 
 
 async def _reader(request: web.Request) -> Principal:
@@ -32,8 +34,8 @@ async def _reader(request: web.Request) -> Principal:
 
 async def read_inbox(request: web.Request) -> web.Response:
     who = await _reader(request)
-    after = int(query_number(request, "after", 0, 0, 2**62))
-    limit = int(query_number(request, "limit", 100, 1, _MAX_LIMIT))
+    after = query_integer(request, "after", 0, 0, _MAX_AFTER)
+    limit = query_integer(request, "limit", _DEFAULT_LIMIT, 1, _MAX_LIMIT)
     wait = query_number(request, "wait", 0, 0, _MAX_WAIT_S)
     assert who.address is not None
     items = await services(request).inbox.read(who.address, after, limit, wait)
@@ -57,8 +59,26 @@ ROUTES = (
         read_inbox,
         "Envelopes for the calling agent, in seq order",
         "agent",
+        answers=(Success(200, INBOX),),
         tag="inbox",
-        query=("after", "limit", "wait"),
+        params=(
+            Param(
+                "after",
+                {"type": "integer", "minimum": 0, "maximum": _MAX_AFTER, "default": 0},
+                "Items after this seq: the `next` of the previous answer",
+            ),
+            Param(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": _MAX_LIMIT, "default": _DEFAULT_LIMIT},
+                "At most this many items",
+            ),
+            Param(
+                "wait",
+                {"type": "number", "minimum": 0, "maximum": _MAX_WAIT_S, "default": 0},
+                "Seconds to wait for an item when there is none yet (a long poll)",
+            ),
+        ),
+        refusals=("forbidden", "schema_invalid"),
     ),
     Route(
         "GET",
@@ -66,8 +86,17 @@ ROUTES = (
         stream_inbox,
         "The inbox as Server-Sent Events; Last-Event-ID resumes",
         "agent",
+        answers=(
+            Success(
+                200,
+                STREAM,
+                "Events named `envelope`: `id` is the seq, `data` an inbox item",
+                media="text/event-stream",
+                events=INBOX_ITEM,
+            ),
+        ),
         tag="inbox",
-        stream=True,
-        query=("after", "heartbeat"),
+        params=sse.PARAMS,
+        refusals=("forbidden", "schema_invalid"),
     ),
 )

@@ -8,7 +8,8 @@ import structlog
 from aiohttp import web
 
 from gateway.http.context import json_response, services
-from gateway.http.routes import Route
+from gateway.http.routes import Route, Success
+from gateway.http.shapes import ACCEPTED, DUPLICATE, ENVELOPE
 from identity.envelope import MAX_REQUEST_BYTES
 from identity.errors import PayloadTooLarge
 
@@ -49,7 +50,29 @@ ROUTES = (
         post_message,
         "Submit a signed envelope",
         "envelope",
-        ok=202,
+        body=ENVELOPE,
+        answers=(
+            Success(202, ACCEPTED, "Accepted: a new envelope"),
+            Success(200, DUPLICATE, "An identical resend: the first answer, duplicate true"),
+        ),
         tag="messages",
+        refusals=(
+            "address_invalid",
+            "unknown_sender",
+            "unknown_key",
+            "key_revoked",
+            "signature_invalid",
+            "clock_skew",
+            "expired",
+            "replay_conflict",
+            "unknown_recipient",
+            "forbidden",
+            "rate_limited",
+            "task_not_found",
+            "invalid_transition",
+            "task_closed",
+            "under_human_control",
+            "unavailable",
+        ),
     ),
 )

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.errors import NotFound
 from gateway.http.context import json_response, principal, read_model, services
-from gateway.http.routes import Route
+from gateway.http.routes import Route, Success
+from gateway.http.shapes import OPERATOR_CREATED, OPERATORS
 from identity.address import parse_domain
 from routing.policy import Action, Target, authorize
 
@@ -59,8 +60,9 @@ ROUTES = (
         "Add an operator; its token is shown once",
         "token",
         body=OperatorCreate,
-        ok=201,
+        answers=(Success(201, OPERATOR_CREATED, "Added: the operator token, shown once"),),
         tag="operators",
+        refusals=("address_invalid", "forbidden", "not_found", "address_taken"),
     ),
     Route(
         "GET",
@@ -68,6 +70,8 @@ ROUTES = (
         list_operators,
         "The brand's operators",
         "token",
+        answers=(Success(200, OPERATORS),),
         tag="operators",
+        refusals=("address_invalid", "forbidden", "not_found"),
     ),
 )

@@ -7,7 +7,8 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 
 from gateway.http.context import json_response, services
-from gateway.http.routes import Route
+from gateway.http.routes import Route, Success
+from gateway.http.shapes import HEALTH, METRICS, OPENAPI, READINESS
 
 ALL_ROUTES: web.AppKey[tuple[Route, ...]] = web.AppKey("routes")
 
@@ -49,10 +50,43 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 ROUTES = (
-    Route("GET", "/healthz", healthz, "Liveness", "none", tag="operations"),
     Route(
-        "GET", "/readyz", readyz, "Readiness: database and bus reachable", "none", tag="operations"
+        "GET",
+        "/healthz",
+        healthz,
+        "Liveness",
+        "none",
+        answers=(Success(200, HEALTH),),
+        tag="operations",
     ),
-    Route("GET", "/metrics", metrics, "Prometheus metrics", "none", tag="operations"),
-    Route("GET", "/openapi.json", openapi, "This document", "none", tag="operations"),
+    Route(
+        "GET",
+        "/readyz",
+        readyz,
+        "Readiness: database and bus reachable",
+        "none",
+        answers=(
+            Success(200, READINESS, "Ready"),
+            Success(503, READINESS, "Not ready: the checks say which part is not reachable"),
+        ),
+        tag="operations",
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        metrics,
+        "Prometheus metrics",
+        "none",
+        answers=(Success(200, METRICS, media="text/plain"),),
+        tag="operations",
+    ),
+    Route(
+        "GET",
+        "/openapi.json",
+        openapi,
+        "This document",
+        "none",
+        answers=(Success(200, OPENAPI),),
+        tag="operations",
+    ),
 )

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from gateway.errors import NotFound, RequestInvalid
 from gateway.http.context import json_response, principal, services
-from gateway.http.routes import Route
+from gateway.http.routes import Param, Route, Success
+from gateway.http.shapes import OUTCOMES, TIME
 from identity.address import parse_domain
 from routing.outcomes import EntryFacts, OutcomeKind, totals
 from routing.policy import Action, Target, authorize
@@ -71,7 +72,12 @@ ROUTES = (
         get_outcomes,
         "The brand's outcome ledger and totals",
         "token",
+        answers=(Success(200, OUTCOMES),),
         tag="outcomes",
-        query=("since", "until"),
+        params=(
+            Param("since", TIME, "Entries at or after this time (RFC 3339, with a zone)"),
+            Param("until", TIME, "Entries before this time (RFC 3339, with a zone)"),
+        ),
+        refusals=("address_invalid", "forbidden", "not_found", "schema_invalid"),
     ),
 )

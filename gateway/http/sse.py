@@ -11,12 +11,39 @@ import structlog
 from aiohttp import web
 
 from gateway.errors import RequestInvalid
+from gateway.http.routes import Param
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
 HEARTBEAT_S = 15.0
+_HEARTBEAT_MIN_S, _HEARTBEAT_MAX_S = 0.05, 60.0
+
+# The parameters `resume_point` and `heartbeat_interval` read, for the route table.
+PARAMS = (
+    Param(
+        "Last-Event-ID",
+        {"type": "integer", "minimum": 0},
+        "The id (seq) of the last event received: the stream resumes after it",
+        where="header",
+    ),
+    Param(
+        "after",
+        {"type": "integer", "minimum": 0, "default": 0},
+        "Resume after this seq when Last-Event-ID is not sent",
+    ),
+    Param(
+        "heartbeat",
+        {
+            "type": "number",
+            "minimum": _HEARTBEAT_MIN_S,
+            "maximum": _HEARTBEAT_MAX_S,
+            "default": HEARTBEAT_S,
+        },
+        "Seconds of quiet before a heartbeat comment",
+    ),
+)
 
 
 def resume_point(request: web.Request) -> int:
@@ -40,7 +67,7 @@ def heartbeat_interval(request: web.Request) -> float:
         value = float(raw)
     except ValueError as exc:
         raise RequestInvalid(f"heartbeat must be a number of seconds, got {raw!r}") from exc
-    if not 0.05 <= value <= 60:
+    if not _HEARTBEAT_MIN_S <= value <= _HEARTBEAT_MAX_S:
         raise RequestInvalid(f"heartbeat must be from 0.05 to 60 seconds, got {raw}")
     return value
 

@@ -9,8 +9,9 @@ from aiohttp import web
 
 from gateway.clock import iso
 from gateway.errors import RequestInvalid
-from gateway.http.context import json_response, principal, query_number, services
-from gateway.http.routes import Route
+from gateway.http.context import json_response, principal, query_integer, services
+from gateway.http.routes import Param, Route, Success
+from gateway.http.shapes import CONTROL, STATE, TASK_DETAIL, TASKS
 from gateway.store.records import TaskRecord
 from identity.b64 import b64url_decode, b64url_encode
 from routing.errors import Forbidden, TaskNotFound, Unauthorized
@@ -95,7 +96,7 @@ async def list_tasks(request: web.Request) -> web.Response:
         raise RequestInvalid(f"state must be one of {', '.join(s.value for s in State)}")
     if control is not None and control not in {c.value for c in Control}:
         raise RequestInvalid("control must be agent or human")
-    limit = int(query_number(request, "limit", _LIST_DEFAULT, 1, _LIST_MAX))
+    limit = query_integer(request, "limit", _LIST_DEFAULT, 1, _LIST_MAX)
     before = _cursor(request.query.get("before") or None)
     tasks = await svc.conversations.list_tasks(
         **_scope(who), state=state, control=control, limit=limit, before=before
@@ -154,7 +155,9 @@ ROUTES = (
         get_task,
         "A task: state, control, parties, history, escalations, outcome",
         "agent-or-token",
+        answers=(Success(200, TASK_DETAIL),),
         tag="tasks",
+        refusals=("task_not_found",),
     ),
     Route(
         "GET",
@@ -162,7 +165,22 @@ ROUTES = (
         list_tasks,
         "Tasks you are a party of, or your brand's",
         "agent-or-token",
+        answers=(Success(200, TASKS),),
         tag="tasks",
-        query=("state", "control", "limit", "before"),
+        params=(
+            Param("state", STATE, "Only tasks in this state"),
+            Param("control", CONTROL, "Only tasks under this control"),
+            Param(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": _LIST_MAX, "default": _LIST_DEFAULT},
+                "At most this many tasks",
+            ),
+            Param(
+                "before",
+                {"type": "string"},
+                "The `next` of the previous answer: the tasks after its last one",
+            ),
+        ),
+        refusals=("forbidden", "schema_invalid"),
     ),
 )

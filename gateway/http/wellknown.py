@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.http.context import json_response, services
-from gateway.http.routes import Route
+from gateway.http.routes import Route, Success
+from gateway.http.shapes import WELL_KNOWN
 from identity.envelope import MAX_PARTS, MAX_REQUEST_BYTES, MAX_TEXT_BYTES, PROTOCOL
 
 
@@ -48,6 +49,7 @@ ROUTES = (
         well_known,
         "Protocol, domains, the gateway's JWKS and limits",
         "none",
+        answers=(Success(200, WELL_KNOWN),),
         tag="discovery",
     ),
 )

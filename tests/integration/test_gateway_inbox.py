@@ -100,6 +100,8 @@ async def test_long_poll_times_out_empty(gateway):
         ("limit=0", "limit"),
         ("limit=100000", "limit"),
         ("limit=x", "limit"),
+        ("limit=1.5", "limit"),
+        ("after=4611686018427387905", "after"),
         ("wait=31", "wait"),
         ("wait=-1", "wait"),
         ("wait=nan", "wait"),
@@ -107,7 +109,8 @@ async def test_long_poll_times_out_empty(gateway):
     ],
 )
 async def test_bad_inbox_query_values_are_400(gateway, query, member):
-    """Out-of-range or non-numeric after/limit/wait are 400 schema_invalid naming the member."""
+    """Out-of-range or non-numeric after/limit/wait (and after/limit that are not whole
+    numbers) are 400 schema_invalid naming the member."""
     support, _ = await _world(gateway)
     answer = await request(
         gateway.session, "GET", f"{gateway.url}/v1/inbox?{query}", token=support.token()

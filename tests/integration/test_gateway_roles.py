@@ -44,6 +44,7 @@ from gateway.client import AgentClient, StaffClient
 from gateway.config import DeliverySettings
 from identity.keys import PrivateKey
 from tests.conftest import ADMIN_TOKEN, Harness, make_settings, start_gateway
+from tests.integration.openapi_contract import Contract
 from tests.integration.wire import PROBLEM, request
 
 # --- who calls ---------------------------------------------------------------------------
@@ -296,6 +297,7 @@ class World:
     tokens: dict[str, str]
     agents: dict[str, AgentClient]
     task: str
+    contract: Contract  # the served /openapi.json, which every answer must match
     counter: Any = field(default_factory=itertools.count)
 
     def n(self) -> int:
@@ -343,7 +345,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         alice, bob = await gw.person("alice"), await gw.person("bob")
         assert alice.address == ALICE and acme_agents["support"].address == SUPPORT
         task = (await alice.send(SUPPORT, "My speaker blinks."))["task"]
+        document = await request(gw.session, "GET", gw.url + "/openapi.json")
         yield World(
+            contract=Contract(document.body),
             gw=gw,
             admin=gw.admin(),
             jane=gw.staff(jane["token"]),
@@ -551,9 +555,13 @@ async def _send(world: World, caller: Caller, call: Call) -> tuple[int, str, Any
     if call.stream:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with world.gw.session.get(url, headers=headers) as response:
+            world.contract.check_status(
+                call.method, call.path.split("?")[0], response.status, response.content_type
+            )
             body = None if response.status == 200 else await response.json(content_type=None)
             return response.status, response.content_type, body
     answer = await request(world.gw.session, call.method, url, token=token, body=call.body)
+    world.contract.check(call.method, call.path.split("?")[0], answer)
     return answer.status, answer.content_type, answer.body
 
 
@@ -563,7 +571,8 @@ UNAUTHORIZED_CODES = {"unauthorized", "unknown_sender", "unknown_key", "signatur
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize(("route", "variant", "role", "row"), _cells())
 async def test_role_matrix(world: World, route: str, variant: str, role: str, row: Row | None):
-    """This role's request on this route gets the answer the table gives for it."""
+    """This role's request on this route gets the answer the table gives for it, and the
+    answer (status, media type, body) is as /openapi.json documents it."""
     assert row is not None, f"{route} is served but neither PUBLIC nor TABLE says who may call it"
     make = REQUESTS.get((route, variant))
     assert make is not None, f"no request is written for {route} [{variant}]"
