@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import structlog
 from sqlalchemy import (
     PrimaryKeyConstraint,
     Row,
@@ -47,6 +48,8 @@ from gateway.store.tables import (
     task_events,
     tasks,
 )
+
+log = structlog.get_logger(__name__)
 
 _MAX_GROUP = 64  # batches in one shared transaction at most
 _TASKS_WITH_TURNS = 5_000  # tasks whose envelopes are kept in memory (see `history`)
@@ -263,6 +266,10 @@ class Conversations:
                         self._fail_pending(exc)
                         raise
                     continue
+                # One batch's fault rolled the group back: each batch goes again alone.
+                log.info(
+                    "conversations.group_rolled_back", batches=len(group), error=type(exc).__name__
+                )
                 for batch, future in group:
                     try:
                         (result,) = await self._write([batch])
