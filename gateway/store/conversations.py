@@ -9,6 +9,7 @@ commit. Accepted means durable: the gateway answers 202 only after `commit` retu
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
 import sqlite3
@@ -244,7 +245,11 @@ class Conversations:
         future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
         self._pending.append((batch, future))
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain(), name="conversations-writer")
+            # It writes for every caller, so in a context of its own: the log ids this caller
+            # bound (its request, envelope and task) are not the writer's.
+            self._writer = asyncio.create_task(
+                self._drain(), name="conversations-writer", context=contextvars.Context()
+            )
         # A caller cancelled while it waits cancels only its own future: the batch is still
         # written with its group, and the writer answers nobody for it (`future.done()`).
         return await future
