@@ -682,8 +682,13 @@ class Conversations:
         ]
 
     async def inbox_depth(self) -> int:
+        """The inbox items stored, all agents together, read or not (items are kept: agents
+        read them by seq). Summed from the agents' heads, one row per agent rather than per
+        item: an agent's seqs run from 1 without gaps (its head moves by the count of items
+        written with it, in their transaction, on either backend) and no item is deleted,
+        so an agent's last seq is its number of items."""
         async with self._engine.connect() as conn:
-            return int((await conn.execute(select(func.count()).select_from(inbox))).scalar_one())
+            return int((await conn.execute(_INBOX_ITEMS)).scalar_one())
 
     async def envelope(self, pk: int) -> StoredEnvelope | None:
         async with self._engine.connect() as conn:
@@ -698,6 +703,7 @@ class Conversations:
 _INSERT_ENVELOPES = envelopes.insert().returning(envelopes.c.pk, sort_by_parameter_order=True)
 _INSERT_OUTBOXES = outbox.insert().returning(outbox.c.pk, sort_by_parameter_order=True)
 _INSERT_INBOX = inbox.insert()
+_INBOX_ITEMS = select(func.coalesce(func.sum(inbox_heads.c.last_seq), 0))
 _INSERT_TASK = tasks.insert()
 _INSERT_EVENT = task_events.insert()
 _UPDATE_TASK = update(tasks).where(
