@@ -136,7 +136,10 @@ def _lifecycle(
         inbox_hub = InboxHub(bus, conversations)
         await inbox_hub.start()
         metrics.gauge(
-            "switchboard_inbox_items", "Inbox items held for agents.", conversations.inbox_depth
+            "switchboard_inbox_items",
+            "Inbox items stored, all agents together, read or not (items are kept after they"
+            " are read, so this never goes down).",
+            conversations.inbox_depth,
         )
         escalations = Escalations(engine)
         escalator = Escalator(

@@ -44,6 +44,7 @@ the write must not join it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -170,10 +171,13 @@ class CachedDirectory(Directory):
         flight = (id(table), key, self._generation)
         task = self._loading.get(flight)
         if task is None or task.done():  # a finished load leaves the map a moment later
+            # Shared by every reader that joins it, or a renewal in the background: in a
+            # context of its own, not with the log ids of the request that started it.
+            context = contextvars.Context()
             task = asyncio.get_running_loop().create_task(
-                self._read_and_keep(table, key, load, self._generation)
+                self._read_and_keep(table, key, load, self._generation), context=context
             )
-            task.add_done_callback(functools.partial(self._landed, flight))
+            task.add_done_callback(functools.partial(self._landed, flight), context=context)
             self._loading[flight] = task
         return task
 

@@ -16,6 +16,7 @@ wait before it reads the store.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Iterable
 
 from gateway.bus import Bus
@@ -47,7 +48,8 @@ class InboxWakeups:
                 # meanwhile: the others wait for it); later callers start their own.
                 self._round = None
                 pending, self._pending = self._pending, {}
-                task = asyncio.create_task(self._send(pending, done))
+                # The send is the whole group's: no caller's log ids on what it logs.
+                task = asyncio.create_task(self._send(pending, done), context=contextvars.Context())
                 self._sending.add(task)
                 task.add_done_callback(self._sending.discard)
         await asyncio.shield(done)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import structlog
 
@@ -31,3 +33,16 @@ def configure(log_format: str, level: str) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)
+
+
+@contextmanager
+def log_context_restored() -> Iterator[None]:
+    """Run the block with the log context as it is, and put that context back when it ends:
+    what the block binds (an acceptance binds its envelope and task ids) is on the block's
+    lines only, not on what the same task logs afterwards about other work."""
+    saved = structlog.contextvars.get_contextvars()
+    try:
+        yield
+    finally:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(**saved)

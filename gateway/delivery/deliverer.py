@@ -39,6 +39,7 @@ from gateway.delivery.schedule import Verdict, classify_status, parse_retry_afte
 from gateway.delivery.sender import HttpAnswer, WebhookSender
 from gateway.delivery.worker import Attempt
 from gateway.errors import EndpointForbidden, GatewayError, Unavailable
+from gateway.logs import log_context_restored
 from gateway.store.directory import Directory
 from gateway.store.outbox import OutboxStore
 from gateway.store.outbox_rows import DeliveryTarget, OutboxRow
@@ -336,21 +337,26 @@ class EndpointDeliverer:
         Raises:
             _ReplyNotProcessed: the gateway failed (not refused) while accepting it.
         """
-        try:
-            accepted = await self._accept(envelope)
-        except Unavailable as exc:
-            # Not a refusal: the gateway cannot take it now (a task changing too fast). The
-            # endpoint, deduplicating, answers the same reply when it is delivered again.
-            raise _ReplyNotProcessed(
-                f"the reply could not be processed (Unavailable: {exc.detail}); delivering again"
-            ) from exc
-        except (IdentityError, RoutingError, GatewayError) as exc:
-            return f"reply refused: {exc.code}: {exc.detail}"[:1000]
-        except Exception as exc:
-            log.exception("delivery.reply_failed")
-            raise _ReplyNotProcessed(
-                f"the reply could not be processed ({type(exc).__name__}); delivering again"
-            ) from exc
+        # The acceptance binds the reply's envelope and task ids to the log context, as for
+        # a request; here they describe the reply only, not the deliveries this worker task
+        # goes on with.
+        with log_context_restored():
+            try:
+                accepted = await self._accept(envelope)
+            except Unavailable as exc:
+                # Not a refusal: the gateway cannot take it now (a task changing too fast).
+                # The endpoint, deduplicating, answers the same reply when delivered again.
+                raise _ReplyNotProcessed(
+                    f"the reply could not be processed (Unavailable: {exc.detail});"
+                    " delivering again"
+                ) from exc
+            except (IdentityError, RoutingError, GatewayError) as exc:
+                return f"reply refused: {exc.code}: {exc.detail}"[:1000]
+            except Exception as exc:
+                log.exception("delivery.reply_failed")
+                raise _ReplyNotProcessed(
+                    f"the reply could not be processed ({type(exc).__name__}); delivering again"
+                ) from exc
         duplicate = " (a repeat of an accepted envelope)" if accepted.duplicate else ""
         return f"reply accepted: {accepted.answer.get('id')}{duplicate}"
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import sys
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
@@ -312,7 +313,11 @@ class SignatureWorkers:
 
     @staticmethod
     def _keep(tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.get_running_loop().create_task(work, name=name)
+        # Started from whatever callback saw the loss (a request's timer, say): in a context
+        # of its own, so that no request's log ids go on its lines.
+        task = asyncio.get_running_loop().create_task(
+            work, name=name, context=contextvars.Context()
+        )
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 

@@ -9,6 +9,7 @@ commit. Accepted means durable: the gateway answers 202 only after `commit` retu
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
 import sqlite3
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import structlog
 from sqlalchemy import (
     PrimaryKeyConstraint,
     Row,
@@ -47,6 +49,8 @@ from gateway.store.tables import (
     task_events,
     tasks,
 )
+
+log = structlog.get_logger(__name__)
 
 _MAX_GROUP = 64  # batches in one shared transaction at most
 _TASKS_WITH_TURNS = 5_000  # tasks whose envelopes are kept in memory (see `history`)
@@ -241,7 +245,11 @@ class Conversations:
         future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
         self._pending.append((batch, future))
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain(), name="conversations-writer")
+            # It writes for every caller, so in a context of its own: the log ids this caller
+            # bound (its request, envelope and task) are not the writer's.
+            self._writer = asyncio.create_task(
+                self._drain(), name="conversations-writer", context=contextvars.Context()
+            )
         # A caller cancelled while it waits cancels only its own future: the batch is still
         # written with its group, and the writer answers nobody for it (`future.done()`).
         return await future
@@ -263,6 +271,10 @@ class Conversations:
                         self._fail_pending(exc)
                         raise
                     continue
+                # One batch's fault rolled the group back: each batch goes again alone.
+                log.info(
+                    "conversations.group_rolled_back", batches=len(group), error=type(exc).__name__
+                )
                 for batch, future in group:
                     try:
                         (result,) = await self._write([batch])
@@ -681,8 +693,13 @@ class Conversations:
         ]
 
     async def inbox_depth(self) -> int:
+        """The inbox items stored, all agents together, read or not (items are kept: agents
+        read them by seq). Summed from the agents' heads, one row per agent rather than per
+        item: an agent's seqs run from 1 without gaps (its head moves by the count of items
+        written with it, in their transaction, on either backend) and no item is deleted,
+        so an agent's last seq is its number of items."""
         async with self._engine.connect() as conn:
-            return int((await conn.execute(select(func.count()).select_from(inbox))).scalar_one())
+            return int((await conn.execute(_INBOX_ITEMS)).scalar_one())
 
     async def envelope(self, pk: int) -> StoredEnvelope | None:
         async with self._engine.connect() as conn:
@@ -697,6 +714,7 @@ class Conversations:
 _INSERT_ENVELOPES = envelopes.insert().returning(envelopes.c.pk, sort_by_parameter_order=True)
 _INSERT_OUTBOXES = outbox.insert().returning(outbox.c.pk, sort_by_parameter_order=True)
 _INSERT_INBOX = inbox.insert()
+_INBOX_ITEMS = select(func.coalesce(func.sum(inbox_heads.c.last_seq), 0))
 _INSERT_TASK = tasks.insert()
 _INSERT_EVENT = task_events.insert()
 _UPDATE_TASK = update(tasks).where(

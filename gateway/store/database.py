@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -281,7 +282,11 @@ class SqliteEngine(AsyncEngine):
         self._commits += 1
         if self._commits >= _CHECKPOINT_EVERY and self._checkpoint is None and not self._disposed:
             self._commits = 0
-            self._checkpoint = asyncio.create_task(self._run_checkpoint(), name="sqlite-checkpoint")
+            # For the database, not for the commit that happened to be the last one before it:
+            # in a context of its own (no request's log ids).
+            self._checkpoint = asyncio.create_task(
+                self._run_checkpoint(), name="sqlite-checkpoint", context=contextvars.Context()
+            )
 
     async def _run_checkpoint(self) -> None:
         """Two checkpoints in a database thread (the event loop goes on). The first, passive,

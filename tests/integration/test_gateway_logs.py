@@ -3,11 +3,19 @@ bodies never appear at info (captured with structlog's own testing facility)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
+import pytest
 import structlog
+from aiohttp import web
 from structlog.testing import capture_logs
 
+from tests.conftest import Harness, make_settings, provision_distributed, start_gateway
+from tests.delivery.webhook_endpoints import Endpoint, Received, fast_delivery, wait_until
 from tests.integration.wire import request
 
 SECRET_TEXT = "my card number is 4111 1111 1111 1111"
@@ -85,3 +93,82 @@ async def test_a_request_without_an_id_gets_a_random_uuid4_on_its_lines_and_answ
         assert parsed.variant == uuid.RFC_4122
         seen.append(header)
     assert seen[0] != seen[1]
+
+
+@pytest.fixture
+async def delivering(backend: str, tmp_path: Path) -> AsyncIterator[Harness]:
+    """A gateway, on each backend, that may deliver to loopback endpoints."""
+    if backend == "embedded":
+        async with start_gateway(make_settings(tmp_path / "var", delivery=fast_delivery())) as gw:
+            yield gw
+        return
+    async with provision_distributed() as services:
+        settings = make_settings(
+            tmp_path / "var", delivery=fast_delivery(), **services.settings_changes()
+        )
+        async with start_gateway(settings) as gw:
+            yield gw
+
+
+async def test_a_synchronous_replys_ids_stay_off_the_deliveries_after_it(
+    delivering: Harness,
+) -> None:
+    """A brand endpoint answers a delivery with a synchronous reply, accepted in the delivery
+    worker's task: that acceptance's lines carry the reply's envelope and task ids, and the
+    lines the worker logs afterwards (the attempt it replied to, then a delivery on another
+    task queued behind it) carry neither."""
+    second_queued = asyncio.Event()
+    replies: list[dict[str, Any]] = []
+    staff, _ = await delivering.brand("acme.example")
+    support = delivering.agent("support@acme.example")
+
+    async def answer(_endpoint: Endpoint, received: Received) -> web.StreamResponse:
+        if replies:  # the second delivery: a plain acknowledgement
+            return web.Response(status=204)
+        await asyncio.wait_for(second_queued.wait(), 5)
+        incoming = received.json
+        reply = support.envelope(
+            incoming["envelope"]["from"],
+            "Is the light blinking fast or slow?",
+            act="ask",
+            task=incoming["task"]["id"],
+            reply_to=incoming["envelope"]["id"],
+        )
+        replies.append(reply)
+        return web.json_response({"envelope": reply})
+
+    endpoint = await Endpoint(respond=answer).start()
+    try:
+        await staff.register_brand_agent(
+            support.address, support.key, description="Speakers", endpoint=endpoint.url
+        )
+        alice = await delivering.person("alice")
+        with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+            first = await alice.send("acme.example", "My light is flashing orange.")
+            await endpoint.wait_for(1)
+            # Queued behind the first delivery (one endpoint, one partition, in order): the
+            # worker task that accepts the reply delivers this one next.
+            second = await alice.send("acme.example", "And my order has not arrived.")
+            assert second["task"] != first["task"]
+            second_queued.set()
+
+            def attempts() -> dict[str, dict[str, Any]]:
+                return {entry["row"]: entry for entry in logs if entry["event"] == "outbox.attempt"}
+
+            async def both_logged() -> bool:
+                return len(attempts()) == 2
+
+            await wait_until(both_logged, what="both attempts are logged")
+    finally:
+        await endpoint.stop()
+    [reply] = replies
+    [accepted] = [
+        entry
+        for entry in logs
+        if entry["event"] == "envelope.accepted" and entry.get("envelope_id") == reply["id"]
+    ]
+    assert accepted["task_id"] == first["task"]
+    replied_to, after = (attempts()[received.webhook_id] for received in endpoint.received)
+    assert replied_to.get("envelope_id") != reply["id"]
+    for key in ("envelope_id", "task_id", "request_id"):
+        assert key not in after, f"{key}={after[key]} on a later delivery's line"

@@ -8,7 +8,11 @@ import re
 from typing import Any
 
 import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 
+from gateway.store.database import create_engine
+from gateway.store.tables import inbox
 from identity.envelope import MAX_REQUEST_BYTES
 from tests.integration.wire import assert_problem, request
 
@@ -139,6 +143,50 @@ async def test_metrics_count_accepted_and_refused_envelopes(gateway):
     assert _metric(text, "switchboard_message_seconds_count") == 7
     assert _metric(text, "switchboard_message_seconds_bucket", le="+Inf") == 7
     assert "# TYPE switchboard_message_seconds histogram" in text
+
+
+async def test_the_inbox_gauge_is_the_stored_items_and_reads_no_item(gateway):
+    """After envelopes to several agents, some read, `switchboard_inbox_items` equals the rows
+    of the inbox table and what the agents' inboxes hold; the scrape reads no inbox row (it
+    costs one row per agent, not one per item), and its HELP says what it counts."""
+    _, agents = await gateway.brand(
+        "acme.example", [("support", "Speakers", ["lights"]), ("orders", "Orders", ["refunds"])]
+    )
+    alice, bob = await gateway.person("alice"), await gateway.person("bob")
+    for person in (alice, bob):
+        task = (await person.send("acme.example", "my light flashes orange"))["task"]
+        await agents["support"].send(person.address, "Fast or slow?", act="ask", task=task)
+        await person.send(agents["support"].address, "Slow.", task=task)
+    await alice.send(agents["orders"].address, "where is my order?")
+    await alice.inbox()  # read: still stored
+    held = 0
+    for client in (alice, bob, *agents.values()):
+        held += len((await client.inbox(limit=100))["items"])
+    engine = create_engine(gateway.settings.sqlalchemy_url)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(func.count()).select_from(inbox))).scalar_one()
+    finally:
+        await engine.dispose()
+    assert rows == held == 7
+    statements: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", note)
+    try:
+        answer = await request(gateway.session, "GET", gateway.url + "/metrics")
+    finally:
+        event.remove(Engine, "before_cursor_execute", note)
+    assert answer.status == 200
+    assert _metric(answer.body, "switchboard_inbox_items") == rows
+    assert statements, "the scrape ran no statement: nothing was checked"
+    assert not [s for s in statements if re.search(r"\bFROM inbox\b", s, re.IGNORECASE)]
+    assert (
+        "# HELP switchboard_inbox_items Inbox items stored, all agents together, read or not"
+        in answer.body
+    )
 
 
 # Directory -----------------------------------------------------------------------------------

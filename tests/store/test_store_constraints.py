@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import structlog
 from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from structlog.testing import capture_logs
 
 from gateway.store.conversations import (
     Batch,
@@ -167,6 +169,34 @@ async def test_concurrent_commits_share_a_transaction_and_a_bad_one_fails_alone(
     items = await store.inbox("support@acme.example", 0, 100)
     assert [item.seq for item in items] == list(range(1, 31))
     assert await store.task("tsk_replay") is None
+
+
+async def test_the_group_writer_logs_under_no_requests_ids(engine):
+    """The writer a group's first commit starts writes for every caller: a line it logs (its
+    group rolled back by a replay) carries none of the ids the callers bound to their own
+    log contexts, the first's included."""
+    store = Conversations(engine, new_id)
+    await store.commit(_new_task_batch("tsk_0", "env-0"))
+    batches = [_new_task_batch(f"tsk_{n}", f"env-{n}") for n in range(1, 8)]
+    batches.insert(3, _new_task_batch("tsk_replay", "env-0"))
+
+    async def commit_for_a_request(n: int, batch: Batch) -> object:
+        # As a request's handler has them bound when it commits (each task its own context).
+        structlog.contextvars.bind_contextvars(
+            request_id=f"req-{n}", envelope_id=batch.envelopes[0].envelope_id, task_id=f"t-{n}"
+        )
+        return await store.commit(batch)
+
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        outcomes = await asyncio.gather(
+            *(commit_for_a_request(n, batch) for n, batch in enumerate(batches)),
+            return_exceptions=True,
+        )
+    assert isinstance(outcomes[3], ReplayCollision)
+    [line] = [entry for entry in logs if entry["event"] == "conversations.group_rolled_back"]
+    assert line["batches"] == len(batches) and line["error"] == "ReplayCollision"
+    for key in ("request_id", "envelope_id", "task_id"):
+        assert key not in line, f"{key}={line[key]} on the writer's line"
 
 
 async def test_a_group_spread_over_several_inboxes_gets_gapless_seqs_per_inbox(engine):
