@@ -18,6 +18,7 @@ from identity.address import parse_domain
 from identity.errors import IdentityError
 
 ENV_PREFIX = "SWITCHBOARD_"
+PORTS = range(1, 65536)  # what SWITCHBOARD_PORT and `serve --port` accept
 
 
 class SettingsError(Exception):
@@ -126,7 +127,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         nats_prefix=_nats_prefix(get("NATS_PREFIX") or defaults.nats_prefix),
         admin_token=_admin_token(get("ADMIN_TOKEN")),
         host=get("HOST") or defaults.host,
-        port=_int("PORT", get("PORT"), defaults.port, 1, 65535),
+        port=_int("PORT", get("PORT"), defaults.port, PORTS[0], PORTS[-1]),
         log_format=_choice("LOG_FORMAT", get("LOG_FORMAT"), ("console", "json"), "console"),  # type: ignore[arg-type]
         log_level=_choice(
             "LOG_LEVEL", get("LOG_LEVEL"), ("debug", "info", "warning", "error"), "info"

@@ -15,13 +15,29 @@ def register(commands: Any) -> None:
     serve.add_argument(
         "--host", help="address to listen on (default SWITCHBOARD_HOST or 127.0.0.1)"
     )
-    serve.add_argument("--port", type=int, help="port (default SWITCHBOARD_PORT or 8420)")
+    serve.add_argument("--port", type=_port, help="port (default SWITCHBOARD_PORT or 8420)")
     serve.set_defaults(run=_serve)
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     upgrade = db_commands.add_parser("upgrade", help="apply the schema migrations")
     upgrade.set_defaults(run=_upgrade)
+
+
+def _port(value: str) -> int:
+    """`--port`: a whole number in the range SWITCHBOARD_PORT accepts (else a usage error)."""
+    from gateway.config import PORTS
+
+    problem = argparse.ArgumentTypeError(
+        f"expected a port from {PORTS[0]} to {PORTS[-1]}, got {value!r}"
+    )
+    try:
+        port = int(value)
+    except ValueError:
+        raise problem from None
+    if port not in PORTS:
+        raise problem
+    return port
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -34,7 +50,7 @@ def _settings(args: argparse.Namespace) -> Any:
     changes = {}
     if getattr(args, "host", None):
         changes["host"] = args.host
-    if getattr(args, "port", None):
+    if getattr(args, "port", None) is not None:
         changes["port"] = args.port
     return settings.with_overrides(**changes) if changes else settings
 

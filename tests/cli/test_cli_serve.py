@@ -1,0 +1,69 @@
+"""`switchboard serve` with a bad setting, run as a real subprocess: it stops at once with
+exit status 2 and one line on stderr naming the setting and the problem, never a traceback.
+
+Unreachable servers are closed ports on 127.0.0.1, which refuse at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound for a moment, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(
+    data_dir: Path, *args: str, timeout: float = 30, **settings: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `switchboard serve` with only the given SWITCHBOARD_* settings (on a free port)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SWITCHBOARD_")}
+    env |= {
+        "PYTHONPATH": str(ROOT),
+        "SWITCHBOARD_DATA_DIR": str(data_dir),
+        "SWITCHBOARD_PORT": str(closed_port()),
+        "SWITCHBOARD_VERIFY_WORKERS": "0",
+    }
+    env |= {f"SWITCHBOARD_{name}": value for name, value in settings.items()}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def the_one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """Exit status 2 and exactly one line on stderr, which is returned."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("switchboard: error: ")
+    return lines[0].removeprefix("switchboard: error: ")
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-5", "http"])
+def test_a_port_flag_out_of_range_is_a_usage_error(tmp_path: Path, port: str) -> None:
+    """`serve --port 99999` is refused by the argument parser: exit 2, naming --port and the
+    range (a port 0 was taken for "not given" and served on the default)."""
+    result = serve(tmp_path / "data", "--port", port, timeout=10)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"switchboard serve: error: argument --port: expected a port from 1 to 65535, got {port!r}"
+    )
+    assert not (tmp_path / "data").exists()
