@@ -25,6 +25,16 @@ class SettingsError(Exception):
     """A setting is missing or wrong; the message names it and says what is expected."""
 
 
+class SettingUnusable(SettingsError):
+    """A setting reads well but what it names cannot be used at start: a folder that cannot be
+    made, a server that does not answer. `problem` says what failed and why, on one line."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{ENV_PREFIX}{name}: {problem}")
+        self.setting = ENV_PREFIX + name
+        self.problem = problem
+
+
 @dataclass(frozen=True, slots=True)
 class DeliverySettings:
     """How the gateway delivers to agent endpoints (PROTOCOL section 6)."""

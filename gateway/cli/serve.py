@@ -59,6 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from gateway.app import build_app
+    from gateway.config import SettingsError
     from gateway.logs import configure
 
     settings = _settings(args)
@@ -71,6 +72,8 @@ def _serve(args: argparse.Namespace) -> int:
     app.on_startup.append(_settle_heap)  # after the lifecycle's start-up (the first entry)
     try:
         web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    except SettingsError as exc:  # found at start: a folder or a server a setting names
+        raise CliError(str(exc)) from exc
     except OSError as exc:
         raise CliError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from exc
     return 0

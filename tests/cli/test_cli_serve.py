@@ -67,3 +67,23 @@ def test_a_port_flag_out_of_range_is_a_usage_error(tmp_path: Path, port: str) ->
         f"switchboard serve: error: argument --port: expected a port from 1 to 65535, got {port!r}"
     )
     assert not (tmp_path / "data").exists()
+
+
+def test_a_data_dir_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    """A data folder under a file: SWITCHBOARD_DATA_DIR cannot be created, and why."""
+    (tmp_path / "a-file").write_text("")
+    folder = tmp_path / "a-file" / "var"
+    line = the_one_line(serve(folder))
+    assert line == f"SWITCHBOARD_DATA_DIR: cannot create or use {folder}: Not a directory"
+
+
+def test_an_unreachable_database_is_named_and_nothing_is_made(tmp_path: Path) -> None:
+    """A database URL nobody answers on: SWITCHBOARD_DATABASE_URL cannot connect, and why;
+    neither the admin token nor the gateway key was made for a gateway that never ran."""
+    port = closed_port()
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test"
+    line = the_one_line(serve(tmp_path / "data", DATABASE_URL=url))
+    assert line.startswith(f"SWITCHBOARD_DATABASE_URL: cannot connect to 127.0.0.1:{port}: ")
+    assert "Connect call failed" in line
+    assert not (tmp_path / "data" / "admin_token").exists()
+    assert not (tmp_path / "data" / "gateway_key.jwk").exists()
