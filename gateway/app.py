@@ -459,10 +459,19 @@ def _admin_token_hash(settings: Settings, announce: Callable[[str], None]) -> st
 
 
 async def _bus(settings: Settings) -> Bus:
+    """NATS when SWITCHBOARD_NATS_URL is set (`SettingUnusable` naming it if no first connection
+    in SWITCHBOARD_NATS_CONNECT_TIMEOUT), else the in-process bus."""
     if settings.nats_url:
-        from gateway.bus.nats import NatsBus
+        from gateway.bus.nats import BusUnavailable, NatsBus
 
-        bus: Bus = await NatsBus.connect(settings.nats_url, settings.nats_prefix)
+        try:
+            bus: Bus = await NatsBus.connect(
+                settings.nats_url,
+                settings.nats_prefix,
+                first_connect_timeout_s=settings.nats_connect_timeout_s,
+            )
+        except BusUnavailable as exc:
+            raise SettingUnusable("NATS_URL", str(exc)) from exc
         return bus
     return MemoryBus()
 

@@ -70,6 +70,7 @@ class Settings:
     database_url: str | None = None
     nats_url: str | None = None
     nats_prefix: str = "switchboard"
+    nats_connect_timeout_s: float = 15.0  # how long a starting replica waits for NATS
     admin_token: str | None = None
     host: str = "127.0.0.1"
     port: int = 8420
@@ -135,6 +136,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         database_url=_database_url(get("DATABASE_URL")),
         nats_url=_nats_url(get("NATS_URL")),
         nats_prefix=_nats_prefix(get("NATS_PREFIX") or defaults.nats_prefix),
+        nats_connect_timeout_s=_float(
+            "NATS_CONNECT_TIMEOUT", get("NATS_CONNECT_TIMEOUT"), 15.0, 0.1, 600.0
+        ),
         admin_token=_admin_token(get("ADMIN_TOKEN")),
         host=get("HOST") or defaults.host,
         port=_int("PORT", get("PORT"), defaults.port, PORTS[0], PORTS[-1]),

@@ -87,3 +87,14 @@ def test_an_unreachable_database_is_named_and_nothing_is_made(tmp_path: Path) ->
     assert "Connect call failed" in line
     assert not (tmp_path / "data" / "admin_token").exists()
     assert not (tmp_path / "data" / "gateway_key.jwk").exists()
+
+
+def test_an_unreachable_nats_is_named_after_its_connect_timeout(tmp_path: Path) -> None:
+    """A NATS URL nobody answers on: one line naming SWITCHBOARD_NATS_URL and the last error,
+    once SWITCHBOARD_NATS_CONNECT_TIMEOUT has passed (no traceback, no retry warnings)."""
+    port = closed_port()
+    result = serve(tmp_path / "data", NATS_URL=f"nats://127.0.0.1:{port}", NATS_CONNECT_TIMEOUT="1")
+    line = the_one_line(result)
+    assert line.startswith(f"SWITCHBOARD_NATS_URL: cannot connect to 127.0.0.1:{port} in 1 s: ")
+    assert "Connect call failed" in line
+    assert not (tmp_path / "data" / "admin_token").exists()
