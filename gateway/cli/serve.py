@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 from typing import Any
 
 from gateway.cli.output import CliError
@@ -63,6 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.logs import configure
 
     settings = _settings(args)
+    sockets = _bind(settings.host, settings.port)  # before the gateway makes or opens anything
     configure(settings.log_format, settings.log_level)
     print(
         f"switchboard: serving {settings.domain} on http://{settings.host}:{settings.port}",
@@ -71,12 +73,34 @@ def _serve(args: argparse.Namespace) -> int:
     app = build_app(settings)
     app.on_startup.append(_settle_heap)  # after the lifecycle's start-up (the first entry)
     try:
-        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+        web.run_app(app, sock=sockets, print=None, access_log=None)
     except SettingsError as exc:  # found at start: a folder or a server a setting names
         raise CliError(str(exc)) from exc
-    except OSError as exc:
-        raise CliError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from exc
     return 0
+
+
+def _bind(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to every address `host` resolves to, as aiohttp would bind them; they
+    listen once the gateway has started, so connections are refused until then."""
+    failed = f"cannot listen on {host}:{port}"
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CliError(f"{failed}: {exc.strerror}") from exc
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(found):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise CliError(f"{failed}: {exc.strerror or exc}") from exc
+    return sockets
 
 
 async def _settle_heap(_app: object) -> None:

@@ -98,3 +98,23 @@ def test_an_unreachable_nats_is_named_after_its_connect_timeout(tmp_path: Path) 
     assert line.startswith(f"SWITCHBOARD_NATS_URL: cannot connect to 127.0.0.1:{port} in 1 s: ")
     assert "Connect call failed" in line
     assert not (tmp_path / "data" / "admin_token").exists()
+
+
+def test_a_port_in_use_cannot_be_listened_on_before_anything_starts(tmp_path: Path) -> None:
+    """A port another socket listens on: the one line says so, and the gateway made nothing."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = the_one_line(serve(tmp_path / "data", PORT=str(port)))
+    assert line == f"cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_host_that_does_not_resolve_cannot_be_listened_on(tmp_path: Path) -> None:
+    """SWITCHBOARD_HOST naming no address: the listen step's one line, with the resolver's
+    reason."""
+    port = closed_port()
+    line = the_one_line(serve(tmp_path / "data", HOST="nowhere.invalid", PORT=str(port)))
+    assert line.startswith(f"cannot listen on nowhere.invalid:{port}: ")
+    assert not (tmp_path / "data").exists()
