@@ -19,6 +19,7 @@ from identity.errors import IdentityError
 
 ENV_PREFIX = "SWITCHBOARD_"
 PORTS = range(1, 65536)  # what SWITCHBOARD_PORT and `serve --port` accept
+OPENAI_API_KEY = f"{ENV_PREFIX}OPENAI_API_KEY"  # also where `switchboard language` looks
 
 
 class SettingsError(Exception):
@@ -182,6 +183,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             openai_timeout_s=_float("OPENAI_TIMEOUT", get("OPENAI_TIMEOUT"), 10.0, 0.1, 120.0),
         ),
     )
+
+
+def secret(variable: str, environ: Mapping[str, str] | None = None) -> str:
+    """The environment variable a command was told holds a secret (`switchboard language
+    --api-key-env`, by default SWITCHBOARD_OPENAI_API_KEY), as it is set; empty when unset."""
+    env = os.environ if environ is None else environ
+    return env.get(variable, "")
 
 
 def _cores() -> int:
