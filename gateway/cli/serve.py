@@ -108,18 +108,19 @@ async def _settle_heap(_app: object) -> None:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    from gateway.store.database import create_engine, migrate
+    from gateway.app import open_database, prepare_data_dir
+    from gateway.config import SettingsError
 
     settings = _settings(args)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
 
     async def run() -> None:
-        engine = create_engine(settings.sqlalchemy_url)
-        try:
-            await migrate(engine)
-        finally:
-            await engine.dispose()
+        prepare_data_dir(settings)
+        engine = await open_database(settings)  # connected and migrated
+        await engine.dispose()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except SettingsError as exc:
+        raise CliError(str(exc)) from exc
     print("switchboard: the schema is up to date")
     return 0

@@ -28,6 +28,13 @@ def serve(
     data_dir: Path, *args: str, timeout: float = 30, **settings: str
 ) -> subprocess.CompletedProcess[str]:
     """Run `switchboard serve` with only the given SWITCHBOARD_* settings (on a free port)."""
+    return switchboard("serve", *args, data_dir=data_dir, timeout=timeout, **settings)
+
+
+def switchboard(
+    *args: str, data_dir: Path, timeout: float = 30, **settings: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a `switchboard` command with only the given SWITCHBOARD_* settings."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("SWITCHBOARD_")}
     env |= {
         "PYTHONPATH": str(ROOT),
@@ -37,7 +44,7 @@ def serve(
     }
     env |= {f"SWITCHBOARD_{name}": value for name, value in settings.items()}
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", *args],
+        [sys.executable, "-m", "gateway.cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -87,6 +94,17 @@ def test_an_unreachable_database_is_named_and_nothing_is_made(tmp_path: Path) ->
     assert "Connect call failed" in line
     assert not (tmp_path / "data" / "admin_token").exists()
     assert not (tmp_path / "data" / "gateway_key.jwk").exists()
+
+
+def test_db_upgrade_names_an_unreachable_database_or_data_dir(tmp_path: Path) -> None:
+    """`switchboard db upgrade` stops on the same bad settings with the same one line."""
+    port = closed_port()
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test"
+    line = the_one_line(switchboard("db", "upgrade", data_dir=tmp_path, DATABASE_URL=url))
+    assert line.startswith(f"SWITCHBOARD_DATABASE_URL: cannot connect to 127.0.0.1:{port}: ")
+    (tmp_path / "a-file").write_text("")
+    line = the_one_line(switchboard("db", "upgrade", data_dir=tmp_path / "a-file" / "var"))
+    assert line.startswith("SWITCHBOARD_DATA_DIR: cannot create or use ")
 
 
 def test_an_unreachable_nats_is_named_after_its_connect_timeout(tmp_path: Path) -> None:
