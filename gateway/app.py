@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -17,12 +18,15 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.acceptance import Acceptance
 from gateway.bus import Bus
 from gateway.bus.memory import MemoryBus
 from gateway.clock import Clock, SystemClock
-from gateway.config import DeliverySettings, Settings
+from gateway.config import DeliverySettings, Settings, SettingUnusable
 from gateway.delivery.deliverer import EndpointDeliverer, unreachable_recorder
 from gateway.delivery.schedule import Backoff
 from gateway.delivery.sender import WebhookSender
@@ -119,13 +123,17 @@ def _lifecycle(
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         clock = overrides.clock or SystemClock()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        gateway_key = _gateway_key(settings.gateway_key_file or settings.data_dir / KEY_FILE)
+        # The settings that name a folder or a server are tried before anything is made, so a
+        # bad one stops the start (`SettingUnusable`) with no admin token or key left behind.
+        prepare_data_dir(settings)
+        engine = await open_database(settings)
+        try:
+            bus = overrides.bus_factory() if overrides.bus_factory else await _bus(settings)
+            gateway_key = _gateway_key(settings)
+        except BaseException:
+            await engine.dispose()
+            raise
         admin_hash = _admin_token_hash(settings, overrides.announce or print)
-
-        engine = create_engine(settings.sqlalchemy_url)
-        await migrate(engine)
-        bus = overrides.bus_factory() if overrides.bus_factory else await _bus(settings)
         directory_store = CachedDirectory(engine, ttl_s=settings.directory_cache_ttl_s, bus=bus)
         await directory_store.start()
         conversations = Conversations(engine, new_id)
@@ -321,18 +329,97 @@ def _signature_checks(settings: Settings, metrics: Metrics) -> SignatureChecks:
     return workers
 
 
-def _gateway_key(path: Path) -> PrivateKey:
-    """The gateway's Ed25519 key: loaded from its file, made there on first start. Replicas
-    share one key (SWITCHBOARD_GATEWAY_KEY_FILE) and keep data folders of their own."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        return PrivateKey.load(path)
-    key = PrivateKey.generate()
+def prepare_data_dir(settings: Settings) -> None:
+    """Make the data folder if it is missing.
+
+    Raises:
+        SettingUnusable: SWITCHBOARD_DATA_DIR cannot be made, or the gateway cannot write in it.
+    """
+    path = settings.data_dir
     try:
-        key.save(path)
-    except KeyInvalid:
-        return PrivateKey.load(path)  # another process made it first
-    return key
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingUnusable("DATA_DIR", f"cannot create or use {path}: {exc.strerror}") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise SettingUnusable(
+            "DATA_DIR", f"cannot create or use {path}: {os.strerror(errno.EACCES)}"
+        )
+
+
+async def open_database(settings: Settings) -> AsyncEngine:
+    """The database engine, once a first connection succeeded, with the schema migrated.
+
+    Raises:
+        SettingUnusable: no connection to SWITCHBOARD_DATABASE_URL (or, without it, to the
+            SQLite file in SWITCHBOARD_DATA_DIR), with the driver's reason.
+    """
+    name = "DATABASE_URL" if settings.database_url else "DATA_DIR"
+    try:
+        engine = create_engine(settings.sqlalchemy_url)
+    except (OSError, SQLAlchemyError, ValueError) as exc:
+        raise SettingUnusable(
+            name, f"cannot use {_database_place(settings)}: {_reason(exc)}"
+        ) from exc
+    try:
+        async with engine.connect():
+            pass
+    except (OSError, SQLAlchemyError) as exc:
+        await engine.dispose()
+        raise SettingUnusable(
+            name, f"cannot connect to {_database_place(settings)}: {_reason(exc)}"
+        ) from exc
+    try:
+        await migrate(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
+
+
+def _database_place(settings: Settings) -> str:
+    """Where the database is, for a message: host:port, or the SQLite file (no password)."""
+    try:
+        url = make_url(settings.sqlalchemy_url)
+    except (SQLAlchemyError, ValueError):
+        return "the database"
+    if url.get_backend_name() == "sqlite":
+        return url.database or "the database"
+    return f"{url.host}:{url.port or 5432}"
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a connection or a file failed, on one line: the driver's message, or the system's."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
+
+
+def _gateway_key(settings: Settings) -> PrivateKey:
+    """The gateway's Ed25519 key: loaded from its file, made there on first start. Replicas
+    share one key (SWITCHBOARD_GATEWAY_KEY_FILE) and keep data folders of their own.
+
+    Raises:
+        SettingUnusable: the key file (SWITCHBOARD_GATEWAY_KEY_FILE, else in the data folder)
+            cannot be made, read, or holds no private key.
+    """
+    path = settings.gateway_key_file or settings.data_dir / KEY_FILE
+    name = "GATEWAY_KEY_FILE" if settings.gateway_key_file else "DATA_DIR"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            return PrivateKey.load(path)
+        key = PrivateKey.generate()
+        try:
+            key.save(path)
+        except KeyInvalid:
+            return PrivateKey.load(path)  # another process made it first
+        return key
+    except OSError as exc:
+        raise SettingUnusable(name, f"cannot use {path}: {exc.strerror}") from exc
+    except KeyInvalid as exc:
+        raise SettingUnusable(name, exc.detail) from exc
 
 
 def _outbox_worker(
@@ -375,10 +462,19 @@ def _admin_token_hash(settings: Settings, announce: Callable[[str], None]) -> st
 
 
 async def _bus(settings: Settings) -> Bus:
+    """NATS when SWITCHBOARD_NATS_URL is set (`SettingUnusable` naming it if no first connection
+    in SWITCHBOARD_NATS_CONNECT_TIMEOUT), else the in-process bus."""
     if settings.nats_url:
-        from gateway.bus.nats import NatsBus
+        from gateway.bus.nats import BusUnavailable, NatsBus
 
-        bus: Bus = await NatsBus.connect(settings.nats_url, settings.nats_prefix)
+        try:
+            bus: Bus = await NatsBus.connect(
+                settings.nats_url,
+                settings.nats_prefix,
+                first_connect_timeout_s=settings.nats_connect_timeout_s,
+            )
+        except BusUnavailable as exc:
+            raise SettingUnusable("NATS_URL", str(exc)) from exc
         return bus
     return MemoryBus()
 

@@ -18,10 +18,22 @@ from identity.address import parse_domain
 from identity.errors import IdentityError
 
 ENV_PREFIX = "SWITCHBOARD_"
+PORTS = range(1, 65536)  # what SWITCHBOARD_PORT and `serve --port` accept
+OPENAI_API_KEY = f"{ENV_PREFIX}OPENAI_API_KEY"  # also where `switchboard language` looks
 
 
 class SettingsError(Exception):
     """A setting is missing or wrong; the message names it and says what is expected."""
+
+
+class SettingUnusable(SettingsError):
+    """A setting reads well but what it names cannot be used at start: a folder that cannot be
+    made, a server that does not answer. `problem` says what failed and why, on one line."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{ENV_PREFIX}{name}: {problem}")
+        self.setting = ENV_PREFIX + name
+        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +71,7 @@ class Settings:
     database_url: str | None = None
     nats_url: str | None = None
     nats_prefix: str = "switchboard"
+    nats_connect_timeout_s: float = 15.0  # how long a starting replica waits for NATS
     admin_token: str | None = None
     host: str = "127.0.0.1"
     port: int = 8420
@@ -124,9 +137,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         database_url=_database_url(get("DATABASE_URL")),
         nats_url=_nats_url(get("NATS_URL")),
         nats_prefix=_nats_prefix(get("NATS_PREFIX") or defaults.nats_prefix),
+        nats_connect_timeout_s=_float(
+            "NATS_CONNECT_TIMEOUT", get("NATS_CONNECT_TIMEOUT"), 15.0, 0.1, 600.0
+        ),
         admin_token=_admin_token(get("ADMIN_TOKEN")),
         host=get("HOST") or defaults.host,
-        port=_int("PORT", get("PORT"), defaults.port, 1, 65535),
+        port=_int("PORT", get("PORT"), defaults.port, PORTS[0], PORTS[-1]),
         log_format=_choice("LOG_FORMAT", get("LOG_FORMAT"), ("console", "json"), "console"),  # type: ignore[arg-type]
         log_level=_choice(
             "LOG_LEVEL", get("LOG_LEVEL"), ("debug", "info", "warning", "error"), "info"
@@ -167,6 +183,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             openai_timeout_s=_float("OPENAI_TIMEOUT", get("OPENAI_TIMEOUT"), 10.0, 0.1, 120.0),
         ),
     )
+
+
+def secret(variable: str, environ: Mapping[str, str] | None = None) -> str:
+    """The environment variable a command was told holds a secret (`switchboard language
+    --api-key-env`, by default SWITCHBOARD_OPENAI_API_KEY), as it is set; empty when unset."""
+    env = os.environ if environ is None else environ
+    return env.get(variable, "")
 
 
 def _cores() -> int:

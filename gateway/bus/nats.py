@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import re
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 import nats
 import nats.errors
@@ -92,6 +92,21 @@ def _decode_token(token: str) -> str:
     if token == _EMPTY_TOKEN:
         return ""
     return unquote(token)
+
+
+def _server(url: str) -> str:
+    """host:port of a NATS URL, without the user and password it may hold."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port or 4222}"
+    except ValueError:
+        return "the server"
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
 
 
 class BusUnavailable(Exception):
@@ -198,12 +213,28 @@ class NatsBus:
 
     @classmethod
     async def connect(
-        cls, url: str, prefix: str = "switchboard", *, name: str = "switchboard"
+        cls,
+        url: str,
+        prefix: str = "switchboard",
+        *,
+        name: str = "switchboard",
+        first_connect_timeout_s: float = FIRST_CONNECT_TIMEOUT_S,
     ) -> NatsBus:
-        """Connect (retrying for ever after a first success), and make the work stream."""
+        """Connect (retrying for ever after a first success), and make the work stream.
+
+        Raises:
+            BusUnavailable: no first connection within `first_connect_timeout_s`; the message
+                names the server and the last error, on one line.
+        """
+        connected = False
+        last_error: Exception | None = None
 
         async def on_error(exc: Exception) -> None:
-            log.warning("bus.nats_error", error=repr(exc))
+            nonlocal last_error
+            if connected:
+                log.warning("bus.nats_error", error=repr(exc))
+            else:  # the first connection's retries: said once, in BusUnavailable
+                last_error = exc
 
         async def on_disconnected() -> None:
             log.warning("bus.nats_disconnected")
@@ -226,9 +257,13 @@ class NatsBus:
         # Reconnects go on for ever once connected; the first connection gets a deadline, so
         # a replica started without NATS stops with a message rather than waiting silently.
         try:
-            client = await asyncio.wait_for(connecting, FIRST_CONNECT_TIMEOUT_S)
+            client = await asyncio.wait_for(connecting, first_connect_timeout_s)
         except (TimeoutError, OSError, nats.errors.Error) as exc:
-            raise BusUnavailable(f"NATS at {url} did not answer: {exc!r}") from exc
+            reason = _one_line(last_error or exc)
+            raise BusUnavailable(
+                f"cannot connect to {_server(url)} in {first_connect_timeout_s:g} s: {reason}"
+            ) from exc
+        connected = True
         bus = cls(client, prefix)
         try:
             await bus._ensure_stream()

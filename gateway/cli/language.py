@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from typing import Any
 
 from gateway.cli.output import CliError, emit_json
+from gateway.config import OPENAI_API_KEY, secret
 from gateway.language.catalog import CatalogError, load_catalog
 from gateway.language.evaluation import DatasetError, Report, evaluate, load_examples, predict
 from gateway.language.rules import RulesLanguage
@@ -47,7 +47,7 @@ def _adapter_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model name (with --language openai)")
     parser.add_argument(
         "--api-key-env",
-        default="SWITCHBOARD_OPENAI_API_KEY",
+        default=OPENAI_API_KEY,
         help="environment variable holding the API key (default %(default)s)",
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per model call")
@@ -61,7 +61,7 @@ def _language(args: argparse.Namespace) -> Language:
 
     if not args.model:
         raise CliError("--language openai needs --model")
-    key = os.environ.get(args.api_key_env, "")
+    key = secret(args.api_key_env)
     if not key:
         raise CliError(f"--language openai needs an API key in ${args.api_key_env}")
     return OpenAILanguage(

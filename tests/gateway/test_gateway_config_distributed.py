@@ -34,3 +34,13 @@ def test_a_prefix_that_is_not_one_subject_token_is_refused(prefix):
     """A prefix with a dot, a wildcard or a space would not be one NATS token: refused by name."""
     with pytest.raises(SettingsError, match="SWITCHBOARD_NATS_PREFIX"):
         load_settings({"SWITCHBOARD_NATS_PREFIX": prefix})
+
+
+def test_the_nats_connect_timeout_is_read_and_checked():
+    """SWITCHBOARD_NATS_CONNECT_TIMEOUT: 15 s unless set; a value that is no number of seconds
+    in range is refused by name."""
+    assert load_settings({}).nats_connect_timeout_s == 15.0
+    assert load_settings({"SWITCHBOARD_NATS_CONNECT_TIMEOUT": "2.5"}).nats_connect_timeout_s == 2.5
+    for bad in ("soon", "0", "-1"):
+        with pytest.raises(SettingsError, match="SWITCHBOARD_NATS_CONNECT_TIMEOUT"):
+            load_settings({"SWITCHBOARD_NATS_CONNECT_TIMEOUT": bad})

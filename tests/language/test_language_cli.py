@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,13 +20,16 @@ CATALOG = str(DATA / "acme_catalog.json")
 pytestmark = pytest.mark.slow
 
 
-def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli.language", *args],
         input=stdin,
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=env,
         timeout=60,
         check=False,
     )
@@ -64,6 +69,34 @@ def test_bad_input_is_one_line_error(args: tuple[str, ...], stdin: str, message:
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_openai_takes_its_key_from_the_environment_variable_named() -> None:
+    """`--language openai` reads the key from SWITCHBOARD_OPENAI_API_KEY, or from the variable
+    `--api-key-env` names; without one it stops with one line naming the variable. With a key
+    and a model server that refuses (a closed port), the rules answer."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    flags = ("classify", "--catalog", CATALOG, "--language", "openai", "--model", "m")
+    flags += ("--base-url", f"http://127.0.0.1:{closed}/v1", "--timeout", "2")
+    line = json.dumps({"text": "Where is my parcel?"})
+
+    missing = run(*flags, stdin=line, env=base)
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        "switchboard: error: --language openai needs an API key in $SWITCHBOARD_OPENAI_API_KEY\n"
+    )
+    for variable, extra in (
+        ("SWITCHBOARD_OPENAI_API_KEY", ()),
+        ("MY_KEY", ("--api-key-env", "MY_KEY")),
+    ):
+        answered = run(*flags, *extra, stdin=line, env={**base, variable: "sk-test"})
+        assert answered.returncode == 0, answered.stderr
+        # the fallback's warnings come first (structlog's default prints them on stdout)
+        answer = json.loads(answered.stdout.splitlines()[-1])
+        assert answer["route"] == "orders@acme-audio.example"
 
 
 def test_eval_prints_table_and_json() -> None:
