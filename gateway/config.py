@@ -93,6 +93,11 @@ class Settings:
         return f"gateway@{self.domain}"
 
     @property
+    def admin_address(self) -> str:
+        """The address the gateway admin works escalations under (claims, replies)."""
+        return f"admin@{self.domain}"
+
+    @property
     def sqlalchemy_url(self) -> str:
         """The database URL, defaulting to the SQLite file in the data folder."""
         if self.database_url:

@@ -1,7 +1,8 @@
 """The escalation queue and its work: list, read, follow live, claim, reply, resolve, hand back.
 
-Brand staff read their brand's escalations; only operators (who have an address the gateway
-signs for) work them. An escalation of another brand is reported missing, as tasks are.
+Brand staff read their brand's escalations; operators work them under their own address, and
+the admin under `admin@` the gateway's domain (the gateway signs for both). An escalation of
+another brand is reported missing, as tasks are.
 """
 
 from __future__ import annotations
@@ -70,11 +71,15 @@ async def _escalation(request: web.Request, action: Action) -> tuple[Principal, 
 
 
 async def _worker(request: web.Request) -> tuple[str, EscalationRecord]:
+    """Who works the escalation, by the address the gateway signs for: an operator's own, or
+    for the admin (who may do everything, PROTOCOL section 4) `admin@` the gateway's domain."""
     who, found = await _escalation(request, Action.WORK_ESCALATION)
+    if who.role == Role.ADMIN:
+        return services(request).settings.admin_address, found
     if who.role != Role.OPERATOR or who.address is None:
         raise Forbidden(
-            "only operators work escalations (the gateway signs for their address); "
-            "add one with POST /v1/brands/{domain}/operators",
+            "only operators and the admin work escalations (the gateway signs for their "
+            "address); add an operator with POST /v1/brands/{domain}/operators",
             role=str(who.role),
         )
     return who.address, found

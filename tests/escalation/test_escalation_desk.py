@@ -170,6 +170,35 @@ async def test_brand_admin_reads_but_does_not_work_escalations(scene: Scene):
     assert refused.value.status == 403
 
 
+async def test_the_gateway_admin_works_an_escalation_as_admin_at_the_gateway(scene: Scene):
+    """The admin may do everything (PROTOCOL section 4): it claims under admin@ the gateway's
+    domain, so an operator's claim then conflicts; its reply reaches the initiator from that
+    address, signed with the gateway key; its resolve completes the task as resolved by a
+    human."""
+    task, escalation = await _escalated(scene)
+    admin = scene.gw.admin()
+    address = f"admin@{scene.gw.settings.domain}"
+    claimed = await admin.post(f"/v1/escalations/{escalation}/claim")
+    assert claimed["state"] == "claimed" and claimed["claimed_by"] == address
+    with pytest.raises(GatewayProblem) as taken:
+        await scene.jane.post(f"/v1/escalations/{escalation}/claim")
+    assert taken.value.code == "escalation_conflict" and taken.value.problem["holder"] == address
+    await admin.post(f"/v1/escalations/{escalation}/reply", {"text": "Looking into it."})
+    (envelope,) = [
+        i["envelope"]
+        for i in (await scene.alice.inbox())["items"]
+        if i["envelope"]["from"] == address
+    ]
+    assert envelope["task"] == task and envelope["body"]["text"] == "Looking into it."
+    jwk = (await admin.get("/.well-known/switchboard"))["jwks"]["keys"][0]
+    key = PublicKey.from_jwk({k: jwk[k] for k in ("kty", "crv", "x")})
+    verify(parse(envelope), {key.kid: KeyState(key)}, scene.clock.now())
+    done = await admin.post(f"/v1/escalations/{escalation}/resolve", {"text": "Refunded."})
+    assert done["state"] == "resolved"
+    view = await scene.alice.task(task)
+    assert view["state"] == "completed" and view["resolved_by"] == "human"
+
+
 async def test_escalation_of_another_brand_is_not_found(scene: Scene):
     """Another brand's operator neither sees nor works this brand's escalation."""
     _, escalation = await _escalated(scene)
