@@ -1,13 +1,18 @@
 """Logs of a request: the request id, envelope id and task id are on its lines, and message
-bodies never appear at info (captured with structlog's own testing facility)."""
+bodies never appear at info (captured with structlog's own testing facility); a crash's
+traceback in the console format shows no local variables."""
 
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
 
+import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from gateway.logs import configure
 from tests.integration.wire import request
 
 SECRET_TEXT = "my card number is 4111 1111 1111 1111"
@@ -85,3 +90,37 @@ async def test_a_request_without_an_id_gets_a_random_uuid4_on_its_lines_and_answ
         assert parsed.variant == uuid.RFC_4122
         seen.append(header)
     assert seen[0] != seen[1]
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """structlog's configuration as it was before the test."""
+    was_configured, saved = structlog.is_configured(), structlog.get_config()
+    yield
+    structlog.reset_defaults()
+    if was_configured:
+        structlog.configure(**saved)
+
+
+def test_console_tracebacks_show_no_local_variables(capsys, restored_logging):
+    """A crash logged in the console format prints its traceback without the frames' local
+    variables (structlog's default console renderer, with rich installed, prints them, and
+    they held the raw request body), both through the whole chain and when the renderer
+    itself is handed the exception."""
+    configure("console", "info")
+
+    def handler(body: bytes) -> None:
+        raise ValueError("boom")
+
+    secret = " ".join(["card", "4111", "1111", "1111", "1111"])  # not in any source line
+    try:
+        handler(secret.encode())
+    except ValueError:
+        exc_info = sys.exc_info()
+        structlog.get_logger("tests").exception("request.failed")
+    through_chain = capsys.readouterr().err
+    renderer = structlog.get_config()["processors"][-1]
+    rendered = renderer(None, "error", {"event": "request.failed", "exc_info": exc_info})
+    for output in (through_chain, rendered):
+        assert "ValueError: boom" in output and "handler" in output, output
+        assert secret not in output, output
