@@ -1,6 +1,10 @@
 """structlog set-up: JSON lines in production, readable lines in a terminal. Every line of a
 request carries its request id (bound by the middleware) and, once known, the envelope and
-task ids. Message bodies and secrets are never logged at info."""
+task ids. Message bodies and secrets are never logged at info.
+
+A crash's traceback is plain text in both formats: the frames and their source lines, never
+the frames' local variables, which hold request bodies and tokens. (structlog's console
+renderer prints them by default when `rich` is installed.)"""
 
 from __future__ import annotations
 
@@ -14,10 +18,14 @@ import structlog
 
 def configure(log_format: str, level: str) -> None:
     numeric = getattr(logging, level.upper(), logging.INFO)
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
+    rendering: list[structlog.typing.Processor] = (
+        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
         if log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else [
+            structlog.dev.ConsoleRenderer(
+                colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+            )
+        ]
     )
     structlog.configure(
         processors=[
@@ -25,8 +33,7 @@ def configure(log_format: str, level: str) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            renderer,
+            *rendering,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),

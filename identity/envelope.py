@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from identity import json_text
 from identity.address import Address, parse_address, parse_recipient
 from identity.b64 import b64url_decode, b64url_encode
 from identity.canonical import canonicalize, canonicalize_plain, is_plain
@@ -186,26 +187,11 @@ def parse_json(body: bytes) -> object:
 
     Raises:
         InvalidJson: with line, column and character position for syntax errors, and for
-            non-UTF-8 bytes, duplicate member names, NaN/Infinity or excessive nesting.
+            non-UTF-8 bytes, duplicate member names or NaN/Infinity.
+        JsonBeyondLimits: (an `InvalidJson`) an integer of more digits than Python converts,
+            or nesting deeper than `identity.json_text.MAX_DEPTH` levels, with where it is.
     """
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidJson(
-            f"the body is not UTF-8: byte {exc.start} cannot be decoded", position=exc.start
-        ) from None
-    try:
-        return _DECODER.decode(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidJson(
-            f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno} "
-            f"(character {exc.pos})",
-            line=exc.lineno,
-            column=exc.colno,
-            position=exc.pos,
-        ) from None
-    except RecursionError:
-        raise InvalidJson("the body is nested too deeply") from None
+    return json_text.load(body, "the body", _DECODER)
 
 
 def _schema(member: str, problem: str) -> SchemaInvalid:

@@ -7,6 +7,7 @@ HTTP status lives here: the gateway maps codes to statuses in one table.
     IdentityError
     ├── AddressInvalid     address_invalid     an address or domain is malformed
     ├── InvalidJson        invalid_json        bytes are not one strict JSON document
+    │   └── JsonBeyondLimits                   valid JSON beyond what the gateway reads
     ├── SchemaInvalid      schema_invalid      JSON of the wrong shape
     ├── PayloadTooLarge    payload_too_large   body, text or parts over the limits
     ├── UnknownKey         unknown_key         the kid is not one of the sender's keys
@@ -52,6 +53,12 @@ class InvalidJson(IdentityError):
     """The bytes are not one strict JSON document (syntax, encoding, duplicates, NaN)."""
 
     code = "invalid_json"
+
+
+class JsonBeyondLimits(InvalidJson):
+    """Valid JSON that the gateway does not read: an integer of more digits than Python
+    converts, or nesting deeper than `identity.json_text.MAX_DEPTH`. Its code is still
+    `invalid_json`; the class lets a reader of a remote answer tell it from mere non-JSON."""
 
 
 class SchemaInvalid(IdentityError):

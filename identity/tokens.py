@@ -89,7 +89,7 @@ class _Parsed:
 def _decode_json_part(text: str, what: str) -> dict[str, Any]:
     try:
         value = json.loads(b64url_decode(text).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: too deep
         raise TokenInvalid(f"the token's {what} is not base64url-encoded JSON") from None
     if not isinstance(value, dict):
         raise TokenInvalid(f"the token's {what} must be a JSON object")

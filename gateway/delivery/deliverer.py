@@ -8,7 +8,9 @@ the outbox row's public id, the same on every retry, so a receiver deduplicates 
 
 An answer 200 whose JSON is `{"envelope": {...}}` is the recipient's reply in the same round
 trip: it goes through `Acceptance.accept_object` exactly as if POSTed to /v1/messages. A
-refused reply is noted on the attempt; the delivery itself still succeeded.
+refused reply is noted on the attempt; the delivery itself still succeeded. So is an answer
+that is JSON beyond what the gateway reads (`identity.json_text`: nested deeper than 128
+levels, or an integer too long for Python): its reply is ignored, with a note saying why.
 
 An endpoint registered with `max_batch` > 1 takes ordered batches (docs/delivery-batches.md):
 the worker leases the rows queued behind the head with it, and `handle_batch` POSTs them in
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -44,8 +45,9 @@ from gateway.store.directory import Directory
 from gateway.store.outbox import OutboxStore
 from gateway.store.outbox_rows import DeliveryTarget, OutboxRow
 from gateway.store.records import dumps
+from identity import json_text
 from identity.envelope import MAX_REQUEST_BYTES
-from identity.errors import IdentityError
+from identity.errors import IdentityError, InvalidJson, JsonBeyondLimits
 from identity.keys import PrivateKey
 from identity.webhook import sign_webhook
 from routing.errors import RoutingError
@@ -260,8 +262,10 @@ class EndpointDeliverer:
         if len(answer.body) > MAX_REQUEST_BYTES:
             return "reply ignored: the answer is larger than 256 KiB"
         try:
-            parsed = json.loads(answer.body)
-        except (ValueError, UnicodeDecodeError):
+            parsed = json_text.load(answer.body, "the answer")
+        except JsonBeyondLimits as exc:  # JSON, but nothing the gateway would keep
+            return f"reply ignored: {exc.detail}"[:1000]
+        except InvalidJson:
             return None  # a 200 with some other body is a plain acknowledgement
         if not isinstance(parsed, dict) or "envelope" not in parsed:
             return None
@@ -287,8 +291,11 @@ class EndpointDeliverer:
             )
             return {row.public_id: Attempt.ok(status, ignored) for row in rows}
         try:
-            parsed = json.loads(answer.body)
-        except (ValueError, UnicodeDecodeError):
+            parsed = json_text.load(answer.body, "the answer")
+        except JsonBeyondLimits as exc:  # JSON, but nothing the gateway would keep
+            ignored = f"replies ignored: {exc.detail}"[:1000]
+            return {row.public_id: Attempt.ok(status, ignored) for row in rows}
+        except InvalidJson:
             return {}  # a 200 with some other body is a plain acknowledgement
         replies = parsed.get("replies") if isinstance(parsed, dict) else None
         if not isinstance(replies, list):

@@ -3,7 +3,6 @@ models, the principal, and JSON responses."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,7 +27,7 @@ from gateway.store.directory import Directory
 from gateway.store.outbox import OutboxStore
 from gateway.store.records import dumps
 from gateway.timers import TimerRunner
-from identity.errors import InvalidJson
+from identity import json_text
 from identity.keys import PrivateKey
 from routing.language import Language
 from routing.policy import Principal
@@ -73,13 +72,10 @@ async def principal(request: web.Request) -> Principal:
 
 
 async def read_json(request: web.Request) -> Any:
-    """The JSON body, or an `invalid_json` problem saying why it is not JSON (the same code an
-    envelope that is not JSON gets)."""
-    raw = await request.read()
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidJson(f"the body is not JSON: {exc}") from exc
+    """The JSON body, or an `invalid_json` problem saying why it is not JSON, or is JSON the
+    gateway does not read (nested too deeply, an integer too long), and where: the same code
+    and limits as an envelope's (`identity.json_text`)."""
+    return json_text.load(await request.read(), "the body")
 
 
 async def read_model(request: web.Request, model: type[M]) -> M:

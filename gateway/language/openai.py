@@ -23,6 +23,8 @@ import openai
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from identity import json_text
+from identity.errors import InvalidJson
 from routing.language import Candidate, Language, RouteChoice, Signals, TaskView, Turn
 
 _log = structlog.get_logger("gateway.language.openai")
@@ -281,9 +283,9 @@ class OpenAILanguage:
         if not response.choices or not response.choices[0].message.content:
             raise _Fallback("empty_answer")
         content = response.choices[0].message.content
-        try:
-            document = json.loads(content)
-        except ValueError as exc:
+        try:  # also nesting Python cannot recurse through, or an integer too long for it
+            document = json_text.load(content, "the answer")
+        except InvalidJson as exc:
             raise _Fallback("malformed_json", content[:120]) from exc
         try:
             return model.model_validate(document)

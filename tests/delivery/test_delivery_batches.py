@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -671,3 +672,64 @@ async def test_a_reply_the_gateway_cannot_take_now_is_delivered_again(
     assert delivery["status"] == "delivered"
     assert delivery["attempts"][-1]["note"].startswith("reply accepted")
     assert len(answered) == 1 and len(endpoint.received) >= 2
+
+
+def _nested(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("max_batch", [1, 4])
+@pytest.mark.parametrize(
+    ("garbled", "words"),
+    [
+        ("deep", "more than 128 levels deep"),
+        ("huge integer", "5000 digits"),
+        ("deep envelope", "more than 128 levels deep"),
+    ],
+)
+async def test_an_answer_python_cannot_parse_is_a_delivery_with_its_reply_ignored(
+    batching: Harness, endpoints: Any, max_batch: int, garbled: str, words: str
+) -> None:
+    """An endpoint's 200 whose reply nests deeper than the gateway reads (as deep as
+    Python's parser cannot recurse, or signed and just deep) or holds an integer of more
+    digits than Python converts is the endpoint's bad answer: the delivery counts, after one
+    attempt, with a note saying why its reply was ignored, and no reply reaches an inbox.
+    (The deepest failed the delivery worker's attempt over and over; the signed deep reply
+    was accepted, to be parsed again by every reader of the inbox.)"""
+    agent_box: dict[str, AgentClient] = {}
+
+    async def answer(_endpoint: Endpoint, received: Received) -> web.StreamResponse:
+        body = received.json
+        incoming = body["items"][0] if body["type"] == "batch" else body
+        if garbled == "deep":
+            reply = "[" * 5000 + "]" * 5000
+        elif garbled == "huge integer":
+            reply = '{"meta": {"n": ' + "9" * 5000 + "}}"
+        else:
+            envelope = agent_box["agent"].envelope(
+                incoming["envelope"]["from"],
+                "Is it blinking?",
+                task=incoming["task"]["id"],
+                meta={"deep": _nested(200)},
+            )
+            reply = json.dumps(envelope)
+        if body["type"] == "batch":
+            text = '{"replies": [{"id": "' + incoming["id"] + '", "envelope": ' + reply + "}]}"
+        else:
+            text = '{"envelope": ' + reply + "}"
+        return web.Response(status=200, text=text, content_type="application/json")
+
+    endpoint = await endpoints(answer)
+    agent_box["agent"] = agent = await batch_agent(batching, endpoint, max_batch=max_batch)
+    alice = await batching.person("alice")
+    task = (await alice.send(agent.address, "My light is orange."))["task"]
+    [delivery] = await settled_deliveries(agent, task)
+    assert delivery["status"] == "delivered"
+    [attempt] = delivery["attempts"]
+    assert "ignored: the answer" in attempt["note"], attempt
+    assert words in attempt["note"], attempt
+    assert len(endpoint.received) == 1
+    assert (await alice.inbox())["items"] == []

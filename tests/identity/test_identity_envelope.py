@@ -61,15 +61,39 @@ def test_check_size_limit() -> None:
         (b'{"a": NaN}', "NaN is not a JSON value"),
         (b'{"a": -Infinity}', "-Infinity is not a JSON value"),
         (b'{"a": "\xff"}', "not UTF-8: byte 7"),
-        (b"[" * 100_000, "nested too deeply"),
+        (b"[" * 100_000, "more than 128 levels deep at line 1 column 129"),
+        (b"[" * 129 + b"]" * 129, "more than 128 levels deep at line 1 column 129"),
+        (b'{"a":' * 129 + b"1" + b"}" * 129, "more than 128 levels deep at line 1 column 641"),
+        (b'["[[[", ' + b"[" * 128 + b"]" * 128 + b"]", "deep at line 1 column 136"),
+        (b"[" + b"9" * 4301 + b"]", "an integer of 4301 digits at line 1 column 2"),
+        (b'{"a": 1.' + b"5" * 5000 + b',\n "b": -' + b"7" * 4400 + b"}", "4400 digits at line 2"),
     ],
 )
 def test_parse_json_refusals_say_where(body: bytes, problem: str) -> None:
-    """Syntax errors, duplicates, NaN, bad UTF-8 and deep nesting are invalid_json, located."""
+    """Syntax errors, duplicates, NaN, bad UTF-8, nesting deeper than 128 levels and integers
+    of more digits than Python converts are invalid_json, located."""
     with pytest.raises(IdentityError) as caught:
         parse_json(body)
     assert caught.value.code == "invalid_json"
     assert problem in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 128 + b"]" * 128,
+        b'{"a":' * 127 + b"[1]" + b"}" * 127,
+        b"[" + b"[]," * 500 + b"[]]",  # many brackets, shallow
+        b'["' + b"[" * 500 + b'"]',  # brackets in a string
+        b"[" + b"9" * 4300 + b", -" + b"9" * 4300 + b"]",
+        b"[1." + b"9" * 5000 + b", 1e" + b"9" * 10 + b"]",  # long fractions are floats
+        b'["' + b"9" * 5000 + b'"]',
+    ],
+)
+def test_parse_json_reads_up_to_the_limits(body: bytes) -> None:
+    """128 levels, any number of brackets side by side or in strings, 4300-digit integers and
+    long fractions parse."""
+    parse_json(body)
 
 
 # --- shape ---------------------------------------------------------------------------------

@@ -1,13 +1,18 @@
-"""Garbage to `/v1/messages`: hypothesis-made JSON values, envelope-shaped objects, mutated
-(and re-signed) envelopes and raw bytes never produce a 500, and every refusal is an RFC 9457
-problem. One gateway serves all examples: the tests are sync and drive their own loop."""
+"""Garbage to `/v1/messages` (and `/v1/agents`): hypothesis-made JSON values, envelope-shaped
+objects, mutated (and re-signed) envelopes and raw bytes never produce a 500, and every refusal
+is an RFC 9457 problem. The values include what Python's parser cannot take: integers of more
+digits than it converts, and nesting deeper than the gateway reads (up to 3,000 levels, so an
+example stays fast). One gateway serves all examples: the tests are sync and drive their own
+loop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +31,41 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
+DIGITS = sys.get_int_max_str_digits()
+
+
+@dataclass(frozen=True)
+class Raw:
+    """JSON text put in as it is: what `json.dumps` cannot write (an integer of more digits
+    than Python converts) or what would take hypothesis long to build (deep nesting)."""
+
+    text: str
+
+
+huge_integers = st.builds(
+    lambda digits, sign: Raw(sign + "9" * digits),
+    st.integers(DIGITS + 1, DIGITS + 1000),
+    st.sampled_from(["", "-"]),
+)
+
+
+def _nest(levels: int, arrays: bool, leaf: str) -> Raw:
+    if arrays:
+        return Raw("[" * levels + leaf + "]" * levels)
+    return Raw('{"a":' * levels + leaf + "}" * levels)
+
+
+deep_nesting = st.builds(
+    _nest, st.integers(100, 3000), st.booleans(), st.sampled_from(["1", '"x"', "null"])
+)
 json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=40),
+    | st.text(max_size=40)
+    | huge_integers
+    | deep_nesting,
     lambda inner: (
         st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5)
     ),
@@ -66,9 +100,9 @@ class _Live:
         self.alice = self.loop.run_until_complete(self.harness.person("alice"))
         self.task = self.loop.run_until_complete(self.alice.send("acme.example", "hello"))["task"]
 
-    def post(self, data: bytes) -> Answer:
+    def post(self, data: bytes, path: str = "/v1/messages") -> Answer:
         return self.loop.run_until_complete(
-            request(self.harness.session, "POST", self.harness.url + "/v1/messages", data=data)
+            request(self.harness.session, "POST", self.harness.url + path, data=data)
         )
 
     def close(self) -> None:
@@ -96,8 +130,19 @@ def _check(answer: Answer) -> None:
         assert set(answer.body) >= {"id", "task", "task_state", "control", "duplicate"}
 
 
+def _text(value: Any) -> str:
+    if isinstance(value, Raw):
+        return value.text
+    if isinstance(value, dict):
+        members = (json.dumps(k, ensure_ascii=False) + ":" + _text(v) for k, v in value.items())
+        return "{" + ",".join(members) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_text(item) for item in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return _text(value).encode("utf-8", "surrogatepass")
 
 
 @SETTINGS
@@ -105,6 +150,16 @@ def _dumps(value: Any) -> bytes:
 def test_any_json_value_gets_a_problem(live, value):
     """Any JSON value is answered with a 4xx problem (it cannot be a signed envelope)."""
     answer = live.post(_dumps(value))
+    _check(answer)
+    assert answer.status >= 400
+
+
+@SETTINGS
+@given(value=json_values)
+def test_any_json_value_to_registration_gets_a_problem(live, value):
+    """POST /v1/agents reads its body before it authenticates: any JSON value sent without
+    credentials is a 4xx problem, never a 500."""
+    answer = live.post(_dumps(value), "/v1/agents")
     _check(answer)
     assert answer.status >= 400
 

@@ -1,11 +1,13 @@
 """Logs of a request: the request id, envelope id and task id are on its lines, and message
-bodies never appear at info (captured with structlog's own testing facility)."""
+bodies never appear at info (captured with structlog's own testing facility); a crash's
+traceback in the console format shows no local variables."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import structlog
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from gateway.logs import configure
 from tests.conftest import Harness, make_settings, provision_distributed, start_gateway
 from tests.delivery.webhook_endpoints import Endpoint, Received, fast_delivery, wait_until
 from tests.integration.wire import request
@@ -172,3 +175,37 @@ async def test_a_synchronous_replys_ids_stay_off_the_deliveries_after_it(
     assert replied_to.get("envelope_id") != reply["id"]
     for key in ("envelope_id", "task_id", "request_id"):
         assert key not in after, f"{key}={after[key]} on a later delivery's line"
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """structlog's configuration as it was before the test."""
+    was_configured, saved = structlog.is_configured(), structlog.get_config()
+    yield
+    structlog.reset_defaults()
+    if was_configured:
+        structlog.configure(**saved)
+
+
+def test_console_tracebacks_show_no_local_variables(capsys, restored_logging):
+    """A crash logged in the console format prints its traceback without the frames' local
+    variables (structlog's default console renderer, with rich installed, prints them, and
+    they held the raw request body), both through the whole chain and when the renderer
+    itself is handed the exception."""
+    configure("console", "info")
+
+    def handler(body: bytes) -> None:
+        raise ValueError("boom")
+
+    secret = " ".join(["card", "4111", "1111", "1111", "1111"])  # not in any source line
+    try:
+        handler(secret.encode())
+    except ValueError:
+        exc_info = sys.exc_info()
+        structlog.get_logger("tests").exception("request.failed")
+    through_chain = capsys.readouterr().err
+    renderer = structlog.get_config()["processors"][-1]
+    rendered = renderer(None, "error", {"event": "request.failed", "exc_info": exc_info})
+    for output in (through_chain, rendered):
+        assert "ValueError: boom" in output and "handler" in output, output
+        assert secret not in output, output

@@ -563,3 +563,17 @@ async def test_malformed_authorization_header_is_401(gateway, header):
         gateway.session, "GET", gateway.url + "/v1/inbox", headers={"Authorization": header}
     )
     assert_problem(answer, 401, "unauthorized", "bearer")
+
+
+@pytest.mark.parametrize("part", ["header", "claims"])
+async def test_an_agent_jwt_nested_too_deeply_is_401(gateway, part):
+    """A JWT whose header or claims nest deeper than Python's parser recurses is 401
+    unauthorized naming the part, like any JWT that is not JSON (it was a 500, before any
+    credential was checked)."""
+    alice = await gateway.person("alice")
+    pieces = _jwt(gateway, alice.key, alice.address).split(".")
+    pieces[0 if part == "header" else 1] = b64url_encode(b"[" * 2000 + b"]" * 2000)
+    answer = await request(
+        gateway.session, "GET", gateway.url + "/v1/inbox", token=".".join(pieces)
+    )
+    assert_problem(answer, 401, "unauthorized", part)

@@ -155,6 +155,34 @@ async def test_malformed_json_falls_back(server: tuple[FakeModel, str]) -> None:
     await language.close()
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        "[" * 5000 + "]" * 5000,
+        '{"address": null, "confidence": ' + "9" * 5000 + "}",
+    ],
+    ids=["deep", "huge-integer"],
+)
+async def test_json_python_cannot_parse_falls_back_as_malformed(
+    server: tuple[FakeModel, str], content: str
+) -> None:
+    """An answer nested deeper than Python's parser recurses, or holding an integer of more
+    digits than it converts, is the model's malformed answer like any other: the rules
+    answer, reported as malformed_json (deep nesting was an unexplained `error`)."""
+    model, url = server
+
+    async def garbled(body: dict[str, Any]) -> web.Response:
+        return completion(content)
+
+    model.reply = garbled
+    reasons: list[str] = []
+    language = adapter(url, reasons)
+    choice = await language.route("Where is my parcel?", ACME)
+    assert choice.address == ORDERS
+    assert reasons == ["malformed_json"]
+    await language.close()
+
+
 async def test_answer_of_wrong_shape_falls_back(server: tuple[FakeModel, str]) -> None:
     """JSON that fails validation (confidence out of range) falls back as invalid_answer."""
     model, url = server
