@@ -3,6 +3,7 @@ models, the principal, and JSON responses."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -93,33 +94,40 @@ async def read_model(request: web.Request, model: type[M]) -> M:
 def query_integer(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     """A whole-number query value within its bounds, parsed as an integer: 1.5 is refused,
     and a bound past 2**53 holds exactly (as a float it would round)."""
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise RequestInvalid(f"{name} must be a whole number, got {raw!r}", member=name) from exc
-    if not low <= value <= high:
-        raise RequestInvalid(f"{name} must be from {low} to {high}, got {raw}", member=name)
-    return value
+    return int(_query_value(request, name, default, low, high, int, "a whole number"))
 
 
 def query_number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
-    """The query parameter `name` as a number from `low` to `high` (`default` when absent).
+    """The query parameter `name` as a number from `low` to `high` (`default` when absent)."""
+    return float(_query_value(request, name, default, low, high, float, "a number"))
+
+
+def _query_value(
+    request: web.Request,
+    name: str,
+    default: float,
+    low: float,
+    high: float,
+    read: Callable[[str], float],
+    kind: str,
+) -> float:
+    """The query parameter `name` read by `read`, from `low` to `high` (`default` if absent).
 
     Raises:
-        RequestInvalid: It is not a number, or out of bounds; the detail says which.
+        RequestInvalid: It is not `kind`, or out of bounds; the detail says which.
     """
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = float(raw)
+        value = read(raw)
     except ValueError as exc:
-        raise RequestInvalid(f"{name} must be a number, got {raw!r}", member=name) from exc
+        raise RequestInvalid(f"{name} must be {kind}, got {raw!r}", member=name) from exc
     if not low <= value <= high:
-        raise RequestInvalid(f"{name} must be from {low:g} to {high:g}, got {raw}", member=name)
+        shown = [f"{bound:g}" if isinstance(bound, float) else str(bound) for bound in (low, high)]
+        raise RequestInvalid(
+            f"{name} must be from {shown[0]} to {shown[1]}, got {raw}", member=name
+        )
     return value
 
 
