@@ -355,7 +355,7 @@ async def open_database(settings: Settings) -> AsyncEngine:
     """
     name = "DATABASE_URL" if settings.database_url else "DATA_DIR"
     try:
-        engine = create_engine(settings.sqlalchemy_url)
+        engine = create_engine(settings.sqlalchemy_url, sqlite_sync=settings.sqlite_sync)
     except (OSError, SQLAlchemyError, ValueError) as exc:
         raise SettingUnusable(
             name, f"cannot use {_database_place(settings)}: {_reason(exc)}"

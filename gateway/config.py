@@ -77,6 +77,7 @@ class Settings:
     port: int = 8420
     log_format: Literal["json", "console"] = "console"
     log_level: str = "info"
+    sqlite_sync: Literal["normal", "full"] = "normal"  # SQLite's synchronous: see README
     rate_per_minute: int = 120
     personal_to_personal: bool = False
     smtp_url: str | None = None
@@ -152,6 +153,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=_choice(
             "LOG_LEVEL", get("LOG_LEVEL"), ("debug", "info", "warning", "error"), "info"
         ),
+        sqlite_sync=_choice("SQLITE_SYNC", get("SQLITE_SYNC"), ("normal", "full"), "normal"),  # type: ignore[arg-type]
         rate_per_minute=_int("RATE_PER_MINUTE", get("RATE_PER_MINUTE"), 120, 1, 1_000_000),
         personal_to_personal=_bool("PERSONAL_TO_PERSONAL", get("PERSONAL_TO_PERSONAL")),
         smtp_url=get("SMTP_URL"),

@@ -39,23 +39,27 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, sqlite_sync: str = "normal") -> AsyncEngine:
     """An async engine tuned for the backend: on SQLite WAL, a busy timeout, and writes that
-    take the write lock at BEGIN while reads take none (`_sqlite_begin`)."""
+    take the write lock at BEGIN while reads take none (`_sqlite_begin`). `sqlite_sync` is
+    SQLite's `synchronous` (`normal` or `full`; see `SqliteEngine`)."""
     if url.startswith("sqlite"):
         parsed = make_url(url)
         if parsed.database and parsed.database != ":memory:" and not parsed.query:
             # A plain file path: its folder is made. A URL with options (SQLite's URI form,
             # `file:...?mode=rwc&uri=true`) is opened as it says, and no folder is guessed.
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if sqlite_sync not in _SYNC_LEVELS:
+            raise ValueError(f"SQLite's synchronous must be one of {', '.join(_SYNC_LEVELS)}")
         engine = SqliteEngine(
             create_async_engine(
                 url,
                 connect_args={"timeout": _BUSY_TIMEOUT_MS / 1000},
                 pool_reset_on_return=None,
-            ).sync_engine
+            ).sync_engine,
+            sync=sqlite_sync,
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", engine.prepare_connection)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         event.listen(engine.sync_engine, "reset", _sqlite_reset)
         return engine
@@ -83,14 +87,19 @@ def create_engine(url: str) -> AsyncEngine:
     return distributed
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+_SYNC_LEVELS = ("normal", "full")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, sync: str) -> None:
     # aiosqlite's connection defers to the driver; isolation_level None lets SQLAlchemy issue
     # BEGIN itself, and BEGIN IMMEDIATE below takes the write lock up front (no upgrade
     # deadlocks between two writers).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    if sync not in _SYNC_LEVELS:
+        raise ValueError(f"SQLite's synchronous must be one of {', '.join(_SYNC_LEVELS)}")
+    cursor.execute(f"PRAGMA synchronous={sync.upper()}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     cursor.close()
@@ -124,21 +133,27 @@ class SqliteEngine(AsyncEngine):
 
     The hot paths (`write_plain`, `read_plain`) run on plain sqlite3 connections (one for
     writes, one for reads) in the event loop's own thread, without a thread round trip per
-    statement: in WAL mode with `synchronous=NORMAL` a commit writes to the WAL and does not
-    wait for the disk, so a call takes what its statements take (tens to hundreds of µs),
-    while each round trip to a database thread cost more than a statement in wake-ups and
-    hand-overs of the interpreter lock. Only the COMMIT of a write that asks for it (a group
-    commit of several acceptances) goes to a thread of its own (`_commit_aside`): it is one
-    call in C that holds no interpreter lock while it writes the transaction's pages to the
-    WAL, the largest part of a group commit's time, and the event loop goes on with other
-    requests meanwhile. These connections never wait: their busy timeout is 0, and a call
-    that finds the database locked (by another process) goes to a database thread instead,
-    which waits there. They never checkpoint either (a checkpoint waits for the disk): every
+    statement: in WAL mode with `synchronous=NORMAL` (the default) a commit writes to the WAL
+    and does not wait for the disk, so a call takes what its statements take (tens to
+    hundreds of µs), while each round trip to a database thread cost more than a statement in
+    wake-ups and hand-overs of the interpreter lock. Only the COMMIT of a write that asks for
+    it (a group commit of several acceptances) goes to a thread of its own (`_commit_aside`):
+    it is one call in C that holds no interpreter lock while it writes the transaction's
+    pages to the WAL, the largest part of a group commit's time, and the event loop goes on
+    with other requests meanwhile. With `synchronous=FULL` (`sync="full"`,
+    SWITCHBOARD_SQLITE_SYNC) each COMMIT also waits for the WAL to reach the disk, so every
+    write's COMMIT goes to that thread, even a single acceptance's. These connections never
+    wait: their busy timeout is 0, and a call that finds the database locked (by another
+    process) goes to a database thread instead, which waits there. They never checkpoint
+    either (a checkpoint waits for the disk): every
     `_CHECKPOINT_EVERY` commits, checkpoints run in a database thread (`_run_checkpoint`).
     """
 
-    def __init__(self, sync_engine: Any) -> None:
+    def __init__(self, sync_engine: Any, *, sync: str = "normal") -> None:
         super().__init__(sync_engine)
+        self._sync = sync
+        # With `synchronous=FULL` every COMMIT waits for the disk: none may run on the loop.
+        self._commits_aside = sync == "full"
         self._writers = asyncio.Lock()
         self._writer: asyncio.Task[Any] | None = None
         # Connections kept out of the pool for the thread calls, idle ones here: a pool
@@ -155,6 +170,10 @@ class SqliteEngine(AsyncEngine):
         self._committer: ThreadPoolExecutor | None = None  # the COMMITs' thread
         self._commits = 0  # by the direct connection since the last checkpoint began
         self._checkpoint: asyncio.Task[None] | None = None
+
+    def prepare_connection(self, dbapi_connection: Any, _record: Any) -> None:
+        """Every new connection of the pool: WAL, this engine's `synchronous`, foreign keys."""
+        _sqlite_pragmas(dbapi_connection, self._sync)
 
     def _check_not_nested(self) -> asyncio.Task[Any] | None:
         task = asyncio.current_task()
@@ -190,7 +209,7 @@ class SqliteEngine(AsyncEngine):
                             raise
                     else:
                         try:
-                            if commit_aside:
+                            if commit_aside or self._commits_aside:
                                 result = _rolled_back_on_failure(db, work, args)
                                 await self._commit_aside(db)
                             else:
@@ -248,7 +267,7 @@ class SqliteEngine(AsyncEngine):
                 self._file, timeout=0, isolation_level=None, check_same_thread=not writes
             )
             try:
-                _sqlite_pragmas(db, None)
+                _sqlite_pragmas(db, self._sync)
                 db.execute("PRAGMA busy_timeout=0")
                 db.execute("PRAGMA wal_autocheckpoint=0")
             except sqlite3.OperationalError as exc:

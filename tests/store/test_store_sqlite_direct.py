@@ -510,3 +510,39 @@ async def test_a_direct_connection_left_in_a_transaction_is_replaced(tmp_path: P
         assert engine._direct is not None and engine._direct is not held[0]
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize(("sync", "level"), [("normal", 1), ("full", 2)])
+async def test_synchronous_is_the_engines_on_every_connection(
+    tmp_path: Path, sync: str, level: int
+) -> None:
+    """`sqlite_sync` (SWITCHBOARD_SQLITE_SYNC) is SQLite's `synchronous` on the pool's
+    connections and on both plain ones; with `full`, every COMMIT of the writes' connection
+    waits for the disk in the committer's thread, a single write's too."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}", sqlite_sync=sync)
+    assert isinstance(engine, SqliteEngine)
+    await migrate(engine)
+    commits: list[int] = []
+    try:
+
+        def write(db: sqlite3.Connection) -> int:
+            _trace_commits(db, commits)
+            db.execute("INSERT INTO inbox_heads (agent, last_seq) VALUES ('a', 1)")
+            return int(db.execute("PRAGMA synchronous").fetchone()[0])
+
+        def read(db: sqlite3.Connection) -> int:
+            return int(db.execute("PRAGMA synchronous").fetchone()[0])
+
+        assert await engine.write_plain(write) == level
+        assert await engine.read_plain(read) == level
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA synchronous"))).scalar_one() == level
+        loop_thread = threading.get_ident()
+        assert len(commits) == 1 and (commits[0] != loop_thread) == (sync == "full")
+    finally:
+        await engine.dispose()
+
+
+def test_an_unknown_synchronous_level_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="normal, full"):
+        create_engine(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}", sqlite_sync="off")
