@@ -223,8 +223,9 @@ class NatsBus:
         """Connect (retrying for ever after a first success), and make the work stream.
 
         Raises:
-            BusUnavailable: no first connection within `first_connect_timeout_s`; the message
-                names the server and the last error, on one line.
+            BusUnavailable: no first connection within `first_connect_timeout_s`, or a server
+                that cannot make the work stream (no JetStream); the message names the
+                server and the error, on one line.
         """
         connected = False
         last_error: Exception | None = None
@@ -237,7 +238,8 @@ class NatsBus:
                 last_error = exc
 
         async def on_disconnected() -> None:
-            log.warning("bus.nats_disconnected")
+            if connected:  # not the start's own close, below
+                log.warning("bus.nats_disconnected")
 
         async def on_reconnected() -> None:
             log.info("bus.nats_reconnected")
@@ -267,7 +269,15 @@ class NatsBus:
         bus = cls(client, prefix)
         try:
             await bus._ensure_stream()
+        except (TimeoutError, nats.errors.Error) as exc:
+            connected = False
+            await client.close()
+            raise BusUnavailable(
+                f"{_server(url)} made no JetStream stream ({type(exc).__name__}); the gateway"
+                " needs JetStream: start nats-server with -js"
+            ) from exc
         except Exception:
+            connected = False
             await client.close()
             raise
         return bus

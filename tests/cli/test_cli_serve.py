@@ -7,12 +7,16 @@ Unreachable servers are closed ports on 127.0.0.1, which refuse at once.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,3 +140,31 @@ def test_a_host_that_does_not_resolve_cannot_be_listened_on(tmp_path: Path) -> N
     line = the_one_line(serve(tmp_path / "data", HOST="nowhere.invalid", PORT=str(port)))
     assert line.startswith(f"cannot listen on nowhere.invalid:{port}: ")
     assert not (tmp_path / "data").exists()
+
+
+def test_a_nats_without_jetstream_is_named(tmp_path: Path) -> None:
+    """A NATS server started without JetStream answers, but cannot hold the work stream: one
+    line naming SWITCHBOARD_NATS_URL and saying JetStream is needed (it was a traceback)."""
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    port = closed_port()
+    try:
+        server = subprocess.Popen(
+            [binary, "-a", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError as exc:
+        unavailable("nats-server (to run one without JetStream)", exc)
+    try:
+        for _ in range(100):  # until it listens
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        line = the_one_line(serve(tmp_path / "data", NATS_URL=f"nats://127.0.0.1:{port}"))
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert line.startswith(f"SWITCHBOARD_NATS_URL: 127.0.0.1:{port} made no JetStream stream")
+    assert line.endswith("start nats-server with -js")
+    assert not (tmp_path / "data" / "admin_token").exists()
