@@ -17,9 +17,13 @@ import aiohttp
 
 from gateway.clock import iso
 from identity.envelope import sign
+from identity.errors import InvalidJson
 from identity.ids import new_ulid
+from identity.json_text import load
 from identity.keys import PrivateKey, PublicKey
 from identity.tokens import issue_agent_token
+
+_ANSWER = "the gateway's answer"
 
 
 class GatewayProblem(Exception):
@@ -62,14 +66,19 @@ class _Http:
             timeout=aiohttp.ClientTimeout(total=None, sock_read=heartbeat * 4),
         ) as response:
             if response.status >= 400:
-                raise GatewayProblem(response.status, json.loads(await response.read()))
+                raise _problem(response.status, await response.read())
             data: list[str] = []
             async for raw in response.content:
                 line = raw.decode().rstrip("\r\n")
                 if line.startswith("data:"):
                     data.append(line[5:].lstrip())
                 elif line == "" and data:
-                    yield json.loads("\n".join(data))
+                    event = load("\n".join(data), "the gateway's event")
+                    if not isinstance(event, dict):
+                        raise InvalidJson(
+                            f"the gateway's event is not a JSON object: {event!r:.80}"
+                        )
+                    yield event
                     data = []
 
     async def call(
@@ -97,10 +106,19 @@ class _Http:
             timeout=aiohttp.ClientTimeout(total=time_limit),
         ) as response:
             payload = await response.read()
-            parsed = json.loads(payload) if payload else None
             if response.status >= 400:
-                raise GatewayProblem(response.status, parsed if isinstance(parsed, dict) else {})
-            return parsed
+                raise _problem(response.status, payload)
+            return load(payload, _ANSWER) if payload else None
+
+
+def _problem(status: int, payload: bytes) -> GatewayProblem:
+    """The error answer as a `GatewayProblem`; one that is no JSON object (a proxy's error
+    page, say) keeps its status with an empty problem."""
+    try:
+        problem = load(payload, _ANSWER)
+    except InvalidJson:
+        problem = None
+    return GatewayProblem(status, problem if isinstance(problem, dict) else {})
 
 
 class StaffClient(_Http):
