@@ -74,16 +74,26 @@ def load(data: str | bytes, what: str = "the body", decoder: json.JSONDecoder = 
 
 
 def depth_exceeds(value: object, limit: int) -> bool:
-    """Whether `value` nests arrays and objects more than `limit` levels deep (no recursion)."""
-    stack: list[tuple[dict[Any, Any] | list[Any], int]] = (
-        [(value, 1)] if isinstance(value, (dict, list)) else []
-    )
+    """Whether `value` nests arrays and objects more than `limit` levels deep (no recursion).
+
+    Only non-empty containers are walked into, with exact type checks: a body of many small
+    arrays (a 255 KiB `[[],[],...]` sent before any credential is checked) costs about what
+    decoding it did, where a walk of every element cost five times that."""
+    kinds = (dict, list)
+    if type(value) not in kinds:
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > limit:
             return True
-        items = node.values() if isinstance(node, dict) else node
-        stack.extend((item, depth + 1) for item in items if isinstance(item, (dict, list)))
+        inner = depth + 1
+        for item in node.values() if type(node) is dict else node:
+            if type(item) in kinds:
+                if item:
+                    stack.append((item, inner))
+                elif inner > limit:  # an empty array or object is a level too
+                    return True
     return False
 
 
