@@ -76,12 +76,22 @@ def _serve(args: argparse.Namespace) -> int:
         web.run_app(app, sock=sockets, print=None, access_log=None)
     except SettingsError as exc:  # found at start: a folder or a server a setting names
         raise CliError(str(exc)) from exc
+    except OSError as exc:  # the sockets listen already: this is not expected, but says where
+        raise CliError(f"cannot serve on {settings.host}:{settings.port}: {exc}") from exc
+    finally:
+        for sock in sockets:
+            sock.close()  # a no-op once the server has closed them
     return 0
 
 
+_BACKLOG = 128  # aiohttp's own default for the sites it makes
+
+
 def _bind(host: str, port: int) -> list[socket.socket]:
-    """Sockets bound to every address `host` resolves to, as aiohttp would bind them; they
-    listen once the gateway has started, so connections are refused until then."""
+    """Sockets bound to every address `host` resolves to, as aiohttp would bind them, and
+    listening: a port another process holds, even one only bound with SO_REUSEADDR as these
+    are, is found here rather than after the gateway has started up. Connections made before
+    the start-up ends wait in the backlog and are served once it has."""
     failed = f"cannot listen on {host}:{port}"
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -96,6 +106,7 @@ def _bind(host: str, port: int) -> list[socket.socket]:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)
+            sock.listen(_BACKLOG)
     except OSError as exc:
         for sock in sockets:
             sock.close()

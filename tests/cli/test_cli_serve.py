@@ -6,6 +6,7 @@ Unreachable servers are closed ports on 127.0.0.1, which refuse at once.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.cli.serve import _bind
 from tests.conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,3 +170,21 @@ def test_a_nats_without_jetstream_is_named(tmp_path: Path) -> None:
     assert line.startswith(f"SWITCHBOARD_NATS_URL: 127.0.0.1:{port} made no JetStream stream")
     assert line.endswith("start nats-server with -js")
     assert not (tmp_path / "data" / "admin_token").exists()
+
+
+def test_the_port_is_claimed_before_the_gateway_starts_up() -> None:
+    """Two `serve`s starting at once on one port can both bind it (SO_REUSEADDR); the first
+    to listen has it. `serve` listens as it binds, before its start-up, so the other one
+    finds the port taken then (it was found after a whole start-up, as a traceback)."""
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind(("127.0.0.1", 0))
+        port = other.getsockname()[1]
+        sockets = _bind("127.0.0.1", port)  # binds beside the other, and listens
+        try:
+            with pytest.raises(OSError) as taken:
+                other.listen()
+            assert taken.value.errno == errno.EADDRINUSE
+        finally:
+            for sock in sockets:
+                sock.close()
