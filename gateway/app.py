@@ -268,6 +268,7 @@ def _lifecycle(
                 endpoints=EndpointGuard(settings.delivery),
                 gateway_domain=settings.domain,
                 personal_domain=settings.personal_domain,
+                reserved=frozenset({settings.gateway_address, settings.admin_address}),
             ),
             language=language,
             bus=bus,

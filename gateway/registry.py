@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.clock import Clock
 from gateway.endpoints import EndpointGuard
-from gateway.errors import NotFound, RequestInvalid
+from gateway.errors import AddressTaken, NotFound, RequestInvalid
 from gateway.store.directory import Directory
 from gateway.store.records import AgentRecord, BrandRecord
 from identity.address import parse_address, parse_domain
@@ -69,12 +69,16 @@ class Registry:
         endpoints: EndpointGuard,
         gateway_domain: str,
         personal_domain: str,
+        reserved: frozenset[str] = frozenset(),
     ) -> None:
         self._directory = directory
         self._clock = clock
         self._endpoints = endpoints
         self._gateway_domain = gateway_domain
         self._personal_domain = personal_domain
+        # The addresses the gateway signs as (itself, the admin at an escalation): nobody may
+        # register one, which a personal domain equal to the gateway's would otherwise allow.
+        self._reserved = reserved
 
     async def create_brand(self, domain: str, display_name: str) -> tuple[BrandRecord, str]:
         """Create a brand and its first brand-admin token (returned once, stored hashed)."""
@@ -118,6 +122,11 @@ class Registry:
             if address.domain != self._personal_domain:
                 raise Forbidden(
                     f"personal agents live under {self._personal_domain}, not {address.domain}"
+                )
+            if str(address) in self._reserved:
+                raise AddressTaken(
+                    f"{address} is the gateway's own address; choose another local part",
+                    address=str(address),
                 )
             self._check_possession(str(address), keys, proof)
             brand_domain = None

@@ -14,7 +14,7 @@ from identity.envelope import KeyState
 from identity.errors import TokenInvalid
 from identity.keys import PrivateKey, PublicKey
 from identity.tokens import issue_agent_token, verify_agent_token
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, make_settings, start_gateway
 from tests.integration.wire import assert_problem, request
 
 
@@ -226,6 +226,36 @@ async def test_personal_registration_refusals(gateway):
         gateway.session, "POST", url, token=_jwt(gateway, key, address), body=body
     )
     assert_problem(again, 409, "address_taken", address)
+
+
+@pytest.mark.parametrize("local", ["gateway", "admin"])
+async def test_the_gateways_own_addresses_cannot_be_registered(tmp_path, local):
+    """With the personal domain the gateway's own, gateway@ (which signs status envelopes)
+    and admin@ (the admin at an escalation) are taken: 409 address_taken, nothing stored;
+    another local part registers."""
+    settings = make_settings(tmp_path / "var").with_overrides(personal_domain="gw.example")
+    async with start_gateway(settings) as gateway:
+        url = gateway.url + "/v1/agents"
+        key = PrivateKey.generate()
+        address = f"{local}@gw.example"
+        taken = await request(
+            gateway.session,
+            "POST",
+            url,
+            token=_jwt(gateway, key, address),
+            body=_personal_body(address, key),
+        )
+        assert_problem(taken, 409, "address_taken", address, "gateway's own address")
+        assert await gateway.services.directory.agent(address) is None
+        alice = "alice@gw.example"
+        ok = await request(
+            gateway.session,
+            "POST",
+            url,
+            token=_jwt(gateway, key, alice),
+            body=_personal_body(alice, key),
+        )
+        assert ok.status == 201, ok.body
 
 
 # Cards and PATCH -----------------------------------------------------------------------------
