@@ -3,6 +3,7 @@ models, the principal, and JSON responses."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -91,42 +92,58 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         raise RequestInvalid(f"{where}: {first['msg']}", member=where) from exc
 
 
+MAX_SEQ = 2**62  # the largest seq a read or a stream may resume after (below SQLite's 2**63)
+_WHOLE = re.compile(r"-?[0-9]+")
+
+
 def query_integer(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    """A whole-number query value within its bounds, parsed as an integer: 1.5 is refused,
-    and a bound past 2**53 holds exactly (as a float it would round)."""
-    return int(_query_value(request, name, default, low, high, int, "a whole number"))
+    """A whole-number query value within its bounds, parsed as an integer: 1.5, 1_0 or +5
+    are refused, and a bound past 2**53 holds exactly (as a float it would round)."""
+    return int(bounded(request.query.get(name), name, default, low, high, whole_number))
 
 
 def query_number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
     """The query parameter `name` as a number from `low` to `high` (`default` when absent)."""
-    return float(_query_value(request, name, default, low, high, float, "a number"))
+    return float(bounded(request.query.get(name), name, default, low, high, float))
 
 
-def _query_value(
-    request: web.Request,
+def whole_number(raw: str) -> int:
+    """Decimal digits, with an optional minus, as an int (`int` alone also takes 1_0, +5,
+    spaces and other scripts' digits).
+
+    Raises:
+        ValueError: Anything else.
+    """
+    if _WHOLE.fullmatch(raw) is None:
+        raise ValueError(f"not a whole number: {raw!r}")
+    return int(raw)
+
+
+def bounded(
+    raw: str | None,
     name: str,
     default: float,
     low: float,
     high: float,
     read: Callable[[str], float],
-    kind: str,
 ) -> float:
-    """The query parameter `name` read by `read`, from `low` to `high` (`default` if absent).
+    """`raw` (a query value or a header named `name`) read by `read`, from `low` to `high`;
+    `default` when absent or empty.
 
     Raises:
-        RequestInvalid: It is not `kind`, or out of bounds; the detail says which.
+        RequestInvalid: It does not read, or is out of bounds; the detail says which.
     """
-    raw = request.query.get(name)
     if raw is None or raw == "":
         return default
+    kind = "a whole number" if read is whole_number else "a number"
     try:
         value = read(raw)
     except ValueError as exc:
-        raise RequestInvalid(f"{name} must be {kind}, got {raw!r}", member=name) from exc
+        raise RequestInvalid(f"{name} must be {kind}, got {raw!r:.40}", member=name) from exc
     if not low <= value <= high:
         shown = [f"{bound:g}" if isinstance(bound, float) else str(bound) for bound in (low, high)]
         raise RequestInvalid(
-            f"{name} must be from {shown[0]} to {shown[1]}, got {raw}", member=name
+            f"{name} must be from {shown[0]} to {shown[1]}, got {raw:.40}", member=name
         )
     return value
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.http import sse
-from gateway.http.context import json_response, principal, query_integer, query_number, services
+from gateway.http.context import (
+    MAX_SEQ,
+    json_response,
+    principal,
+    query_integer,
+    query_number,
+    services,
+)
 from gateway.http.routes import Param, Route, Success
 from gateway.http.shapes import INBOX, INBOX_ITEM, STREAM
 from routing.errors import Forbidden, Unauthorized
@@ -14,7 +21,6 @@ from routing.policy import Action, Principal, Role, Target, authorize
 _MAX_WAIT_S = 30.0
 _MAX_LIMIT = 500
 _DEFAULT_LIMIT = 100
-_MAX_AFTER = 2**62
 
 
 async def _reader(request: web.Request) -> Principal:
@@ -34,7 +40,7 @@ async def _reader(request: web.Request) -> Principal:
 
 async def read_inbox(request: web.Request) -> web.Response:
     who = await _reader(request)
-    after = query_integer(request, "after", 0, 0, _MAX_AFTER)
+    after = query_integer(request, "after", 0, 0, MAX_SEQ)
     limit = query_integer(request, "limit", _DEFAULT_LIMIT, 1, _MAX_LIMIT)
     wait = query_number(request, "wait", 0, 0, _MAX_WAIT_S)
     assert who.address is not None
@@ -64,7 +70,7 @@ ROUTES = (
         params=(
             Param(
                 "after",
-                {"type": "integer", "minimum": 0, "maximum": _MAX_AFTER, "default": 0},
+                {"type": "integer", "minimum": 0, "maximum": MAX_SEQ, "default": 0},
                 "Items after this seq: the `next` of the previous answer",
             ),
             Param(

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import structlog
 from aiohttp import web
 
-from gateway.errors import RequestInvalid
+from gateway.http.context import MAX_SEQ, bounded, whole_number
 from gateway.http.routes import Param
 
 log = structlog.get_logger(__name__)
@@ -24,13 +24,13 @@ _HEARTBEAT_MIN_S, _HEARTBEAT_MAX_S = 0.05, 60.0
 PARAMS = (
     Param(
         "Last-Event-ID",
-        {"type": "integer", "minimum": 0},
+        {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
         "The id (seq) of the last event received: the stream resumes after it",
         where="header",
     ),
     Param(
         "after",
-        {"type": "integer", "minimum": 0, "default": 0},
+        {"type": "integer", "minimum": 0, "maximum": MAX_SEQ, "default": 0},
         "Resume after this seq when Last-Event-ID is not sent",
     ),
     Param(
@@ -47,29 +47,21 @@ PARAMS = (
 
 
 def resume_point(request: web.Request) -> int:
-    """Where a stream resumes: `Last-Event-ID` (or `?after=`), 0 for the beginning."""
-    resume = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
-    try:
-        after = int(resume)
-    except ValueError as exc:
-        raise RequestInvalid(f"Last-Event-ID must be a seq number, got {resume!r}") from exc
-    if after < 0:
-        raise RequestInvalid(f"Last-Event-ID must not be negative, got {after}")
-    return after
+    """Where a stream resumes: `Last-Event-ID` (or `?after=`), 0 for the beginning.
+
+    Raises:
+        RequestInvalid: Not a seq from 0 to `MAX_SEQ`, naming which one.
+    """
+    header = request.headers.get("Last-Event-ID")
+    if header:
+        return int(bounded(header, "Last-Event-ID", 0, 0, MAX_SEQ, whole_number))
+    return int(bounded(request.query.get("after"), "after", 0, 0, MAX_SEQ, whole_number))
 
 
 def heartbeat_interval(request: web.Request) -> float:
     """Seconds of quiet before a heartbeat comment (`?heartbeat=`, 0.05 to 60)."""
     raw = request.query.get("heartbeat")
-    if raw is None or raw == "":
-        return HEARTBEAT_S
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise RequestInvalid(f"heartbeat must be a number of seconds, got {raw!r}") from exc
-    if not _HEARTBEAT_MIN_S <= value <= _HEARTBEAT_MAX_S:
-        raise RequestInvalid(f"heartbeat must be from 0.05 to 60 seconds, got {raw}")
-    return value
+    return bounded(raw, "heartbeat", HEARTBEAT_S, _HEARTBEAT_MIN_S, _HEARTBEAT_MAX_S, float)
 
 
 async def stream(

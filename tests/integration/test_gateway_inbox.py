@@ -101,6 +101,8 @@ async def test_long_poll_times_out_empty(gateway):
         ("limit=100000", "limit"),
         ("limit=x", "limit"),
         ("limit=1.5", "limit"),
+        ("limit=1_0", "limit"),
+        ("limit=+5", "limit"),
         ("after=4611686018427387905", "after"),
         ("wait=31", "wait"),
         ("wait=-1", "wait"),
@@ -212,17 +214,30 @@ async def test_stream_delivers_live_envelopes_and_heartbeats(gateway):
     response.close()
 
 
-async def test_stream_with_bad_last_event_id_is_400(gateway):
-    """A Last-Event-ID that is not a seq number is 400 schema_invalid."""
+@pytest.mark.parametrize(
+    ("headers", "query", "member"),
+    [
+        ({"Last-Event-ID": "abc"}, "", "Last-Event-ID"),
+        ({"Last-Event-ID": "99999999999999999999"}, "", "Last-Event-ID"),
+        ({"Last-Event-ID": "-1"}, "", "Last-Event-ID"),
+        ({}, "?after=99999999999999999999", "after"),
+        ({}, "?after=1_0", "after"),
+        ({}, "?heartbeat=0", "heartbeat"),
+    ],
+)
+async def test_stream_with_a_bad_resume_point_is_400(gateway, headers, query, member):
+    """A Last-Event-ID or after that is not a seq from 0 to 2**62, or a heartbeat out of
+    range, is 400 schema_invalid naming it, before the stream starts (a seq past SQLite's
+    integers broke the response after its 200)."""
     support, _ = await _world(gateway)
     answer = await request(
         gateway.session,
         "GET",
-        gateway.url + "/v1/inbox/stream",
+        gateway.url + "/v1/inbox/stream" + query,
         token=support.token(),
-        headers={"Last-Event-ID": "abc"},
+        headers=headers,
     )
-    assert_problem(answer, 400, "schema_invalid", "Last-Event-ID")
+    assert_problem(answer, 400, "schema_invalid", member)
 
 
 async def test_stream_disconnect_is_not_an_error(gateway):
