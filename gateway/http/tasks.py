@@ -93,19 +93,22 @@ async def list_tasks(request: web.Request) -> web.Response:
     state = request.query.get("state") or None
     control = request.query.get("control") or None
     if state is not None and state not in {s.value for s in State}:
-        raise RequestInvalid(f"state must be one of {', '.join(s.value for s in State)}")
+        raise RequestInvalid(
+            f"state must be one of {', '.join(s.value for s in State)}", member="state"
+        )
     if control is not None and control not in {c.value for c in Control}:
-        raise RequestInvalid("control must be agent or human")
+        raise RequestInvalid("control must be agent or human", member="control")
     limit = query_integer(request, "limit", _LIST_DEFAULT, 1, _LIST_MAX)
     before = _cursor(request.query.get("before") or None)
+    # One more than the page, to tell whether another follows (no `next` to an empty page).
     tasks = await svc.conversations.list_tasks(
-        **_scope(who), state=state, control=control, limit=limit, before=before
+        **_scope(who), state=state, control=control, limit=limit + 1, before=before
     )
-    more = len(tasks) == limit
+    page = tasks[:limit]
     return json_response(
         {
-            "items": [task_view(task) for task in tasks],
-            "next": _next_cursor(tasks[-1]) if more else None,
+            "items": [task_view(task) for task in page],
+            "next": _next_cursor(page[-1]) if len(tasks) > limit else None,
         }
     )
 

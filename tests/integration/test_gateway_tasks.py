@@ -141,6 +141,8 @@ async def test_task_list_pages_with_next_until_none(gateway):
     everything = await page()
     assert [item["id"] for item in everything["items"]] == seen
     assert everything["next"] is None
+    exactly = await page(limit=5)  # a page that holds them all exactly: no `next`
+    assert len(exactly["items"]) == 5 and exactly["next"] is None
 
 
 @pytest.mark.parametrize(
