@@ -127,10 +127,13 @@ def _lifecycle(
         # bad one stops the start (`SettingUnusable`) with no admin token or key left behind.
         prepare_data_dir(settings)
         engine = await open_database(settings)
+        bus: Bus | None = None
         try:
             bus = overrides.bus_factory() if overrides.bus_factory else await _bus(settings)
             gateway_key = _gateway_key(settings)
         except BaseException:
+            if bus is not None:
+                await bus.close()
             await engine.dispose()
             raise
         admin_hash = _admin_token_hash(settings, overrides.announce or print)
