@@ -122,8 +122,8 @@ ROUTES = (
         "none",
         answers=(Success(200, CARD),),
         tag="agents",
-        # A credential is optional here, but one that is sent must check out.
-        refusals=("address_invalid", "unauthorized", "forbidden", "not_found"),
+        # Public: whatever credential comes with the request is not looked at.
+        refusals=("address_invalid", "not_found"),
     ),
     Route(
         "PATCH",
