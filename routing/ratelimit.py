@@ -1,9 +1,10 @@
 """A pure token bucket: how many envelopes one sender may send, and when it may send again.
 
-The gateway keeps one `Bucket` per sender (in memory or in its store) and calls `take` for
-each envelope with a monotonic clock reading. A bucket holds at most `burst` tokens, refills
-at `rate_per_minute / 60` tokens per second, and each envelope takes one. So over any window
-of `w` seconds a sender gets at most `burst + rate_per_minute * w / 60` envelopes.
+The gateway keeps one `Bucket` per sender and scope (`bucket_scope`, below), in memory, and
+calls `take` for each envelope with a clock reading in seconds. A bucket holds at most
+`burst` tokens, refills at `rate_per_minute / 60` tokens per second, and each envelope takes
+one. So over any window of `w` seconds a sender gets at most
+`burst + rate_per_minute * w / 60` envelopes in one scope.
 
 Choice where the protocol is silent: `burst` defaults to `rate_per_minute`, so "120 per
 minute" lets a sender write 120 envelopes at once after a quiet minute, and the 121st in
