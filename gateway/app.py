@@ -33,6 +33,7 @@ from gateway.delivery.sender import WebhookSender
 from gateway.delivery.worker import OutboxWorker
 from gateway.directory_cache import CachedDirectory
 from gateway.endpoints import EndpointGuard
+from gateway.errors import one_line
 from gateway.escalations import Escalator
 from gateway.http import agents, brands, directory, inbox, messages, ops, tasks, wellknown
 from gateway.http import channels as channel_routes
@@ -395,9 +396,7 @@ def _reason(exc: BaseException) -> str:
     """Why a connection or a file failed, on one line: the driver's message, or the system's."""
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         exc = exc.orig
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
+    return one_line(exc)
 
 
 def _gateway_key(settings: Settings) -> PrivateKey:

@@ -59,3 +59,11 @@ class RequestInvalid(GatewayError):
 
 class Unavailable(GatewayError):
     code = "unavailable"
+
+
+def one_line(exc: BaseException) -> str:
+    """Why an operation of the system or a library failed, on one line: the system's message
+    for an OSError, else the exception's first line (its type when it says nothing)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0]

@@ -42,6 +42,7 @@ from nats.js.api import (
 )
 
 from gateway.bus import Handler
+from gateway.errors import one_line
 
 log = structlog.get_logger(__name__)
 
@@ -101,12 +102,6 @@ def _server(url: str) -> str:
         return f"{parts.hostname}:{parts.port or 4222}"
     except ValueError:
         return "the server"
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
 
 
 class BusUnavailable(Exception):
@@ -261,7 +256,7 @@ class NatsBus:
         try:
             client = await asyncio.wait_for(connecting, first_connect_timeout_s)
         except (TimeoutError, OSError, nats.errors.Error) as exc:
-            reason = _one_line(last_error or exc)
+            reason = one_line(last_error or exc)
             raise BusUnavailable(
                 f"cannot connect to {_server(url)} in {first_connect_timeout_s:g} s: {reason}"
             ) from exc
