@@ -50,6 +50,17 @@ def _jwt(gateway: Any, key: PrivateKey, address: str, **changes: Any) -> str:
     )
 
 
+async def _register(gateway: Any, address: str, key: PrivateKey) -> Any:
+    """POST /v1/agents: `address` as a personal agent with `key`, proven by a JWT it signs."""
+    return await request(
+        gateway.session,
+        "POST",
+        gateway.url + "/v1/agents",
+        token=_jwt(gateway, key, address),
+        body=_personal_body(address, key),
+    )
+
+
 # Brands --------------------------------------------------------------------------------------
 
 
@@ -173,13 +184,7 @@ async def test_personal_agent_registers_with_proof_of_possession(gateway):
     """A personal agent registers itself with a JWT signed by the key it registers."""
     key = PrivateKey.generate()
     address = "alice@people.example"
-    answer = await request(
-        gateway.session,
-        "POST",
-        gateway.url + "/v1/agents",
-        token=_jwt(gateway, key, address),
-        body=_personal_body(address, key),
-    )
+    answer = await _register(gateway, address, key)
     assert answer.status == 201
     assert answer.body["kind"] == "personal"
     assert [k["kid"] for k in answer.body["keys"]] == [key.kid]
@@ -235,26 +240,12 @@ async def test_the_gateways_own_addresses_cannot_be_registered(tmp_path, local):
     another local part registers."""
     settings = make_settings(tmp_path / "var").with_overrides(personal_domain="gw.example")
     async with start_gateway(settings) as gateway:
-        url = gateway.url + "/v1/agents"
         key = PrivateKey.generate()
         address = f"{local}@gw.example"
-        taken = await request(
-            gateway.session,
-            "POST",
-            url,
-            token=_jwt(gateway, key, address),
-            body=_personal_body(address, key),
-        )
+        taken = await _register(gateway, address, key)
         assert_problem(taken, 409, "address_taken", address, "gateway's own address")
         assert await gateway.services.directory.agent(address) is None
-        alice = "alice@gw.example"
-        ok = await request(
-            gateway.session,
-            "POST",
-            url,
-            token=_jwt(gateway, key, alice),
-            body=_personal_body(alice, key),
-        )
+        ok = await _register(gateway, "alice@gw.example", key)
         assert ok.status == 201, ok.body
 
 
@@ -523,13 +514,7 @@ async def test_personal_agent_with_a_weak_key_is_refused(gateway):
     card = await request(gateway.session, "GET", f"{gateway.url}/v1/agents/{address}")
     assert_problem(card, 404, "not_found")
     owner = PrivateKey.generate()
-    registered = await request(
-        gateway.session,
-        "POST",
-        gateway.url + "/v1/agents",
-        token=_jwt(gateway, owner, address),
-        body=_personal_body(address, owner),
-    )
+    registered = await _register(gateway, address, owner)
     assert registered.status == 201
 
 
